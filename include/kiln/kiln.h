@@ -1,0 +1,118 @@
+/* Kiln: public API of libkiln, the inference side (tensor core, graph IR, forward kernels,
+ * model I/O). Nothing here trains; see kiln_train.h for libkiln_train. */
+#ifndef KILN_KILN_H
+#define KILN_KILN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KILN_MAX_INPUTS 8   /* most inputs one node takes (concat) */
+#define KILN_MAX_PARAMS 4   /* most tensors one node owns (bn: weight, bias, mean, var) */
+#define KILN_NAME_LEN 48    /* longest node name, with the terminating NUL */
+
+/* Status codes returned by every fallible call; details in kiln_last_error(). */
+typedef enum {
+    KILN_OK = 0,
+    KILN_ERR_IO,      /* a file could not be opened, read or written */
+    KILN_ERR_FORMAT,  /* a file or spec is malformed */
+    KILN_ERR_SHAPE,   /* shapes do not agree */
+    KILN_ERR_ARG,     /* a bad argument */
+    KILN_ERR_NOMEM,   /* an allocation failed */
+    KILN_ERR_NUMERIC  /* a NaN or infinity appeared */
+} kiln_status;
+
+/* The message of the last error on this thread (never NULL). */
+const char *kiln_last_error(void);
+
+/* Operators of the graph IR. */
+typedef enum {
+    KILN_OP_INPUT, KILN_OP_DENSE, KILN_OP_CONV2D, KILN_OP_MAXPOOL2D, KILN_OP_AVGPOOL2D,
+    KILN_OP_GLOBAL_AVGPOOL, KILN_OP_RELU, KILN_OP_LEAKY_RELU, KILN_OP_SIGMOID, KILN_OP_TANH,
+    KILN_OP_GELU, KILN_OP_SOFTMAX, KILN_OP_BATCHNORM, KILN_OP_DROPOUT, KILN_OP_FLATTEN,
+    KILN_OP_ADD, KILN_OP_CONCAT, KILN_OP_COUNT
+} kiln_op;
+
+/* The spec keyword of an op ("conv2d"), or NULL if out of range. */
+const char *kiln_op_name(kiln_op op);
+
+/* Attributes of a layer; fields an op does not use are ignored. */
+typedef struct {
+    int units;           /* dense: out features; conv2d: out channels */
+    int kernel[2];       /* conv/pool window (h, w) */
+    int stride[2];       /* conv/pool stride; 0 means 1 for conv, window for pool */
+    int pad[2];          /* zero padding (h, w) */
+    int dilation[2];     /* conv dilation; 0 means 1 */
+    int groups;          /* conv groups; 0 means 1 (= in channels gives depthwise) */
+    bool no_bias;        /* dense/conv2d without bias */
+    float alpha;         /* leaky_relu slope, dropout probability */
+    float eps;           /* batchnorm epsilon; 0 means 1e-5 */
+    float momentum;      /* batchnorm running-stat momentum; 0 means 0.1 (PyTorch) */
+} kiln_attrs;
+
+/* A dataflow graph of layers with inferred shapes and the parameters it owns. */
+typedef struct kiln_graph kiln_graph_t;
+
+/* An empty graph. */
+kiln_graph_t *kiln_graph_create(void);
+/* Frees a graph and every parameter it owns. */
+void kiln_graph_free(kiln_graph_t *g);
+/* Adds the input node, per-example shape (c,h,w); h = w = 1 and c = n gives a vector. Returns
+ * its node id or -1. */
+int kiln_graph_input(kiln_graph_t *g, int c, int h, int w);
+/* Adds a layer taking the given node ids; infers its shape. Returns the new id or -1. */
+int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
+                   const kiln_attrs *attrs, const char *name);
+/* Nodes in the graph (ids are 0..n-1, topologically ordered). */
+int kiln_graph_size(const kiln_graph_t *g);
+/* The id of the output node (the last one). */
+int kiln_graph_output(const kiln_graph_t *g);
+/* Per-example output shape of a node: number of dims (1 or 3) and dims into out[3]. */
+int kiln_graph_shape(const kiln_graph_t *g, int node, int out[3]);
+/* Elements per example of a node's output. */
+size_t kiln_graph_numel(const kiln_graph_t *g, int node);
+/* Trainable parameter count. */
+size_t kiln_graph_param_count(const kiln_graph_t *g);
+/* Forward FLOPs per example (multiply-add = 2). */
+double kiln_graph_flops(const kiln_graph_t *g);
+/* Fills parameters with PyTorch's default init (Kaiming-uniform a=sqrt(5) and its bias rule;
+ * batchnorm weight 1, bias 0) from a seeded generator. */
+void kiln_graph_init_params(kiln_graph_t *g, uint64_t seed);
+/* Serialises the graph back to spec text; caller frees the string. */
+char *kiln_graph_to_spec(const kiln_graph_t *g);
+/* Prints one line per layer: name, op, shape, parameters. */
+void kiln_graph_print(const kiln_graph_t *g, void *file);
+
+/* Parses a model spec (one layer per line, '#' comments). NULL on error; the message names
+ * origin (a file name for messages), line and column. */
+kiln_graph_t *kiln_spec_parse(const char *text, const char *origin);
+/* Reads and parses a spec file. */
+kiln_graph_t *kiln_spec_load(const char *path);
+
+/* Saves graph (spec in metadata) and parameters as safetensors, atomically. extra_meta is a
+ * NULL-terminated key, value, key, value... list of strings added to __metadata__ (may be NULL). */
+kiln_status kiln_model_save(const kiln_graph_t *g, const char *path, const char *const *extra_meta);
+/* Loads a model file written by kiln_model_save, validating every field. NULL on error. */
+kiln_graph_t *kiln_model_load(const char *path);
+
+/* Forward executor: owns one output buffer per node for up to max_batch examples. */
+typedef struct kiln_exec kiln_exec_t;
+/* An executor for g (not owned; must outlive it). */
+kiln_exec_t *kiln_exec_create(const kiln_graph_t *g, int max_batch);
+/* Frees an executor. */
+void kiln_exec_free(kiln_exec_t *e);
+/* Runs inference (eval-mode batchnorm, no dropout) on batch examples x (NCHW, fp32); returns the
+ * output node's buffer (batch x numel), owned by the executor. */
+const float *kiln_exec_run(kiln_exec_t *e, const float *x, int batch);
+
+/* Sets the worker thread count of OpenMP and BLAS. */
+void kiln_set_threads(int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

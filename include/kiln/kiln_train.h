@@ -1,0 +1,118 @@
+/* Kiln: public API of libkiln_train (autodiff, losses, optimizers, trainer). */
+#ifndef KILN_KILN_TRAIN_H
+#define KILN_KILN_TRAIN_H
+
+#include "kiln/kiln.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Reverse-mode autodiff over a graph: keeps every activation the backward pass needs. */
+typedef struct kiln_tape kiln_tape_t;
+
+/* A tape for g (not owned; parameters are read and running statistics updated in place).
+ * input_grad: also compute the gradient of the input (for gradient checks). */
+kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, uint64_t seed);
+/* Frees a tape. */
+void kiln_tape_free(kiln_tape_t *t);
+/* Forward pass over batch examples of x; training: batch statistics, dropout. Returns the output
+ * (batch x numel), owned by the tape. */
+const float *kiln_tape_forward(kiln_tape_t *t, const float *x, int batch, bool training);
+/* Backward pass from the output gradient dout (batch x numel) of the last forward. */
+void kiln_tape_backward(kiln_tape_t *t, const float *dout);
+/* Gradient of every trainable parameter (kiln_graph_param_count floats), after backward. */
+float *kiln_tape_param_grads(kiln_tape_t *t);
+/* Gradient of the input after backward, or NULL if the tape was created without it. */
+const float *kiln_tape_input_grad(const kiln_tape_t *t);
+/* Bytes of activations and saved state the tape keeps per example. */
+size_t kiln_tape_bytes_per_example(const kiln_tape_t *t);
+/* The dropout generator state (for checkpoints): 4 words. */
+uint64_t *kiln_tape_rng_state(kiln_tape_t *t);
+
+/* Mean softmax cross-entropy of logits (batch x classes) against labels; writes dlogits (may be
+ * NULL) and the count of correct argmax predictions (may be NULL). */
+float kiln_loss_softmax_ce(const float *logits, const int *labels, int batch, int classes,
+                           float *dlogits, int *correct);
+/* Per-example softmax cross-entropy losses into loss[batch]. */
+void kiln_loss_softmax_ce_each(const float *logits, const int *labels, int batch, int classes, float *loss);
+/* Mean squared error over n values; writes dy (may be NULL). */
+float kiln_loss_mse(const float *y, const float *target, size_t n, float *dy);
+
+/* Optimizer kinds. */
+typedef enum { KILN_OPT_SGD, KILN_OPT_MOMENTUM, KILN_OPT_NESTEROV, KILN_OPT_ADAM, KILN_OPT_ADAMW } kiln_opt_kind;
+/* Learning-rate schedules; warm-up composes with each. */
+typedef enum { KILN_SCHED_CONSTANT, KILN_SCHED_STEP, KILN_SCHED_COSINE } kiln_sched_kind;
+
+/* Optimizer and schedule settings (PyTorch semantics). */
+typedef struct {
+    kiln_opt_kind kind;
+    float lr;
+    float momentum;        /* momentum/nesterov; 0 means 0.9 */
+    float beta1, beta2;    /* adam; 0 means 0.9, 0.999 */
+    float eps;             /* adam; 0 means 1e-8 */
+    float weight_decay;    /* L2 added to the gradient (decoupled for adamw) */
+    float clip_norm;       /* clip the global gradient norm to this; 0 = off */
+    kiln_sched_kind schedule;
+    int64_t warmup_steps;  /* linear warm-up from 0 over this many steps */
+    int64_t step_size;     /* step schedule: multiply by gamma every step_size steps */
+    float gamma;           /* step schedule factor; 0 means 0.1 */
+    float min_lr;          /* cosine floor */
+} kiln_optim_config;
+
+/* Optimizer state (momentum buffers, Adam moments, step count) for a flat parameter vector. */
+typedef struct kiln_optim kiln_optim_t;
+
+/* An optimizer for n parameters. */
+kiln_optim_t *kiln_optim_create(const kiln_optim_config *cfg, size_t n);
+/* Frees an optimizer. */
+void kiln_optim_free(kiln_optim_t *o);
+/* The scheduled learning rate at a step out of total steps. */
+float kiln_optim_lr(const kiln_optim_t *o, int64_t step, int64_t total);
+/* One update of params from grads at learning rate lr (grads may be scaled by clipping);
+ * returns the gradient norm before clipping. */
+float kiln_optim_step(kiln_optim_t *o, float *params, float *grads, float lr);
+/* The optimizer's state buffers: count (0, 1 or 2), each n floats, and the step counter. */
+int kiln_optim_state(kiln_optim_t *o, float **bufs, int64_t **step);
+
+/* One progress report from the trainer. */
+typedef struct {
+    int epoch, epochs;              /* 1-based epoch */
+    int64_t step, steps_per_epoch;  /* step within the epoch, 1-based */
+    int64_t global_step, total_steps;
+    float loss, accuracy;           /* running means over the epoch so far */
+    float lr;
+    double images_per_s, eta_s, elapsed_s;
+    bool epoch_end;                 /* test_* valid */
+    float test_loss, test_accuracy;
+} kiln_progress;
+
+/* Trainer settings. */
+typedef struct {
+    int epochs;
+    int batch;
+    uint64_t seed;
+    kiln_optim_config opt;
+    int crop_pad;                   /* random crop after zero padding by this; 0 = off */
+    bool flip;                      /* random horizontal flip */
+    const char *checkpoint_path;    /* NULL = no checkpoints */
+    int64_t checkpoint_every;       /* steps; 0 = at every epoch end */
+    const char *resume_path;        /* continue from this checkpoint */
+    const char *metrics_path;       /* JSON lines, one per report; NULL = none */
+    int64_t stop_after_steps;       /* stop early (tests); 0 = run all */
+    void (*on_progress)(const kiln_progress *p, void *user);
+    void *user;
+} kiln_train_config;
+
+/* What a training run reached. */
+typedef struct {
+    int64_t steps;
+    double seconds, images_per_s;
+    float train_loss, train_accuracy, test_loss, test_accuracy;
+    size_t activation_bytes_per_example;
+} kiln_train_result;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

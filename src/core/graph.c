@@ -1,0 +1,351 @@
+/* Graph IR: building, shape inference, parameter allocation and initialisation. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+#include "core/graph.h"
+#include "core/rng.h"
+
+static const char *const op_names[KILN_OP_COUNT] = {
+    "input", "dense", "conv2d", "maxpool2d", "avgpool2d", "global_avgpool", "relu",
+    "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "batchnorm", "dropout", "flatten",
+    "add", "concat",
+};
+
+const char *kiln_op_name(kiln_op op)
+{
+    return (op >= 0 && op < KILN_OP_COUNT) ? op_names[op] : NULL;
+}
+
+kiln_graph_t *kiln_graph_create(void)
+{
+    return calloc(1, sizeof(kiln_graph_t));
+}
+
+void kiln_graph_free(kiln_graph_t *g)
+{
+    if (!g)
+        return;
+    free(g->nodes);
+    free(g->params);
+    free(g->buffers);
+    free(g);
+}
+
+int kiln_graph_size(const kiln_graph_t *g) { return g->n; }
+int kiln_graph_output(const kiln_graph_t *g) { return g->n - 1; }
+size_t kiln_graph_param_count(const kiln_graph_t *g) { return g->n_params; }
+size_t kiln_graph_numel(const kiln_graph_t *g, int node) { return g->nodes[node].numel; }
+
+int kiln_graph_shape(const kiln_graph_t *g, int node, int out[3])
+{
+    memcpy(out, g->nodes[node].shape, sizeof g->nodes[node].shape);
+    return g->nodes[node].ndim;
+}
+
+/* Reserves a tensor of the given dims in the params (trainable) or buffers array. */
+static int add_tensor(kiln_graph_t *g, kiln_node *nd, const char *name, bool trainable,
+                      int ndim, const int *dims)
+{
+    kiln_param_ref *p = &nd->params[nd->n_params++];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        p->dims[i] = dims[i];
+        p->numel *= (size_t)dims[i];
+    }
+    p->trainable = trainable;
+    float **arr = trainable ? &g->params : &g->buffers;
+    size_t *len = trainable ? &g->n_params : &g->n_buffers;
+    float *grown = realloc(*arr, (*len + p->numel) * sizeof(float));
+    if (!grown && *len + p->numel > 0)
+        return kiln_error(KILN_ERR_NOMEM, "out of memory for %zu parameters", p->numel), -1;
+    *arr = grown;
+    p->offset = *len;
+    memset(*arr + *len, 0, p->numel * sizeof(float));
+    *len += p->numel;
+    return 0;
+}
+
+static void set_shape(kiln_node *nd, int ndim, int c, int h, int w)
+{
+    nd->ndim = ndim;
+    nd->shape[0] = c;
+    nd->shape[1] = ndim == 3 ? h : 1;
+    nd->shape[2] = ndim == 3 ? w : 1;
+    nd->numel = (size_t)nd->shape[0] * nd->shape[1] * nd->shape[2];
+}
+
+/* Fills in defaults for attributes left zero. */
+static void resolve_attrs(kiln_op op, kiln_attrs *a)
+{
+    for (int i = 0; i < 2; i++) {
+        if (a->kernel[i] <= 0)
+            a->kernel[i] = a->kernel[1 - i] > 0 ? a->kernel[1 - i] : 1;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (a->stride[i] <= 0)
+            a->stride[i] = (op == KILN_OP_MAXPOOL2D || op == KILN_OP_AVGPOOL2D) ? a->kernel[i] : 1;
+        if (a->dilation[i] <= 0)
+            a->dilation[i] = 1;
+    }
+    if (a->groups <= 0)
+        a->groups = 1;
+    if (a->eps <= 0)
+        a->eps = 1e-5f;
+    if (a->momentum <= 0)
+        a->momentum = 0.1f;
+    if (op == KILN_OP_LEAKY_RELU && a->alpha == 0)
+        a->alpha = 0.01f;
+}
+
+/* Infers the output shape and allocates parameters of a new node. */
+static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
+{
+    const kiln_node *in = nd->n_inputs > 0 ? &g->nodes[nd->inputs[0]] : NULL;
+    kiln_attrs *a = &nd->a;
+    const char *nm = nd->name;
+    switch (nd->op) {
+    case KILN_OP_INPUT:
+        return KILN_OK;
+    case KILN_OP_DENSE: {
+        if (in->ndim != 1)
+            return kiln_error(KILN_ERR_SHAPE, "%s: dense expects a vector input, found %dx%dx%d "
+                              "(add a flatten layer first)", nm, in->shape[0], in->shape[1], in->shape[2]);
+        if (a->units <= 0)
+            return kiln_error(KILN_ERR_ARG, "%s: dense units must be positive, found %d", nm, a->units);
+        set_shape(nd, 1, a->units, 1, 1);
+        int wd[2] = {a->units, in->shape[0]};
+        if (add_tensor(g, nd, "weight", true, 2, wd) || (!a->no_bias && add_tensor(g, nd, "bias", true, 1, wd)))
+            return KILN_ERR_NOMEM;
+        return KILN_OK;
+    }
+    case KILN_OP_CONV2D:
+    case KILN_OP_MAXPOOL2D:
+    case KILN_OP_AVGPOOL2D: {
+        if (in->ndim != 3)
+            return kiln_error(KILN_ERR_SHAPE, "%s: %s expects a (c,h,w) input, found a vector of %d",
+                              nm, kiln_op_name(nd->op), in->shape[0]);
+        int c = in->shape[0], ho, wo;
+        int dh = nd->op == KILN_OP_CONV2D ? a->dilation[0] : 1;
+        int dw = nd->op == KILN_OP_CONV2D ? a->dilation[1] : 1;
+        if (a->pad[0] < 0 || a->pad[1] < 0)
+            return kiln_error(KILN_ERR_ARG, "%s: negative padding", nm);
+        if (nd->op != KILN_OP_CONV2D && (2 * a->pad[0] > a->kernel[0] || 2 * a->pad[1] > a->kernel[1]))
+            return kiln_error(KILN_ERR_ARG, "%s: pool padding %dx%d exceeds half the window %dx%d",
+                              nm, a->pad[0], a->pad[1], a->kernel[0], a->kernel[1]);
+        ho = kiln_conv_out(in->shape[1], a->kernel[0], a->stride[0], a->pad[0], dh);
+        wo = kiln_conv_out(in->shape[2], a->kernel[1], a->stride[1], a->pad[1], dw);
+        if (ho <= 0 || wo <= 0)
+            return kiln_error(KILN_ERR_SHAPE, "%s: window %dx%d does not fit input %dx%d",
+                              nm, a->kernel[0], a->kernel[1], in->shape[1], in->shape[2]);
+        if (nd->op != KILN_OP_CONV2D) {
+            set_shape(nd, 3, c, ho, wo);
+            return KILN_OK;
+        }
+        if (a->units <= 0)
+            return kiln_error(KILN_ERR_ARG, "%s: conv2d out channels must be positive, found %d", nm, a->units);
+        if (c % a->groups || a->units % a->groups)
+            return kiln_error(KILN_ERR_SHAPE, "%s: groups=%d must divide in channels %d and out channels %d",
+                              nm, a->groups, c, a->units);
+        set_shape(nd, 3, a->units, ho, wo);
+        int wd[4] = {a->units, c / a->groups, a->kernel[0], a->kernel[1]};
+        if (add_tensor(g, nd, "weight", true, 4, wd) || (!a->no_bias && add_tensor(g, nd, "bias", true, 1, wd)))
+            return KILN_ERR_NOMEM;
+        return KILN_OK;
+    }
+    case KILN_OP_GLOBAL_AVGPOOL:
+        if (in->ndim != 3)
+            return kiln_error(KILN_ERR_SHAPE, "%s: global_avgpool expects a (c,h,w) input", nm);
+        set_shape(nd, 1, in->shape[0], 1, 1);
+        return KILN_OK;
+    case KILN_OP_RELU: case KILN_OP_LEAKY_RELU: case KILN_OP_SIGMOID: case KILN_OP_TANH:
+    case KILN_OP_GELU: case KILN_OP_SOFTMAX: case KILN_OP_DROPOUT:
+        if (nd->op == KILN_OP_DROPOUT && (a->alpha < 0 || a->alpha >= 1))
+            return kiln_error(KILN_ERR_ARG, "%s: dropout probability must be in [0, 1), found %g", nm, a->alpha);
+        set_shape(nd, in->ndim, in->shape[0], in->shape[1], in->shape[2]);
+        return KILN_OK;
+    case KILN_OP_BATCHNORM: {
+        set_shape(nd, in->ndim, in->shape[0], in->shape[1], in->shape[2]);
+        int d[1] = {in->shape[0]};
+        if (add_tensor(g, nd, "weight", true, 1, d) || add_tensor(g, nd, "bias", true, 1, d) ||
+            add_tensor(g, nd, "running_mean", false, 1, d) || add_tensor(g, nd, "running_var", false, 1, d))
+            return KILN_ERR_NOMEM;
+        float *var = kiln_node_tensor(g, nd, 3);
+        for (int i = 0; i < d[0]; i++)
+            var[i] = 1.0f;
+        return KILN_OK;
+    }
+    case KILN_OP_FLATTEN:
+        set_shape(nd, 1, (int)in->numel, 1, 1);
+        return KILN_OK;
+    case KILN_OP_ADD:
+    case KILN_OP_CONCAT: {
+        if (nd->n_inputs < 2)
+            return kiln_error(KILN_ERR_ARG, "%s: %s needs at least 2 inputs, found %d", nm,
+                              kiln_op_name(nd->op), nd->n_inputs);
+        int c = 0;
+        for (int i = 0; i < nd->n_inputs; i++) {
+            const kiln_node *x = &g->nodes[nd->inputs[i]];
+            bool same = x->ndim == in->ndim && x->shape[1] == in->shape[1] && x->shape[2] == in->shape[2] &&
+                        (nd->op == KILN_OP_CONCAT || x->shape[0] == in->shape[0]);
+            if (!same)
+                return kiln_error(KILN_ERR_SHAPE, "%s: input %s has shape %dx%dx%d, expected %dx%dx%d%s", nm,
+                                  x->name, x->shape[0], x->shape[1], x->shape[2], in->shape[0],
+                                  in->shape[1], in->shape[2], nd->op == KILN_OP_CONCAT ? " (any channels)" : "");
+            c += x->shape[0];
+        }
+        set_shape(nd, in->ndim, nd->op == KILN_OP_ADD ? in->shape[0] : c, in->shape[1], in->shape[2]);
+        return KILN_OK;
+    }
+    default:
+        return kiln_error(KILN_ERR_ARG, "%s: unknown op %d", nm, (int)nd->op);
+    }
+}
+
+static int append_node(kiln_graph_t *g, kiln_node *nd)
+{
+    if (g->n == g->cap) {
+        int cap = g->cap ? g->cap * 2 : 16;
+        kiln_node *nodes = realloc(g->nodes, (size_t)cap * sizeof *nodes);
+        if (!nodes)
+            return kiln_error(KILN_ERR_NOMEM, "out of memory"), -1;
+        g->nodes = nodes;
+        g->cap = cap;
+    }
+    g->nodes[g->n] = *nd;
+    return g->n++;
+}
+
+int kiln_graph_input(kiln_graph_t *g, int c, int h, int w)
+{
+    if (g->n != 0)
+        return kiln_error(KILN_ERR_ARG, "the input must be the first node"), -1;
+    if (c <= 0 || h <= 0 || w <= 0 || (double)c * h * w > 1e9)
+        return kiln_error(KILN_ERR_ARG, "input shape %dx%dx%d is not positive or too large", c, h, w), -1;
+    kiln_node nd = {.op = KILN_OP_INPUT};
+    snprintf(nd.name, sizeof nd.name, "input");
+    set_shape(&nd, (h == 1 && w == 1) ? 1 : 3, c, h, w);
+    return append_node(g, &nd);
+}
+
+/* Finds a node by name; -1 if none. */
+int kiln_graph_find(const kiln_graph_t *g, const char *name)
+{
+    for (int i = 0; i < g->n; i++)
+        if (strcmp(g->nodes[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
+                   const kiln_attrs *attrs, const char *name)
+{
+    if (g->n == 0)
+        return kiln_error(KILN_ERR_ARG, "add the input node first"), -1;
+    if (op <= KILN_OP_INPUT || op >= KILN_OP_COUNT)
+        return kiln_error(KILN_ERR_ARG, "unknown op %d", (int)op), -1;
+    kiln_node nd = {.op = op};
+    if (attrs)
+        nd.a = *attrs;
+    resolve_attrs(op, &nd.a);
+    if (n_inputs <= 0 || !inputs) {
+        nd.inputs[0] = g->n - 1;
+        nd.n_inputs = 1;
+    } else {
+        if (n_inputs > KILN_MAX_INPUTS)
+            return kiln_error(KILN_ERR_ARG, "%d inputs, at most %d", n_inputs, KILN_MAX_INPUTS), -1;
+        for (int i = 0; i < n_inputs; i++) {
+            if (inputs[i] < 0 || inputs[i] >= g->n)
+                return kiln_error(KILN_ERR_ARG, "input id %d does not name an earlier node", inputs[i]), -1;
+            nd.inputs[i] = inputs[i];
+        }
+        nd.n_inputs = n_inputs;
+    }
+    if (op != KILN_OP_ADD && op != KILN_OP_CONCAT && nd.n_inputs != 1)
+        return kiln_error(KILN_ERR_ARG, "%s takes one input, given %d", kiln_op_name(op), nd.n_inputs), -1;
+    if (name && *name) {
+        if (strlen(name) >= KILN_NAME_LEN)
+            return kiln_error(KILN_ERR_ARG, "name '%s' longer than %d characters", name, KILN_NAME_LEN - 1), -1;
+        if (kiln_graph_find(g, name) >= 0)
+            return kiln_error(KILN_ERR_ARG, "name '%s' is already used", name), -1;
+        snprintf(nd.name, sizeof nd.name, "%s", name);
+    } else {
+        int k = 1;
+        for (int i = 0; i < g->n; i++)
+            k += g->nodes[i].op == op;
+        do {
+            snprintf(nd.name, sizeof nd.name, "%s_%d", kiln_op_name(op), k++);
+        } while (kiln_graph_find(g, nd.name) >= 0);
+    }
+    size_t np = g->n_params, nb = g->n_buffers;
+    if (infer(g, &nd) != KILN_OK) {
+        g->n_params = np;   /* drop any tensors reserved before the failure */
+        g->n_buffers = nb;
+        return -1;
+    }
+    return append_node(g, &nd);
+}
+
+double kiln_graph_flops(const kiln_graph_t *g)
+{
+    double f = 0;
+    for (int i = 0; i < g->n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        if (nd->op == KILN_OP_DENSE || nd->op == KILN_OP_CONV2D) {
+            const kiln_param_ref *w = &nd->params[0];
+            f += 2.0 * (double)w->numel * nd->shape[1] * nd->shape[2];
+        }
+    }
+    return f;
+}
+
+void kiln_graph_init_params(kiln_graph_t *g, uint64_t seed)
+{
+    kiln_rng rng;
+    kiln_rng_seed(&rng, seed);
+    for (int i = 0; i < g->n; i++) {
+        kiln_node *nd = &g->nodes[i];
+        if (nd->op == KILN_OP_DENSE || nd->op == KILN_OP_CONV2D) {
+            /* Kaiming-uniform with a = sqrt(5): bound = sqrt(6 / ((1 + 5) fan_in)) = 1/sqrt(fan_in);
+             * PyTorch's bias rule uses the same bound. */
+            size_t fan_in = nd->params[0].numel / (size_t)nd->params[0].dims[0];
+            float bound = 1.0f / sqrtf((float)fan_in);
+            for (int t = 0; t < nd->n_params; t++) {
+                float *p = kiln_node_tensor(g, nd, t);
+                for (size_t k = 0; k < nd->params[t].numel; k++)
+                    p[k] = (2.0f * kiln_rng_uniform(&rng) - 1.0f) * bound;
+            }
+        } else if (nd->op == KILN_OP_BATCHNORM) {
+            float *w = kiln_node_tensor(g, nd, 0), *b = kiln_node_tensor(g, nd, 1);
+            float *m = kiln_node_tensor(g, nd, 2), *v = kiln_node_tensor(g, nd, 3);
+            for (int c = 0; c < nd->shape[0]; c++) {
+                w[c] = 1.0f;
+                b[c] = 0.0f;
+                m[c] = 0.0f;
+                v[c] = 1.0f;
+            }
+        }
+    }
+}
+
+void kiln_graph_print(const kiln_graph_t *g, void *file)
+{
+    FILE *f = file ? file : stdout;
+    fprintf(f, "%-20s %-15s %-16s %12s\n", "layer", "op", "output", "params");
+    for (int i = 0; i < g->n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        char shape[48];
+        if (nd->ndim == 3)
+            snprintf(shape, sizeof shape, "%dx%dx%d", nd->shape[0], nd->shape[1], nd->shape[2]);
+        else
+            snprintf(shape, sizeof shape, "%d", nd->shape[0]);
+        size_t np = 0;
+        for (int t = 0; t < nd->n_params; t++)
+            np += nd->params[t].trainable ? nd->params[t].numel : 0;
+        fprintf(f, "%-20s %-15s %-16s %12zu\n", nd->name, kiln_op_name(nd->op) ? kiln_op_name(nd->op) : "?", shape, np);
+    }
+    fprintf(f, "total parameters: %zu, forward FLOPs per example: %.0f\n", g->n_params, kiln_graph_flops(g));
+}

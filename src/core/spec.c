@@ -1,0 +1,444 @@
+/* Model spec text: parsing into a graph and serialising a graph back.
+ *
+ * One layer per line: `[name:] op [positional ...] [key=value ...]`, '#' starts a comment.
+ *   input C [H W]            dense UNITS             conv2d UNITS KERNEL (stride= pad= dilation= groups= bias=0)
+ *   maxpool2d K / avgpool2d K (stride= pad=)         global_avgpool   flatten
+ *   relu  leaky_relu [SLOPE]  sigmoid  tanh  gelu  softmax  dropout [P]  batchnorm (eps= momentum=)
+ *   add NAME... / concat NAME...  (with one name: the previous layer and NAME)
+ * Every layer takes the previous one as input unless `in=NAME[,NAME...]` says otherwise.
+ * Pairs (kernel, stride, pad, dilation) are N or HxW. */
+#include <ctype.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+#include "core/graph.h"
+
+typedef struct {
+    const char *origin;
+    int line;
+} spec_pos;
+
+#define SPEC_ERR(pos, col, ...) spec_error(pos, col, __VA_ARGS__)
+
+static kiln_status spec_error(const spec_pos *p, int col, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static kiln_status spec_error(const spec_pos *p, int col, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return kiln_error(KILN_ERR_FORMAT, "%s:%d:%d: %s", p->origin, p->line, col, msg);
+}
+
+typedef struct {
+    const char *s;   /* token text (not terminated) */
+    int len;
+    int col;         /* 1-based column */
+} token;
+
+static bool parse_int(const char *s, int len, int *out)
+{
+    char buf[32];
+    if (len <= 0 || len >= (int)sizeof buf)
+        return false;
+    memcpy(buf, s, (size_t)len);
+    buf[len] = 0;
+    char *end;
+    errno = 0;
+    long v = strtol(buf, &end, 10);
+    if (*end || errno || v < -1000000000L || v > 1000000000L)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+static bool parse_float(const char *s, int len, float *out)
+{
+    char buf[48];
+    if (len <= 0 || len >= (int)sizeof buf)
+        return false;
+    memcpy(buf, s, (size_t)len);
+    buf[len] = 0;
+    char *end;
+    float v = strtof(buf, &end);
+    if (*end || v != v)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Parses "N" or "HxW". */
+static bool parse_pair(const char *s, int len, int out[2])
+{
+    const char *x = memchr(s, 'x', (size_t)len);
+    if (!x)
+        return parse_int(s, len, &out[0]) && (out[1] = out[0], true);
+    return parse_int(s, (int)(x - s), &out[0]) && parse_int(x + 1, len - (int)(x - s) - 1, &out[1]);
+}
+
+static kiln_op op_from(const token *t)
+{
+    for (int op = 0; op < KILN_OP_COUNT; op++) {
+        const char *n = kiln_op_name((kiln_op)op);
+        if ((int)strlen(n) == t->len && memcmp(n, t->s, (size_t)t->len) == 0)
+            return (kiln_op)op;
+    }
+    return KILN_OP_COUNT;
+}
+
+/* Resolves a node name token to an id. */
+static int name_to_id(const kiln_graph_t *g, const spec_pos *p, const char *s, int len, int col)
+{
+    char buf[KILN_NAME_LEN];
+    if (len <= 0 || len >= KILN_NAME_LEN) {
+        SPEC_ERR(p, col, "layer name of %d characters, expected 1 to %d", len, KILN_NAME_LEN - 1);
+        return -1;
+    }
+    memcpy(buf, s, (size_t)len);
+    buf[len] = 0;
+    int id = kiln_graph_find(g, buf);
+    if (id < 0)
+        SPEC_ERR(p, col, "no earlier layer is named '%s'", buf);
+    return id;
+}
+
+/* Parses `in=a,b,c` or positional names into ids. */
+static int parse_names(const kiln_graph_t *g, const spec_pos *p, const token *t, int *ids, int n)
+{
+    const char *s = t->s, *end = t->s + t->len;
+    while (s < end) {
+        const char *comma = memchr(s, ',', (size_t)(end - s));
+        const char *e = comma ? comma : end;
+        if (n >= KILN_MAX_INPUTS) {
+            SPEC_ERR(p, t->col + (int)(s - t->s), "more than %d inputs", KILN_MAX_INPUTS);
+            return -1;
+        }
+        int id = name_to_id(g, p, s, (int)(e - s), t->col + (int)(s - t->s));
+        if (id < 0)
+            return -1;
+        ids[n++] = id;
+        s = comma ? comma + 1 : end;
+    }
+    return n;
+}
+
+static int tokenize(const char *line, int len, token *toks, int max)
+{
+    int n = 0, i = 0;
+    while (i < len && n < max) {
+        while (i < len && isspace((unsigned char)line[i]))
+            i++;
+        if (i >= len || line[i] == '#')
+            break;
+        int start = i;
+        while (i < len && !isspace((unsigned char)line[i]) && line[i] != '#')
+            i++;
+        toks[n++] = (token){line + start, i - start, start + 1};
+    }
+    return n;
+}
+
+/* Applies one key=value to attrs; returns false with an error set if it does not fit the op. */
+static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kiln_attrs *a)
+{
+    const char *k = t->s, *v = t->s + eq + 1;
+    int kl = eq, vl = t->len - eq - 1, vcol = t->col + eq + 1;
+    bool conv = op == KILN_OP_CONV2D, pool = op == KILN_OP_MAXPOOL2D || op == KILN_OP_AVGPOOL2D;
+#define KEY(name) (kl == (int)strlen(name) && memcmp(k, name, (size_t)kl) == 0)
+    bool ok;
+    if ((conv || pool) && KEY("stride"))
+        ok = parse_pair(v, vl, a->stride) && a->stride[0] > 0 && a->stride[1] > 0;
+    else if ((conv || pool) && KEY("pad"))
+        ok = parse_pair(v, vl, a->pad) && a->pad[0] >= 0 && a->pad[1] >= 0;
+    else if ((conv || pool) && KEY("kernel"))
+        ok = parse_pair(v, vl, a->kernel) && a->kernel[0] > 0 && a->kernel[1] > 0;
+    else if (conv && KEY("dilation"))
+        ok = parse_pair(v, vl, a->dilation) && a->dilation[0] > 0 && a->dilation[1] > 0;
+    else if (conv && KEY("groups"))
+        ok = parse_int(v, vl, &a->groups) && a->groups > 0;
+    else if ((conv || op == KILN_OP_DENSE) && KEY("bias")) {
+        int b;
+        ok = parse_int(v, vl, &b) && (b == 0 || b == 1);
+        a->no_bias = ok && b == 0;
+    } else if ((conv || op == KILN_OP_DENSE) && KEY("units"))
+        ok = parse_int(v, vl, &a->units) && a->units > 0;
+    else if (op == KILN_OP_BATCHNORM && KEY("eps"))
+        ok = parse_float(v, vl, &a->eps) && a->eps > 0;
+    else if (op == KILN_OP_BATCHNORM && KEY("momentum"))
+        ok = parse_float(v, vl, &a->momentum) && a->momentum > 0 && a->momentum <= 1;
+    else if ((op == KILN_OP_LEAKY_RELU && KEY("slope")) || (op == KILN_OP_DROPOUT && KEY("p")))
+        ok = parse_float(v, vl, &a->alpha);
+    else {
+        SPEC_ERR(p, t->col, "unknown key '%.*s' for %s", kl, k, kiln_op_name(op));
+        return false;
+    }
+#undef KEY
+    if (!ok)
+        SPEC_ERR(p, vcol, "bad value '%.*s' for %.*s", vl, v, kl, k);
+    return ok;
+}
+
+/* Parses one non-empty line and adds its layer. */
+static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int n)
+{
+    char name[KILN_NAME_LEN] = "";
+    if (t[0].len > 1 && t[0].s[t[0].len - 1] == ':') {
+        int nl = t[0].len - 1;
+        if (nl >= KILN_NAME_LEN)
+            return SPEC_ERR(p, t[0].col, "layer name longer than %d characters", KILN_NAME_LEN - 1);
+        for (int i = 0; i < nl; i++)
+            if (!isalnum((unsigned char)t[0].s[i]) && t[0].s[i] != '_' && t[0].s[i] != '.')
+                return SPEC_ERR(p, t[0].col + i, "layer names use letters, digits, '_' and '.'");
+        memcpy(name, t[0].s, (size_t)nl);
+        t++;
+        n--;
+        if (n == 0)
+            return SPEC_ERR(p, t[-1].col + t[-1].len, "expected an op after the layer name");
+    }
+    kiln_op op = op_from(&t[0]);
+    if (op == KILN_OP_COUNT)
+        return SPEC_ERR(p, t[0].col, "unknown op '%.*s'", t[0].len, t[0].s);
+    if ((op == KILN_OP_INPUT) != (g->n == 0))
+        return SPEC_ERR(p, t[0].col, op == KILN_OP_INPUT ? "input must be the first layer"
+                                                         : "the first layer must be 'input'");
+    kiln_attrs a = {0};
+    int ids[KILN_MAX_INPUTS], n_ids = 0, pos = 0, dims[3] = {0, 1, 1};
+    for (int i = 1; i < n; i++) {
+        const char *eq = memchr(t[i].s, '=', (size_t)t[i].len);
+        if (eq) {
+            int e = (int)(eq - t[i].s);
+            if (e == 2 && memcmp(t[i].s, "in", 2) == 0) {
+                token v = {t[i].s + 3, t[i].len - 3, t[i].col + 3};
+                if ((n_ids = parse_names(g, p, &v, ids, 0)) < 0)
+                    return KILN_ERR_FORMAT;
+            } else if (!apply_key(op, p, &t[i], e, &a)) {
+                return KILN_ERR_FORMAT;
+            }
+            continue;
+        }
+        bool ok = true;
+        switch (op) {
+        case KILN_OP_INPUT:
+            ok = pos < 3 && parse_int(t[i].s, t[i].len, &dims[pos]) && dims[pos] > 0;
+            break;
+        case KILN_OP_DENSE:
+            ok = pos == 0 && parse_int(t[i].s, t[i].len, &a.units) && a.units > 0;
+            break;
+        case KILN_OP_CONV2D:
+            ok = pos < 2 && (pos == 0 ? parse_int(t[i].s, t[i].len, &a.units) && a.units > 0
+                                      : parse_pair(t[i].s, t[i].len, a.kernel) && a.kernel[0] > 0 && a.kernel[1] > 0);
+            break;
+        case KILN_OP_MAXPOOL2D:
+        case KILN_OP_AVGPOOL2D:
+            ok = pos == 0 && parse_pair(t[i].s, t[i].len, a.kernel) && a.kernel[0] > 0 && a.kernel[1] > 0;
+            break;
+        case KILN_OP_LEAKY_RELU:
+        case KILN_OP_DROPOUT:
+            ok = pos == 0 && parse_float(t[i].s, t[i].len, &a.alpha);
+            break;
+        case KILN_OP_ADD:
+        case KILN_OP_CONCAT:
+            if ((n_ids = parse_names(g, p, &t[i], ids, n_ids)) < 0)
+                return KILN_ERR_FORMAT;
+            break;
+        default:
+            ok = false;
+        }
+        if (!ok)
+            return SPEC_ERR(p, t[i].col, "unexpected argument '%.*s' for %s", t[i].len, t[i].s, kiln_op_name(op));
+        pos++;
+    }
+    if (op == KILN_OP_INPUT) {
+        if (pos != 1 && pos != 3)
+            return SPEC_ERR(p, t[0].col, "input takes C or C H W, found %d numbers", pos);
+        if (kiln_graph_input(g, dims[0], dims[1], dims[2]) < 0)
+            return SPEC_ERR(p, t[0].col, "%s", kiln_last_error());
+        return KILN_OK;
+    }
+    if ((op == KILN_OP_DENSE || op == KILN_OP_CONV2D) && a.units <= 0)
+        return SPEC_ERR(p, t[0].col, "%s needs its output size", kiln_op_name(op));
+    if (op == KILN_OP_CONV2D && a.kernel[0] <= 0)
+        return SPEC_ERR(p, t[0].col, "conv2d needs a kernel size");
+    if ((op == KILN_OP_MAXPOOL2D || op == KILN_OP_AVGPOOL2D) && a.kernel[0] <= 0)
+        return SPEC_ERR(p, t[0].col, "%s needs a window size", kiln_op_name(op));
+    if (op == KILN_OP_DROPOUT && pos == 0)
+        a.alpha = 0.5f;
+    if ((op == KILN_OP_ADD || op == KILN_OP_CONCAT) && n_ids == 1) {
+        ids[1] = ids[0];
+        ids[0] = g->n - 1;
+        n_ids = 2;
+    }
+    if (kiln_graph_add(g, op, n_ids ? ids : NULL, n_ids, &a, name[0] ? name : NULL) < 0)
+        return SPEC_ERR(p, t[0].col, "%s", kiln_last_error());
+    return KILN_OK;
+}
+
+kiln_graph_t *kiln_spec_parse(const char *text, const char *origin)
+{
+    kiln_graph_t *g = kiln_graph_create();
+    if (!g) {
+        kiln_error(KILN_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    spec_pos p = {origin ? origin : "<spec>", 0};
+    const char *s = text;
+    while (*s) {
+        const char *nl = strchr(s, '\n');
+        int len = nl ? (int)(nl - s) : (int)strlen(s);
+        p.line++;
+        token t[40];
+        int n = tokenize(s, len, t, 40);
+        if (n == 40) {
+            SPEC_ERR(&p, 1, "too many words on one line (at most 39)");
+            goto fail;
+        }
+        if (n > 0 && parse_line(g, &p, t, n) != KILN_OK)
+            goto fail;
+        s = nl ? nl + 1 : s + len;
+    }
+    if (g->n < 2) {
+        kiln_error(KILN_ERR_FORMAT, "%s: a model needs an input and at least one layer, found %d",
+                   p.origin, g->n);
+        goto fail;
+    }
+    return g;
+fail:
+    kiln_graph_free(g);
+    return NULL;
+}
+
+kiln_graph_t *kiln_spec_load(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        kiln_error(KILN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > (16u << 20)) {
+                free(buf);
+                fclose(f);
+                kiln_error(KILN_ERR_FORMAT, "%s: spec larger than 16 MiB", path);
+                return NULL;
+            }
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                kiln_error(KILN_ERR_NOMEM, "out of memory");
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + len, 1, 4096, f);
+        len += r;
+        if (r < 4096)
+            break;
+    }
+    fclose(f);
+    buf[len] = 0;
+    if (strlen(buf) != len) {
+        free(buf);
+        kiln_error(KILN_ERR_FORMAT, "%s: spec contains a NUL byte", path);
+        return NULL;
+    }
+    kiln_graph_t *g = kiln_spec_parse(buf, path);
+    free(buf);
+    return g;
+}
+
+/* Appends printf output to a growable string. */
+static void sb_printf(char **s, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void sb_printf(char **s, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = *s ? vsnprintf(*s + *len, *cap - *len, fmt, ap) : -1;
+        va_end(ap);
+        if (n >= 0 && *len + (size_t)n < *cap) {
+            *len += (size_t)n;
+            return;
+        }
+        size_t ncap = (*cap ? *cap * 2 : 1024) + (n > 0 ? (size_t)n : 0);
+        char *ns = realloc(*s, ncap);
+        if (!ns)
+            abort();
+        *s = ns;
+        *cap = ncap;
+    }
+}
+
+static void pair_str(char *out, size_t n, const int v[2])
+{
+    if (v[0] == v[1])
+        snprintf(out, n, "%d", v[0]);
+    else
+        snprintf(out, n, "%dx%d", v[0], v[1]);
+}
+
+char *kiln_graph_to_spec(const kiln_graph_t *g)
+{
+    char *s = NULL;
+    size_t len = 0, cap = 0;
+    sb_printf(&s, &len, &cap, "# kiln model spec\n");
+    for (int i = 0; i < g->n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        const kiln_attrs *a = &nd->a;
+        char k[32], st[32], pd[32], dl[32];
+        pair_str(k, sizeof k, a->kernel);
+        pair_str(st, sizeof st, a->stride);
+        pair_str(pd, sizeof pd, a->pad);
+        pair_str(dl, sizeof dl, a->dilation);
+        if (nd->op == KILN_OP_INPUT) {
+            if (nd->ndim == 3)
+                sb_printf(&s, &len, &cap, "input %d %d %d\n", nd->shape[0], nd->shape[1], nd->shape[2]);
+            else
+                sb_printf(&s, &len, &cap, "input %d\n", nd->shape[0]);
+            continue;
+        }
+        sb_printf(&s, &len, &cap, "%s: %s", nd->name, kiln_op_name(nd->op));
+        switch (nd->op) {
+        case KILN_OP_DENSE:
+            sb_printf(&s, &len, &cap, " %d%s", a->units, a->no_bias ? " bias=0" : "");
+            break;
+        case KILN_OP_CONV2D:
+            sb_printf(&s, &len, &cap, " %d %s stride=%s pad=%s dilation=%s groups=%d%s", a->units, k, st,
+                      pd, dl, a->groups, a->no_bias ? " bias=0" : "");
+            break;
+        case KILN_OP_MAXPOOL2D:
+        case KILN_OP_AVGPOOL2D:
+            sb_printf(&s, &len, &cap, " %s stride=%s pad=%s", k, st, pd);
+            break;
+        case KILN_OP_LEAKY_RELU:
+        case KILN_OP_DROPOUT:
+            sb_printf(&s, &len, &cap, " %.9g", a->alpha);
+            break;
+        case KILN_OP_BATCHNORM:
+            sb_printf(&s, &len, &cap, " eps=%.9g momentum=%.9g", a->eps, a->momentum);
+            break;
+        default:
+            break;
+        }
+        bool implicit = nd->n_inputs == 1 && nd->inputs[0] == i - 1;
+        if (!implicit) {
+            sb_printf(&s, &len, &cap, " in=");
+            for (int j = 0; j < nd->n_inputs; j++)
+                sb_printf(&s, &len, &cap, "%s%s", j ? "," : "", g->nodes[nd->inputs[j]].name);
+        }
+        sb_printf(&s, &len, &cap, "\n");
+    }
+    return s;
+}

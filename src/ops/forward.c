@@ -1,0 +1,115 @@
+/* Forward dispatch: runs one node of the graph given its inputs and buffers. */
+#include <string.h>
+#include "ops/ops.h"
+
+size_t kiln_node_work_floats(const kiln_graph_t *g, int id, int batch)
+{
+    const kiln_node *nd = &g->nodes[id];
+    return nd->op == KILN_OP_CONV2D ? nd->numel * (size_t)batch : 0;
+}
+
+size_t kiln_node_save_floats(const kiln_graph_t *g, int id, int batch)
+{
+    const kiln_node *nd = &g->nodes[id];
+    switch (nd->op) {
+    case KILN_OP_CONV2D:
+        return nd->params[0].numel / (size_t)nd->a.units * (size_t)nd->a.groups *
+               (size_t)nd->shape[1] * nd->shape[2] * (size_t)batch;
+    case KILN_OP_BATCHNORM:
+        return 2 * (size_t)nd->shape[0];
+    case KILN_OP_DROPOUT:
+        return nd->numel * (size_t)batch;
+    default:
+        return 0;
+    }
+}
+
+static void add_forward(const kiln_node *nd, const kiln_fwd_args *a)
+{
+    size_t n = nd->numel * (size_t)a->batch;
+    memcpy(a->out, a->in[0], n * sizeof(float));
+    for (int j = 1; j < nd->n_inputs; j++) {
+        const float *x = a->in[j];
+        for (size_t i = 0; i < n; i++)
+            a->out[i] += x[i];
+    }
+}
+
+static void concat_forward(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+{
+    for (int b = 0; b < a->batch; b++) {
+        float *dst = a->out + (size_t)b * nd->numel;
+        for (int j = 0; j < nd->n_inputs; j++) {
+            size_t m = g->nodes[nd->inputs[j]].numel;
+            memcpy(dst, a->in[j] + (size_t)b * m, m * sizeof(float));
+            dst += m;
+        }
+    }
+}
+
+static void dropout_forward(const kiln_node *nd, const kiln_fwd_args *a)
+{
+    size_t n = nd->numel * (size_t)a->batch;
+    if (!a->training || nd->a.alpha == 0.0f) {
+        if (a->out != a->in[0])
+            memcpy(a->out, a->in[0], n * sizeof(float));
+        return;
+    }
+    float keep = 1.0f - nd->a.alpha, scale = 1.0f / keep;
+    for (size_t i = 0; i < n; i++) {
+        a->save[i] = kiln_rng_uniform(a->rng) < keep ? scale : 0.0f;
+        a->out[i] = a->in[0][i] * a->save[i];
+    }
+}
+
+void kiln_node_forward(const kiln_graph_t *g, int id, const kiln_fwd_args *a)
+{
+    const kiln_node *nd = &g->nodes[id];
+    const kiln_node *in = nd->n_inputs ? &g->nodes[nd->inputs[0]] : NULL;
+    size_t n = nd->numel * (size_t)a->batch;
+    switch (nd->op) {
+    case KILN_OP_INPUT:
+        if (a->out != a->in[0])
+            memcpy(a->out, a->in[0], n * sizeof(float));
+        break;
+    case KILN_OP_DENSE:
+        kiln_dense_forward(g, nd, a->in[0], a->batch, a->out);
+        break;
+    case KILN_OP_CONV2D:
+        kiln_conv2d_forward(g, nd, a->in[0], a->batch, a->out, a->save, a->work);
+        break;
+    case KILN_OP_MAXPOOL2D:
+        kiln_maxpool_forward(nd, in, a->in[0], a->batch, a->out, a->training ? a->argmax : NULL);
+        break;
+    case KILN_OP_AVGPOOL2D:
+        kiln_avgpool_forward(nd, in, a->in[0], a->batch, a->out);
+        break;
+    case KILN_OP_GLOBAL_AVGPOOL:
+        kiln_global_avgpool_forward(in, a->in[0], a->batch, a->out);
+        break;
+    case KILN_OP_RELU: case KILN_OP_LEAKY_RELU: case KILN_OP_SIGMOID: case KILN_OP_TANH: case KILN_OP_GELU:
+        kiln_activation_forward(nd->op, nd->a.alpha, a->in[0], a->out, n);
+        break;
+    case KILN_OP_SOFTMAX:
+        kiln_softmax_forward(nd, a->in[0], a->batch, a->out);
+        break;
+    case KILN_OP_BATCHNORM:
+        kiln_batchnorm_forward(g, nd, a->in[0], a->batch, a->out, a->training, a->save);
+        break;
+    case KILN_OP_DROPOUT:
+        dropout_forward(nd, a);
+        break;
+    case KILN_OP_FLATTEN:
+        if (a->out != a->in[0])
+            memcpy(a->out, a->in[0], n * sizeof(float));
+        break;
+    case KILN_OP_ADD:
+        add_forward(nd, a);
+        break;
+    case KILN_OP_CONCAT:
+        concat_forward(g, nd, a);
+        break;
+    default:
+        break;
+    }
+}

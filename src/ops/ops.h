@@ -1,0 +1,53 @@
+/* Forward kernels of every op, shared by the inference runtime and the trainer. */
+#ifndef KILN_OPS_OPS_H
+#define KILN_OPS_OPS_H
+
+#include <stdint.h>
+#include "core/graph.h"
+#include "core/rng.h"
+
+/* What one node's forward pass reads and writes. Training fills the save fields, which the
+ * backward pass reads; inference leaves them NULL. */
+typedef struct {
+    int batch;
+    bool training;                      /* batch statistics for batchnorm, active dropout */
+    const float *in[KILN_MAX_INPUTS];   /* input activations, batch-major */
+    float *out;                         /* output activation, batch x numel */
+    float *work;                        /* temporary space, kiln_node_work_floats() */
+    float *save;                        /* kept for backward, kiln_node_save_floats() (conv: the
+                                         * im2col matrix, batchnorm: mean and inverse std, dropout:
+                                         * the mask); conv uses it as im2col space at inference */
+    int32_t *argmax;                    /* maxpool, training: input index of each output */
+    kiln_rng *rng;                      /* dropout, training */
+} kiln_fwd_args;
+
+/* Floats of temporary space a node's forward needs at this batch. */
+size_t kiln_node_work_floats(const kiln_graph_t *g, int id, int batch);
+/* Floats a node's training forward keeps for backward at this batch (conv: im2col). */
+size_t kiln_node_save_floats(const kiln_graph_t *g, int id, int batch);
+/* Runs one node forward. Training-mode batchnorm updates the graph's running statistics. */
+void kiln_node_forward(const kiln_graph_t *g, int id, const kiln_fwd_args *a);
+
+/* Lowers x (batch, c, h, w) into col (c*kh*kw rows, batch*ho*wo columns). */
+void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, int batch, float *col);
+/* y (batch, units) = x (batch, in) * W^T + b. */
+void kiln_dense_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch, float *y);
+/* Convolution by im2col + GEMM; col is the im2col space, work holds the channel-major result. */
+void kiln_conv2d_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch,
+                         float *y, float *col, float *work);
+/* Max pooling; argmax (may be NULL) receives each output's input offset within its plane. */
+void kiln_maxpool_forward(const kiln_node *nd, const kiln_node *in, const float *x, int batch,
+                          float *y, int32_t *argmax);
+/* Average pooling, padding counted in the divisor (PyTorch's default). */
+void kiln_avgpool_forward(const kiln_node *nd, const kiln_node *in, const float *x, int batch, float *y);
+/* Mean over each channel plane. */
+void kiln_global_avgpool_forward(const kiln_node *in, const float *x, int batch, float *y);
+/* Elementwise activations (relu, leaky_relu, sigmoid, tanh, gelu) over n values. */
+void kiln_activation_forward(kiln_op op, float alpha, const float *x, float *y, size_t n);
+/* Softmax over channels at each position. */
+void kiln_softmax_forward(const kiln_node *nd, const float *x, int batch, float *y);
+/* Batchnorm; training uses batch statistics, stores mean/inv-std in save and updates running stats. */
+void kiln_batchnorm_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch,
+                            float *y, bool training, float *save);
+
+#endif

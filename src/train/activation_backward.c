@@ -1,0 +1,68 @@
+/* Elementwise activation, softmax and dropout backward. */
+#include <math.h>
+#include "train/backward.h"
+
+static void softmax_backward(const kiln_node *nd, const kiln_bwd_args *a)
+{
+    int c = nd->shape[0];
+    size_t p = (size_t)nd->shape[1] * nd->shape[2];
+    for (int b = 0; b < a->batch; b++) {
+        const float *y = a->out + (size_t)b * c * p, *dy = a->dy + (size_t)b * c * p;
+        float *dx = a->dx[0] + (size_t)b * c * p;
+        for (size_t s = 0; s < p; s++) {
+            float dot = 0.0f;
+            for (int k = 0; k < c; k++)
+                dot += dy[k * p + s] * y[k * p + s];
+            for (int k = 0; k < c; k++) {
+                float v = y[k * p + s] * (dy[k * p + s] - dot);
+                dx[k * p + s] = a->acc[0] ? dx[k * p + s] + v : v;
+            }
+        }
+    }
+}
+
+void kiln_activation_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a)
+{
+    float *dx = a->dx[0];
+    if (!dx)
+        return;
+    if (nd->op == KILN_OP_SOFTMAX) {
+        softmax_backward(nd, a);
+        return;
+    }
+    size_t n = nd->numel * (size_t)a->batch;
+    const float *x = a->in[0], *y = a->out, *dy = a->dy;
+    float acc = a->acc[0] ? 1.0f : 0.0f, alpha = nd->a.alpha;
+    switch (nd->op) {
+    case KILN_OP_RELU:
+        #pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (size_t i = 0; i < n; i++)
+            dx[i] = acc * dx[i] + (y[i] > 0.0f ? dy[i] : 0.0f);
+        break;
+    case KILN_OP_LEAKY_RELU:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = acc * dx[i] + (x[i] > 0.0f ? dy[i] : alpha * dy[i]);
+        break;
+    case KILN_OP_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = acc * dx[i] + dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    case KILN_OP_TANH:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = acc * dx[i] + dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    case KILN_OP_GELU:
+        for (size_t i = 0; i < n; i++) {
+            float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));
+            float pdf = 0.39894228040143268f * expf(-0.5f * x[i] * x[i]);
+            dx[i] = acc * dx[i] + dy[i] * (cdf + x[i] * pdf);
+        }
+        break;
+    case KILN_OP_DROPOUT:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = acc * dx[i] + dy[i] * (nd->a.alpha == 0.0f ? 1.0f : a->save[i]);
+        break;
+    default:
+        break;
+    }
+}

@@ -1,0 +1,38 @@
+/* Backward kernels: each computes input gradients (written, or added when acc is true) and the
+ * node's parameter gradients (written) from the output gradient dy. */
+#ifndef KILN_TRAIN_BACKWARD_H
+#define KILN_TRAIN_BACKWARD_H
+
+#include "ops/ops.h"
+
+/* What one node's backward reads and writes. */
+typedef struct {
+    int batch;
+    const float *in[KILN_MAX_INPUTS];   /* forward inputs */
+    const float *out;                   /* forward output */
+    const float *dy;                    /* gradient of the output */
+    float *dx[KILN_MAX_INPUTS];         /* input gradients; NULL where not needed */
+    bool acc[KILN_MAX_INPUTS];          /* add into dx (another consumer wrote first) */
+    float *dparams;                     /* the graph-wide parameter gradient array */
+    float *save;                        /* what the training forward kept */
+    const int32_t *argmax;              /* maxpool */
+    float *work;                        /* temporary, kiln_node_backward_work_floats() */
+} kiln_bwd_args;
+
+/* Floats of temporary space a node's backward needs. */
+size_t kiln_node_backward_work_floats(const kiln_graph_t *g, int id, int batch);
+/* Runs one node backward. */
+void kiln_node_backward(const kiln_graph_t *g, int id, const kiln_bwd_args *a);
+
+/* Dense backward: dW, db and dx. */
+void kiln_dense_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+/* Conv2d backward via the saved im2col matrix (overwritten with its gradient) and col2im. */
+void kiln_conv2d_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+/* Pooling backward (max, average, global average). */
+void kiln_pool_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+/* Elementwise activations and softmax backward. */
+void kiln_activation_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+/* Batchnorm backward in training mode (batch statistics). */
+void kiln_batchnorm_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+
+#endif

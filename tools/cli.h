@@ -1,0 +1,23 @@
+/* Shared declarations of the kiln CLI's commands. */
+#ifndef KILN_TOOLS_CLI_H
+#define KILN_TOOLS_CLI_H
+
+#include "args.h"
+#include "io/dataset.h"
+
+/* kiln train SPEC ... */
+int cmd_train(int argc, char **argv);
+/* kiln eval MODEL ... */
+int cmd_eval(int argc, char **argv);
+/* kiln info MODEL|SPEC ... */
+int cmd_info(int argc, char **argv);
+/* kiln run MODEL INPUT ... */
+int cmd_run(int argc, char **argv);
+/* Loads a model file, or a spec file (with freshly initialised parameters) when it ends in .kiln. */
+kiln_graph_t *cli_load_model(const char *path, uint64_t init_seed);
+/* Loads a dataset split, printing the error and returning nonzero on failure. */
+int cli_load_data(const char *name, bool train, kiln_dataset *d);
+/* Prints s as a JSON string literal. */
+void cli_json_str(const char *s);
+
+#endif

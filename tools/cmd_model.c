@@ -1,0 +1,237 @@
+/* kiln eval, run and info: use a trained model. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli.h"
+#include "core/graph.h"
+#include "infer/evaluate.h"
+
+static const char *const fashion_classes[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+
+void cli_json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c == '\n')
+            printf("\\n");
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+kiln_graph_t *cli_load_model(const char *path, uint64_t init_seed)
+{
+    size_t n = strlen(path);
+    kiln_graph_t *g;
+    if (n > 5 && strcmp(path + n - 5, ".kiln") == 0) {
+        g = kiln_spec_load(path);
+        if (g)
+            kiln_graph_init_params(g, init_seed);
+    } else {
+        g = kiln_model_load(path);
+    }
+    if (!g)
+        fprintf(stderr, "kiln: %s\n", kiln_last_error());
+    return g;
+}
+
+int cli_load_data(const char *name, bool train, kiln_dataset *d)
+{
+    if (kiln_dataset_load(name, train, d) != KILN_OK) {
+        fprintf(stderr, "kiln: %s\n", kiln_last_error());
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    static const char *const flags[] = {"json", NULL};
+    cli_args a;
+    if (cli_parse(&a, argc, argv, flags) || a.n_pos != 1) {
+        fprintf(stderr, "usage: kiln eval MODEL [--data fashion-mnist|DIR] [--batch N] [--threads N] [--json]\n");
+        return 2;
+    }
+    const char *data = cli_str(&a, "data", "fashion-mnist");
+    int batch = (int)cli_int(&a, "batch", 500, 1, 1 << 16);
+    kiln_set_threads((int)cli_int(&a, "threads", 2, 1, 1024));
+    bool json = cli_flag(&a, "json");
+    cli_check_unused(&a, "eval");
+    kiln_dataset test = {0};
+    kiln_graph_t *g = cli_load_model(a.pos[0], 0);
+    int rc = 1;
+    float loss, acc;
+    if (!g || cli_load_data(data, false, &test))
+        goto done;
+    if (kiln_evaluate(g, &test, batch, &loss, &acc) != KILN_OK) {
+        fprintf(stderr, "kiln eval: %s\n", kiln_last_error());
+        goto done;
+    }
+    if (json) {
+        printf("{\"command\":\"eval\",\"model\":");
+        cli_json_str(a.pos[0]);
+        printf(",\"examples\":%d,\"accuracy\":%.6f,\"loss\":%.6f}\n", test.n, acc, loss);
+    } else {
+        printf("%s: accuracy %.2f%%, loss %.4f on %d test examples\n", a.pos[0], 100 * acc, loss, test.n);
+    }
+    rc = 0;
+done:
+    kiln_graph_free(g);
+    kiln_dataset_free(&test);
+    return rc;
+}
+
+int cmd_info(int argc, char **argv)
+{
+    static const char *const flags[] = {"json", NULL};
+    cli_args a;
+    if (cli_parse(&a, argc, argv, flags) || a.n_pos != 1) {
+        fprintf(stderr, "usage: kiln info MODEL|SPEC [--json]\n");
+        return 2;
+    }
+    bool json = cli_flag(&a, "json");
+    cli_check_unused(&a, "info");
+    kiln_graph_t *g = cli_load_model(a.pos[0], 0);
+    if (!g)
+        return 1;
+    if (!json) {
+        kiln_graph_print(g, stdout);
+    } else {
+        printf("{\"command\":\"info\",\"model\":");
+        cli_json_str(a.pos[0]);
+        printf(",\"parameters\":%zu,\"flops\":%.0f,\"layers\":[", kiln_graph_param_count(g), kiln_graph_flops(g));
+        for (int i = 0; i < g->n; i++) {
+            const kiln_node *nd = &g->nodes[i];
+            printf("%s{\"name\":", i ? "," : "");
+            cli_json_str(nd->name);
+            printf(",\"op\":\"%s\",\"shape\":[%d", kiln_op_name(nd->op), nd->shape[0]);
+            if (nd->ndim == 3)
+                printf(",%d,%d", nd->shape[1], nd->shape[2]);
+            printf("]}");
+        }
+        printf("]}\n");
+    }
+    kiln_graph_free(g);
+    return 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    static const char *const flags[] = {"json", NULL};
+    cli_args a;
+    if (cli_parse(&a, argc, argv, flags) || a.n_pos < 1 || a.n_pos > 2) {
+        fprintf(stderr, "usage: kiln run MODEL [IMAGES.idx[.gz]] [--data fashion-mnist|DIR] [--count N] [--top K] [--json]\n");
+        return 2;
+    }
+    const char *data = cli_str(&a, "data", "fashion-mnist");
+    int count = (int)cli_int(&a, "count", 5, 1, 1 << 20), top = (int)cli_int(&a, "top", 3, 1, 100);
+    bool json = cli_flag(&a, "json");
+    cli_check_unused(&a, "run");
+    kiln_dataset d = {0};
+    kiln_graph_t *g = cli_load_model(a.pos[0], 0);
+    int rc = 1;
+    kiln_exec_t *e = NULL;
+    float *x = NULL;
+    int *idx = NULL, *y = NULL;
+    if (!g)
+        goto done;
+    if (a.n_pos == 2) {
+        kiln_idx_tensor t = {0};
+        if (kiln_idx_read(a.pos[1], &t) != KILN_OK) {
+            fprintf(stderr, "kiln run: %s\n", kiln_last_error());
+            goto done;
+        }
+        if (t.dtype != 0x08 || t.ndim < 2) {
+            fprintf(stderr, "kiln run: %s: expected uint8 images (IDX type 0x08, 2+ dims), found type 0x%02x with %d dims\n",
+                    a.pos[1], t.dtype, t.ndim);
+            kiln_idx_tensor_free(&t);
+            goto done;
+        }
+        d.n = t.ndim == 2 ? 1 : t.dims[0];
+        d.c = t.ndim == 4 ? t.dims[1] : 1;
+        d.h = t.dims[t.ndim - 2];
+        d.w = t.dims[t.ndim - 1];
+        d.images = t.data;
+        d.labels = calloc((size_t)d.n, 1);
+        d.n_classes = 1;
+        if (!d.labels) {
+            kiln_idx_tensor_free(&t);
+            goto done;
+        }
+    } else if (cli_load_data(data, false, &d)) {
+        goto done;
+    }
+    const kiln_node *in = &g->nodes[0];
+    if (in->numel != (size_t)d.c * d.h * d.w) {
+        fprintf(stderr, "kiln run: model input %dx%dx%d, images %dx%dx%d\n", in->shape[0], in->shape[1],
+                in->shape[2], d.c, d.h, d.w);
+        goto done;
+    }
+    count = count < d.n ? count : d.n;
+    int classes = (int)kiln_graph_numel(g, g->n - 1);
+    e = kiln_exec_create(g, count);
+    x = malloc((size_t)count * in->numel * sizeof(float));
+    idx = malloc((size_t)count * sizeof(int));
+    y = malloc((size_t)count * sizeof(int));
+    if (!e || !x || !idx || !y)
+        goto done;
+    for (int i = 0; i < count; i++)
+        idx[i] = i;
+    kiln_dataset_gather(&d, idx, count, x, y);
+    const float *z = kiln_exec_run(e, x, count);
+    if (json)
+        printf("{\"command\":\"run\",\"model\":\"%s\",\"results\":[", a.pos[0]);
+    for (int i = 0; i < count; i++) {
+        const float *r = z + (size_t)i * classes;
+        float m = r[0], s = 0;
+        for (int k = 1; k < classes; k++)
+            m = r[k] > m ? r[k] : m;
+        for (int k = 0; k < classes; k++)
+            s += expf(r[k] - m);
+        bool taken[classes];
+        memset(taken, 0, sizeof taken);
+        if (json)
+            printf("%s{\"index\":%d%s", i ? "," : "", i, a.n_pos == 2 ? "" : ",\"label\":");
+        if (json && a.n_pos != 2)
+            printf("%d", y[i]);
+        if (json)
+            printf(",\"top\":[");
+        else
+            printf("image %d%s%s:", i, a.n_pos == 2 ? "" : " (true: ",
+                   a.n_pos == 2 ? "" : (classes == 10 ? fashion_classes[y[i]] : "?"));
+        if (!json && a.n_pos != 2)
+            printf(")");
+        for (int t = 0; t < top && t < classes; t++) {
+            int best = -1;
+            for (int k = 0; k < classes; k++)
+                if (!taken[k] && (best < 0 || r[k] > r[best]))
+                    best = k;
+            taken[best] = true;
+            float prob = expf(r[best] - m) / s;
+            if (json)
+                printf("%s{\"class\":%d,\"probability\":%.6f}", t ? "," : "", best, prob);
+            else
+                printf(" %s %.1f%%", classes == 10 ? fashion_classes[best] : "class", 100 * prob);
+        }
+        printf(json ? "]}" : "\n");
+    }
+    if (json)
+        printf("]}\n");
+    rc = 0;
+done:
+    kiln_exec_free(e);
+    free(x);
+    free(idx);
+    free(y);
+    kiln_graph_free(g);
+    kiln_dataset_free(&d);
+    return rc;
+}

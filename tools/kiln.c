@@ -1,0 +1,41 @@
+/* kiln: the command line. train -> save -> eval/run/info. */
+#include <stdio.h>
+#include <string.h>
+#include "cli.h"
+#include "core/error.h"
+
+static const char usage[] =
+    "usage: kiln COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  train SPEC.kiln   train a model spec; writes MODEL.safetensors, a metrics log and a plot\n"
+    "      --data fashion-mnist|DIR  --epochs N (5)  --batch N (64)  --seed N (0)  --threads N (2)\n"
+    "      --opt sgd|momentum|nesterov|adam|adamw (momentum)  --lr X  --momentum X (0.9)\n"
+    "      --beta1 X --beta2 X  --wd X  --clip NORM  --schedule constant|step|cosine\n"
+    "      --warmup STEPS  --step-size STEPS --gamma X  --min-lr X  --crop PAD  --flip\n"
+    "      --out PATH  --metrics PATH  --plot PATH  --checkpoint PATH  --checkpoint-every STEPS\n"
+    "      --resume PATH  --init-seed N  --max-steps N  --quiet  --json\n"
+    "  eval MODEL        test-set accuracy and loss   --data  --batch N  --threads N  --json\n"
+    "  run MODEL [IDX]   classify images (default: the first --count test images)\n"
+    "      --data  --count N (5)  --top K (3)  --json\n"
+    "  info MODEL|SPEC   layers, shapes, parameters, FLOPs   --json\n"
+    "  help              this text\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "train") == 0)
+        return cmd_train(argc - 2, argv + 2);
+    if (strcmp(cmd, "eval") == 0)
+        return cmd_eval(argc - 2, argv + 2);
+    if (strcmp(cmd, "info") == 0)
+        return cmd_info(argc - 2, argv + 2);
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 2, argv + 2);
+    fprintf(stderr, "kiln: unknown command '%s'\n%s", cmd, usage);
+    return 2;
+}
