@@ -191,6 +191,13 @@ int main(void)
         check_spec(spec, b);
         snprintf(spec, sizeof spec, "input %d %d %d\na: sigmoid\nadd a a\n", c, h, w);
         check_spec(spec, b);
+        /* relus fused into conv/dense/batchnorm, flatten sharing buffers */
+        snprintf(spec, sizeof spec, "input %d %d %d\nconv2d 3 3 pad=1\nrelu\nbatchnorm\nrelu\nflatten\n"
+                 "dense 5\nrelu\ndense 3\n", c, h, w);
+        check_spec(spec, b + 1);
+        /* a relu that cannot be fused (its producer has two consumers) */
+        snprintf(spec, sizeof spec, "input %d %d %d\na: conv2d 3 3 pad=1\nrelu\nadd a\n", c, h, w);
+        check_spec(spec, b);
     }
     check_losses();
     return check_report();

@@ -27,6 +27,10 @@ float *kiln_tape_param_grads(kiln_tape_t *t);
 const float *kiln_tape_input_grad(const kiln_tape_t *t);
 /* Bytes of activations and saved state the tape keeps per example. */
 size_t kiln_tape_bytes_per_example(const kiln_tape_t *t);
+/* Turns per-layer forward/backward timing on (resetting it) or off. */
+void kiln_tape_profile(kiln_tape_t *t, bool on);
+/* Prints the per-layer seconds accumulated since profiling was turned on to a FILE*. */
+void kiln_tape_profile_print(const kiln_tape_t *t, void *file);
 /* The dropout generator state (for checkpoints): 4 words. */
 uint64_t *kiln_tape_rng_state(kiln_tape_t *t);
 

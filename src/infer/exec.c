@@ -1,5 +1,6 @@
 /* A plain forward executor: one buffer per node, eval mode. (The planned, arena-based runtime
  * session builds on the same kernels.) */
+#include <omp.h>
 #include <stdlib.h>
 #include "core/error.h"
 #include "ops/ops.h"
@@ -7,9 +8,10 @@
 struct kiln_exec {
     const kiln_graph_t *g;
     int max_batch;
+    int threads;     /* threads the work space is sized for */
     float **act;     /* per node output; input node points at the caller's data */
-    float *col;      /* shared im2col space */
-    float *work;     /* shared temporary */
+    float *save;     /* state ops would keep for training (unused in eval), shared */
+    float *work;     /* shared temporary (im2col matrices, one per thread) */
 };
 
 void kiln_exec_free(kiln_exec_t *e)
@@ -20,7 +22,7 @@ void kiln_exec_free(kiln_exec_t *e)
         for (int i = 1; i < e->g->n; i++)
             free(e->act[i]);
     free(e->act);
-    free(e->col);
+    free(e->save);
     free(e->work);
     free(e);
 }
@@ -36,20 +38,19 @@ kiln_exec_t *kiln_exec_create(const kiln_graph_t *g, int max_batch)
         goto nomem;
     e->g = g;
     e->max_batch = max_batch;
+    e->threads = omp_get_max_threads();
     e->act = calloc((size_t)g->n, sizeof *e->act);
     if (!e->act)
         goto nomem;
-    size_t col = 1, work = 1;
+    size_t save = 1, work = 1;
     for (int i = 1; i < g->n; i++) {
         if (!(e->act[i] = malloc(g->nodes[i].numel * (size_t)max_batch * sizeof(float))))
             goto nomem;
-        if (g->nodes[i].op == KILN_OP_CONV2D) {
-            size_t c = kiln_node_save_floats(g, i, max_batch), w = kiln_node_work_floats(g, i, max_batch);
-            col = c > col ? c : col;
-            work = w > work ? w : work;
-        }
+        size_t s = kiln_node_save_floats(g, i, max_batch), w = kiln_node_work_floats(g, i, e->threads);
+        save = s > save ? s : save;
+        work = w > work ? w : work;
     }
-    if (!(e->col = malloc(col * sizeof(float))) || !(e->work = malloc(work * sizeof(float))))
+    if (!(e->save = malloc(save * sizeof(float))) || !(e->work = malloc(work * sizeof(float))))
         goto nomem;
     return e;
 nomem:
@@ -68,7 +69,8 @@ const float *kiln_exec_run(kiln_exec_t *e, const float *x, int batch)
     e->act[0] = (float *)x;
     for (int i = 1; i < g->n; i++) {
         const kiln_node *nd = &g->nodes[i];
-        kiln_fwd_args a = {.batch = batch, .out = e->act[i], .work = e->work, .save = e->col};
+        kiln_fwd_args a = {.batch = batch, .out = e->act[i], .work = e->work, .save = e->save,
+                           .threads = e->threads};
         for (int j = 0; j < nd->n_inputs; j++)
             a.in[j] = e->act[nd->inputs[j]];
         kiln_node_forward(g, i, &a);

@@ -26,7 +26,8 @@ typedef struct {
     kiln_dtype dtype;             /* element type */
     int ndim;                     /* 0..8; 0 is a scalar */
     int64_t dims[KILN_ST_MAX_DIMS];
-    const void *data;             /* reader: into the loaded file, aligned to the dtype size;
+    const void *data;             /* reader: into the loaded file (or a private copy when the
+                                   * file misaligns it), aligned to the dtype size, never NULL;
                                    * writer: caller's data (NULL allowed when nbytes is 0) */
     size_t nbytes;                /* product(dims) * dtype size */
 } kiln_st_tensor;

@@ -2,19 +2,16 @@
 #include <string.h>
 #include "ops/ops.h"
 
-size_t kiln_node_work_floats(const kiln_graph_t *g, int id, int batch)
+size_t kiln_node_work_floats(const kiln_graph_t *g, int id, int threads)
 {
     const kiln_node *nd = &g->nodes[id];
-    return nd->op == KILN_OP_CONV2D ? nd->numel * (size_t)batch : 0;
+    return nd->op == KILN_OP_CONV2D ? kiln_conv2d_col_floats(nd) * (size_t)threads : 0;
 }
 
 size_t kiln_node_save_floats(const kiln_graph_t *g, int id, int batch)
 {
     const kiln_node *nd = &g->nodes[id];
     switch (nd->op) {
-    case KILN_OP_CONV2D:
-        return nd->params[0].numel / (size_t)nd->a.units * (size_t)nd->a.groups *
-               (size_t)nd->shape[1] * nd->shape[2] * (size_t)batch;
     case KILN_OP_BATCHNORM:
         return 2 * (size_t)nd->shape[0];
     case KILN_OP_DROPOUT:
@@ -76,7 +73,8 @@ void kiln_node_forward(const kiln_graph_t *g, int id, const kiln_fwd_args *a)
         kiln_dense_forward(g, nd, a->in[0], a->batch, a->out);
         break;
     case KILN_OP_CONV2D:
-        kiln_conv2d_forward(g, nd, a->in[0], a->batch, a->out, a->save, a->work);
+        kiln_conv2d_forward(g, nd, a->in[0], a->batch, a->out, a->work, a->threads, a->relu);
+        return;
         break;
     case KILN_OP_MAXPOOL2D:
         kiln_maxpool_forward(nd, in, a->in[0], a->batch, a->out, a->training ? a->argmax : NULL);
@@ -112,4 +110,6 @@ void kiln_node_forward(const kiln_graph_t *g, int id, const kiln_fwd_args *a)
     default:
         break;
     }
+    if (a->relu)
+        kiln_activation_forward(KILN_OP_RELU, 0.0f, a->out, a->out, n);
 }

@@ -2,6 +2,7 @@
 #ifndef KILN_OPS_OPS_H
 #define KILN_OPS_OPS_H
 
+#include <omp.h>
 #include <stdint.h>
 #include "core/graph.h"
 #include "core/rng.h"
@@ -14,27 +15,34 @@ typedef struct {
     const float *in[KILN_MAX_INPUTS];   /* input activations, batch-major */
     float *out;                         /* output activation, batch x numel */
     float *work;                        /* temporary space, kiln_node_work_floats() */
-    float *save;                        /* kept for backward, kiln_node_save_floats() (conv: the
-                                         * im2col matrix, batchnorm: mean and inverse std, dropout:
-                                         * the mask); conv uses it as im2col space at inference */
+    float *save;                        /* kept for backward, kiln_node_save_floats() (batchnorm:
+                                         * mean and inverse std, dropout: the mask) */
+    int threads;                        /* most threads a kernel may use (work sized for them) */
+    bool relu;                          /* apply relu to the output (a fused following relu) */
     int32_t *argmax;                    /* maxpool, training: input index of each output */
     kiln_rng *rng;                      /* dropout, training */
 } kiln_fwd_args;
 
-/* Floats of temporary space a node's forward needs at this batch. */
-size_t kiln_node_work_floats(const kiln_graph_t *g, int id, int batch);
-/* Floats a node's training forward keeps for backward at this batch (conv: im2col). */
+/* Floats of temporary space a node's forward needs with this many threads (conv: one im2col
+ * matrix per thread). */
+size_t kiln_node_work_floats(const kiln_graph_t *g, int id, int threads);
+/* Floats a node's training forward keeps for backward at this batch. */
 size_t kiln_node_save_floats(const kiln_graph_t *g, int id, int batch);
 /* Runs one node forward. Training-mode batchnorm updates the graph's running statistics. */
 void kiln_node_forward(const kiln_graph_t *g, int id, const kiln_fwd_args *a);
 
-/* Lowers x (batch, c, h, w) into col (c*kh*kw rows, batch*ho*wo columns). */
-void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, int batch, float *col);
+/* This thread's index inside a parallel region (0 outside). */
+static inline int kiln_thread_id(void) { return omp_get_thread_num(); }
+/* Lowers one image x (c, h, w) into col (c*kh*kw rows, ho*wo columns). */
+void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, float *col);
+/* Floats of one image's im2col matrix. */
+size_t kiln_conv2d_col_floats(const kiln_node *nd);
 /* y (batch, units) = x (batch, in) * W^T + b. */
 void kiln_dense_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch, float *y);
-/* Convolution by im2col + GEMM; col is the im2col space, work holds the channel-major result. */
+/* Convolution by im2col + GEMM per image, images in parallel on up to threads threads (0: all);
+ * col holds one im2col matrix per thread; relu fuses the activation. */
 void kiln_conv2d_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch,
-                         float *y, float *col, float *work);
+                         float *y, float *col, int threads, bool relu);
 /* Max pooling; argmax (may be NULL) receives each output's input offset within its plane. */
 void kiln_maxpool_forward(const kiln_node *nd, const kiln_node *in, const float *x, int batch,
                           float *y, int32_t *argmax);

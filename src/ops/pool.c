@@ -2,12 +2,38 @@
 #include <float.h>
 #include "ops/ops.h"
 
+/* The common 2x2, stride 2, unpadded window: two input rows per output row, no bounds checks. */
+static void maxpool_2x2(const float *src, float *dst, int32_t *am, int w, int ho, int wo)
+{
+    for (int oy = 0; oy < ho; oy++) {
+        const float *r0 = src + (size_t)(2 * oy) * w, *r1 = r0 + w;
+        float *d = dst + (size_t)oy * wo;
+        for (int ox = 0; ox < wo; ox++) {
+            float a0 = r0[2 * ox], a1 = r0[2 * ox + 1], b0 = r1[2 * ox], b1 = r1[2 * ox + 1];
+            float m0 = a1 > a0 ? a1 : a0, m1 = b1 > b0 ? b1 : b0;
+            d[ox] = m1 > m0 ? m1 : m0;
+            if (am) {
+                int i0 = 2 * oy * w + 2 * ox + (a1 > a0), i1 = (2 * oy + 1) * w + 2 * ox + (b1 > b0);
+                am[(size_t)oy * wo + ox] = m1 > m0 ? i1 : i0;
+            }
+        }
+    }
+}
+
 void kiln_maxpool_forward(const kiln_node *nd, const kiln_node *in, const float *x, int batch,
                           float *y, int32_t *argmax)
 {
     const kiln_attrs *a = &nd->a;
     int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
     int planes = batch * c;
+    if (a->kernel[0] == 2 && a->kernel[1] == 2 && a->stride[0] == 2 && a->stride[1] == 2 && a->pad[0] == 0 &&
+        a->pad[1] == 0) {
+        #pragma omp parallel for schedule(static) if ((size_t)planes * h * w > 32768)
+        for (int pl = 0; pl < planes; pl++)
+            maxpool_2x2(x + (size_t)pl * h * w, y + (size_t)pl * ho * wo, argmax ? argmax + (size_t)pl * ho * wo : NULL,
+                        w, ho, wo);
+        return;
+    }
     #pragma omp parallel for schedule(static) if ((size_t)planes * h * w > 32768)
     for (int pl = 0; pl < planes; pl++) {
         const float *src = x + (size_t)pl * h * w;

@@ -2,10 +2,10 @@
 #include <string.h>
 #include "train/backward.h"
 
-size_t kiln_node_backward_work_floats(const kiln_graph_t *g, int id, int batch)
+size_t kiln_node_backward_work_floats(const kiln_graph_t *g, int id, int threads)
 {
     const kiln_node *nd = &g->nodes[id];
-    return nd->op == KILN_OP_CONV2D ? nd->numel * (size_t)batch : 0;
+    return nd->op == KILN_OP_CONV2D ? kiln_conv2d_backward_work_floats(nd, threads) : 0;
 }
 
 /* Adds (or copies) dy into each input gradient: add, flatten, identity. */
@@ -16,8 +16,10 @@ static void pass_through(const kiln_graph_t *g, const kiln_node *nd, const kiln_
         float *dx = a->dx[j];
         if (!dx)
             continue;
-        if (!a->acc[j])
-            memcpy(dx, a->dy, n * sizeof(float));
+        if (!a->acc[j]) {
+            if (dx != a->dy)   /* a flatten sharing its input's gradient buffer: nothing to do */
+                memcpy(dx, a->dy, n * sizeof(float));
+        }
         else
             for (size_t i = 0; i < n; i++)
                 dx[i] += a->dy[i];

@@ -17,17 +17,21 @@ typedef struct {
     float *save;                        /* what the training forward kept */
     const int32_t *argmax;              /* maxpool */
     float *work;                        /* temporary, kiln_node_backward_work_floats() */
+    int threads;                        /* most threads a kernel may use (work sized for them) */
 } kiln_bwd_args;
 
 /* Floats of temporary space a node's backward needs. */
-size_t kiln_node_backward_work_floats(const kiln_graph_t *g, int id, int batch);
+size_t kiln_node_backward_work_floats(const kiln_graph_t *g, int id, int threads);
 /* Runs one node backward. */
 void kiln_node_backward(const kiln_graph_t *g, int id, const kiln_bwd_args *a);
 
 /* Dense backward: dW, db and dx. */
 void kiln_dense_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
-/* Conv2d backward via the saved im2col matrix (overwritten with its gradient) and col2im. */
+/* Conv2d backward: im2col recomputed per image in cache, GEMMs for dW and the column gradient,
+ * col2im for dx. */
 void kiln_conv2d_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+/* Floats conv2d backward needs per thread: partial gradients and one im2col matrix. */
+size_t kiln_conv2d_backward_work_floats(const kiln_node *nd, int threads);
 /* Pooling backward (max, average, global average). */
 void kiln_pool_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
 /* Elementwise activations and softmax backward. */

@@ -1,45 +1,48 @@
-/* Conv2d backward: weight and bias gradients by GEMM against the saved im2col matrix, the input
- * gradient by GEMM into column space and col2im. */
+/* Conv2d backward, per image in parallel. The im2col matrix is recomputed from the kept input into
+ * the thread's cache-sized buffer rather than kept from the forward pass (writing and re-reading it
+ * through memory costs more than lowering it again). Weight and bias gradients accumulate into
+ * per-thread partials, summed in a fixed order, so results repeat bit for bit at a given thread
+ * count; the input gradient goes by GEMM into the same buffer, then col2im. */
 #include <string.h>
 #include "ops/gemm.h"
 #include "train/backward.h"
 
-/* Adds col (c*kh*kw rows, batch*ho*wo columns) back into image layout dx; each thread owns a
- * channel, so no two threads write the same element. */
-static void col2im(const kiln_node *nd, const kiln_node *in, const float *col, int batch, float *dx, bool acc)
+/* Adds one image's column matrix back into image layout dx (c, h, w). */
+static void col2im(const kiln_node *nd, const kiln_node *in, const float *col, float *dx)
 {
     const kiln_attrs *a = &nd->a;
     int c = in->shape[0], h = in->shape[1], w = in->shape[2];
     int ho = nd->shape[1], wo = nd->shape[2], kh = a->kernel[0], kw = a->kernel[1];
-    size_t p = (size_t)ho * wo, cols = (size_t)batch * p;
-    #pragma omp parallel for schedule(static) if (cols * c * kh * kw > 32768)
-    for (int ci = 0; ci < c; ci++) {
-        if (!acc)
-            for (int b = 0; b < batch; b++)
-                memset(dx + ((size_t)b * c + ci) * h * w, 0, (size_t)h * w * sizeof(float));
-        for (int ki = 0; ki < kh; ki++) {
-            for (int kj = 0; kj < kw; kj++) {
-                const float *src = col + ((size_t)(ci * kh + ki) * kw + kj) * cols;
-                int oy0 = ki * a->dilation[0] - a->pad[0], ox0 = kj * a->dilation[1] - a->pad[1];
-                for (int b = 0; b < batch; b++) {
-                    float *dst = dx + ((size_t)b * c + ci) * h * w;
-                    const float *s = src + (size_t)b * p;
-                    for (int oy = 0; oy < ho; oy++) {
-                        int iy = oy0 + oy * a->stride[0];
-                        if (iy < 0 || iy >= h)
-                            continue;
-                        float *d = dst + (size_t)iy * w;
-                        const float *sr = s + (size_t)oy * wo;
-                        for (int ox = 0; ox < wo; ox++) {
-                            int ix = ox0 + ox * a->stride[1];
-                            if (ix >= 0 && ix < w)
-                                d[ix] += sr[ox];
-                        }
-                    }
-                }
-            }
+    int sw = a->stride[1];
+    size_t p = (size_t)ho * wo;
+    for (int r = 0; r < c * kh * kw; r++) {
+        int ci = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw;
+        int oy0 = ki * a->dilation[0] - a->pad[0], ox0 = kj * a->dilation[1] - a->pad[1];
+        int lo = ox0 >= 0 ? 0 : (-ox0 + sw - 1) / sw;
+        int hi = (w - ox0 + sw - 1) / sw;
+        hi = hi < 0 ? 0 : (hi > wo ? wo : hi);
+        lo = lo > hi ? hi : lo;
+        const float *src = col + (size_t)r * p;
+        float *dst = dx + (size_t)ci * h * w;
+        for (int oy = 0; oy < ho; oy++) {
+            int iy = oy0 + oy * a->stride[0];
+            if (iy < 0 || iy >= h)
+                continue;
+            float *d = dst + (size_t)iy * w + ox0;
+            const float *s = src + (size_t)oy * wo;
+            if (sw == 1)
+                for (int ox = lo; ox < hi; ox++)
+                    d[ox] += s[ox];
+            else
+                for (int ox = lo; ox < hi; ox++)
+                    d[ox * sw] += s[ox];
         }
     }
+}
+
+size_t kiln_conv2d_backward_work_floats(const kiln_node *nd, int threads)
+{
+    return (size_t)threads * (nd->params[0].numel + (size_t)nd->shape[0] + kiln_conv2d_col_floats(nd));
 }
 
 void kiln_conv2d_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a)
@@ -47,38 +50,59 @@ void kiln_conv2d_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln
     const kiln_node *in = &g->nodes[nd->inputs[0]];
     int groups = nd->a.groups, cout = nd->shape[0], cg = cout / groups, batch = a->batch;
     int kg = nd->params[0].dims[1] * nd->a.kernel[0] * nd->a.kernel[1];
-    size_t p = (size_t)nd->shape[1] * nd->shape[2], cols = (size_t)batch * p;
+    int p = nd->shape[1] * nd->shape[2];
+    size_t col_n = kiln_conv2d_col_floats(nd), wn = nd->params[0].numel, part = wn + (size_t)cout + col_n;
     const float *w = kiln_node_tensor(g, nd, 0);
     float *dw = a->dparams + nd->params[0].offset;
-    float *dyt = a->work, *col = a->save;
-    /* batch-major dY (batch, cout, p) -> channel-major (cout, batch*p) */
-    #pragma omp parallel for collapse(2) schedule(static) if (cols * cout > 32768)
-    for (int co = 0; co < cout; co++)
-        for (int b = 0; b < batch; b++)
-            memcpy(dyt + (size_t)co * cols + (size_t)b * p, a->dy + ((size_t)b * cout + co) * p,
-                   p * sizeof(float));
-    if (!nd->a.no_bias) {
-        float *db = a->dparams + nd->params[1].offset;
-        #pragma omp parallel for schedule(static) if (cols * cout > 32768)
-        for (int co = 0; co < cout; co++) {
-            const float *s = dyt + (size_t)co * cols;
-            float acc = 0.0f;
-            for (size_t i = 0; i < cols; i++)
-                acc += s[i];
-            db[co] = acc;
+    float *db = nd->a.no_bias ? NULL : a->dparams + nd->params[1].offset;
+    int nt = a->threads;
+    if (nt > batch)
+        nt = batch;
+    #pragma omp parallel num_threads(nt)
+    {
+        int t = kiln_thread_id(), used = omp_get_num_threads();
+        float *pw = a->work + (size_t)t * part, *pb = pw + wn, *col = pb + cout;
+        memset(pw, 0, (wn + (size_t)cout) * sizeof(float));
+        /* a fixed, contiguous range of images per thread */
+        int b0 = (int)((long)batch * t / used), b1 = (int)((long)batch * (t + 1) / used);
+        for (int b = b0; b < b1; b++) {
+            const float *dy = a->dy + (size_t)b * nd->numel;
+            kiln_im2col(nd, in, a->in[0] + (size_t)b * in->numel, col);
+            for (int co = 0; co < cout; co++) {
+                float s = 0.0f;
+                for (int i = 0; i < p; i++)
+                    s += dy[(size_t)co * p + i];
+                pb[co] += s;
+            }
+            for (int gi = 0; gi < groups; gi++) {
+                /* dW_g (cg, kg) += dY_g (cg, p) * col_g^T (p, kg) */
+                kiln_sgemm(false, true, cg, kg, p, 1.0f, dy + (size_t)gi * cg * p, p, col + (size_t)gi * kg * p, p,
+                           1.0f, pw + (size_t)gi * cg * kg, kg);
+            }
+            if (!a->dx[0])
+                continue;
+            for (int gi = 0; gi < groups; gi++) {
+                /* dcol_g (kg, p) = W_g^T (kg, cg) * dY_g (cg, p), over col */
+                kiln_sgemm(true, false, kg, p, cg, 1.0f, w + (size_t)gi * cg * kg, kg, dy + (size_t)gi * cg * p, p,
+                           0.0f, col + (size_t)gi * kg * p, p);
+            }
+            float *dx = a->dx[0] + (size_t)b * in->numel;
+            if (!a->acc[0])
+                memset(dx, 0, in->numel * sizeof(float));
+            col2im(nd, in, col, dx);
+        }
+        #pragma omp barrier
+        /* sum the partials in thread order, each thread a slice of the elements */
+        size_t sum_n = wn + (size_t)cout;
+        size_t e0 = sum_n * (size_t)t / (size_t)used, e1 = sum_n * (size_t)(t + 1) / (size_t)used;
+        for (size_t e = e0; e < e1; e++) {
+            float s = 0.0f;
+            for (int k = 0; k < used; k++)
+                s += a->work[(size_t)k * part + e];
+            if (e < wn)
+                dw[e] = s;
+            else if (db)
+                db[e - wn] = s;
         }
     }
-    for (int gi = 0; gi < groups; gi++) {
-        /* dW_g (cg, kg) = dYt_g (cg, cols) * col_g^T (cols, kg) */
-        kiln_sgemm(false, true, cg, kg, (int)cols, 1.0f, dyt + (size_t)gi * cg * cols, (int)cols,
-                   col + (size_t)gi * kg * cols, (int)cols, 0.0f, dw + (size_t)gi * cg * kg, kg);
-    }
-    if (!a->dx[0])
-        return;
-    for (int gi = 0; gi < groups; gi++) {
-        /* dcol_g (kg, cols) = W_g^T (kg, cg) * dYt_g (cg, cols), written over the saved col */
-        kiln_sgemm(true, false, kg, (int)cols, cg, 1.0f, w + (size_t)gi * cg * kg, kg,
-                   dyt + (size_t)gi * cg * cols, (int)cols, 0.0f, col + (size_t)gi * kg * cols, (int)cols);
-    }
-    col2im(nd, in, col, batch, a->dx[0], a->acc[0]);
 }

@@ -1,5 +1,7 @@
 /* Reverse-mode autodiff tape: forward keeps every activation and saved state; backward walks the
  * nodes in reverse, each consumer adding into its inputs' gradients. */
+#include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
@@ -12,20 +14,25 @@ struct kiln_tape {
     float **act, **grad, **save;   /* per node */
     int32_t **argmax;              /* per maxpool node */
     bool *needs_grad;              /* per node: some parameter or the input depends on it */
+    bool *fused;                   /* per node: a relu computed in place by its producer */
+    bool *relu_out;                /* per node: applies the fused relu to its output */
     float *work;                   /* shared temporary */
     float *dparams;
+    int threads;                   /* threads the work space is sized for */
     kiln_rng rng;
     size_t bytes_per_example;
+    double *fwd_s, *bwd_s;         /* per node seconds, when profiling */
 };
 
 void kiln_tape_free(kiln_tape_t *t)
 {
     if (!t)
         return;
+    const kiln_graph_t *g = t->g;
     for (int i = 0; i < t->g->n; i++) {
-        if (i > 0 && t->act)
+        if (i > 0 && t->act && !(t->fused[i] || g->nodes[i].op == KILN_OP_FLATTEN))
             free(t->act[i]);
-        if (t->grad)
+        if (t->grad && !(g->nodes[i].op == KILN_OP_FLATTEN && t->grad[i] == t->grad[g->nodes[i].inputs[0]]))
             free(t->grad[i]);
         if (t->save)
             free(t->save[i]);
@@ -37,8 +44,12 @@ void kiln_tape_free(kiln_tape_t *t)
     free(t->save);
     free(t->argmax);
     free(t->needs_grad);
+    free(t->fused);
+    free(t->relu_out);
     free(t->work);
     free(t->dparams);
+    free(t->fwd_s);
+    free(t->bwd_s);
     free(t);
 }
 
@@ -54,13 +65,22 @@ kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, u
         return NULL;
     }
     kiln_tape_t *t = calloc(1, sizeof *t);
+    int *consumers = NULL;
     size_t n = (size_t)g->n, work = 1;
     if (!t || !(t->act = calloc(n, sizeof(float *))) || !(t->grad = calloc(n, sizeof(float *))) ||
         !(t->save = calloc(n, sizeof(float *))) || !(t->argmax = calloc(n, sizeof(int32_t *))) ||
-        !(t->needs_grad = calloc(n, sizeof(bool))))
+        !(t->needs_grad = calloc(n, sizeof(bool))) || !(t->fused = calloc(n, sizeof(bool))) ||
+        !(t->relu_out = calloc(n, sizeof(bool))))
         goto nomem;
     t->g = g;
+    consumers = calloc(n, sizeof(int));
+    if (!consumers)
+        goto nomem;
+    for (int i = 1; i < g->n; i++)
+        for (int j = 0; j < g->nodes[i].n_inputs; j++)
+            consumers[g->nodes[i].inputs[j]]++;
     t->max_batch = max_batch;
+    t->threads = omp_get_max_threads();
     kiln_rng_seed(&t->rng, seed);
     t->needs_grad[0] = input_grad;
     for (int i = 1; i < g->n; i++) {
@@ -74,23 +94,43 @@ kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, u
         const kiln_node *nd = &g->nodes[i];
         size_t numel = nd->numel * (size_t)max_batch;
         size_t save = kiln_node_save_floats(g, i, max_batch);
-        if ((i > 0 && !(t->act[i] = alloc_floats(numel))) ||
-            (t->needs_grad[i] && !(t->grad[i] = alloc_floats(numel))) ||
-            (save && !(t->save[i] = alloc_floats(save))))
+        int src = nd->n_inputs ? nd->inputs[0] : -1;
+        kiln_op sop = src >= 0 ? g->nodes[src].op : KILN_OP_INPUT;
+        /* a relu that alone consumes a conv/dense/batchnorm runs in place, fused into it: its
+         * backward needs only its output, and the producer's backward never reads its own */
+        t->fused[i] = nd->op == KILN_OP_RELU && consumers[src] == 1 &&
+                      (sop == KILN_OP_CONV2D || sop == KILN_OP_DENSE || sop == KILN_OP_BATCHNORM);
+        if (t->fused[i])
+            t->relu_out[src] = true;
+        bool view = nd->op == KILN_OP_FLATTEN;   /* the same bytes under another shape */
+        if (t->fused[i] || view) {
+            t->act[i] = t->act[src];
+            numel = 0;
+        } else if (i > 0 && !(t->act[i] = alloc_floats(numel))) {
+            goto nomem;
+        }
+        size_t gnum = nd->numel * (size_t)max_batch;
+        if (view && consumers[src] == 1 && t->needs_grad[src])
+            t->grad[i] = t->grad[src];   /* its backward is then a no-op */
+        else if (t->needs_grad[i] && !(t->grad[i] = alloc_floats(gnum)))
+            goto nomem;
+        if (save && !(t->save[i] = alloc_floats(save)))
             goto nomem;
         if (nd->op == KILN_OP_MAXPOOL2D && !(t->argmax[i] = malloc(numel * sizeof(int32_t))))
             goto nomem;
-        size_t w = kiln_node_work_floats(g, i, max_batch), wb = kiln_node_backward_work_floats(g, i, max_batch);
+        size_t w = kiln_node_work_floats(g, i, t->threads), wb = kiln_node_backward_work_floats(g, i, t->threads);
         work = w > work ? w : work;
         work = wb > work ? wb : work;
-        t->bytes_per_example += (i > 0 ? nd->numel * sizeof(float) : 0) + save / (size_t)max_batch * sizeof(float) +
+        t->bytes_per_example += (i > 0 ? numel / (size_t)max_batch * sizeof(float) : 0) + save / (size_t)max_batch * sizeof(float) +
                                 (nd->op == KILN_OP_MAXPOOL2D ? nd->numel * sizeof(int32_t) : 0);
     }
     if (!(t->work = alloc_floats(work)) || !(t->dparams = alloc_floats(g->n_params ? g->n_params : 1)))
         goto nomem;
     memset(t->dparams, 0, (g->n_params ? g->n_params : 1) * sizeof(float));
+    free(consumers);
     return t;
 nomem:
+    free(consumers);
     kiln_tape_free(t);
     kiln_error(KILN_ERR_NOMEM, "out of memory for a batch-%d training tape", max_batch);
     return NULL;
@@ -107,11 +147,20 @@ const float *kiln_tape_forward(kiln_tape_t *t, const float *x, int batch, bool t
     t->act[0] = (float *)x;
     for (int i = 1; i < g->n; i++) {
         const kiln_node *nd = &g->nodes[i];
+        if (t->fused[i] || nd->op == KILN_OP_FLATTEN) {
+            t->act[i] = t->act[nd->inputs[0]];
+            continue;
+        }
         kiln_fwd_args a = {.batch = batch, .training = training, .out = t->act[i], .work = t->work,
-                           .save = t->save[i], .argmax = t->argmax[i], .rng = &t->rng};
+                           .relu = t->relu_out[i],
+                           .save = t->save[i], .threads = t->threads, .argmax = t->argmax[i],
+                           .rng = &t->rng};
         for (int j = 0; j < nd->n_inputs; j++)
             a.in[j] = t->act[nd->inputs[j]];
+        double t0 = t->fwd_s ? omp_get_wtime() : 0;
         kiln_node_forward(g, i, &a);
+        if (t->fwd_s)
+            t->fwd_s[i] += omp_get_wtime() - t0;
     }
     return t->act[g->n - 1];
 }
@@ -129,7 +178,8 @@ void kiln_tape_backward(kiln_tape_t *t, const float *dout)
         if (!t->needs_grad[i])
             continue;
         kiln_bwd_args a = {.batch = t->batch, .out = t->act[i], .dy = t->grad[i], .dparams = t->dparams,
-                           .save = t->save[i], .argmax = t->argmax[i], .work = t->work};
+                           .save = t->save[i], .argmax = t->argmax[i], .work = t->work,
+                           .threads = t->threads};
         if (!written[i]) {   /* an unused branch: its gradient is zero */
             memset(t->grad[i], 0, nd->numel * (size_t)t->batch * sizeof(float));
             written[i] = true;
@@ -143,7 +193,10 @@ void kiln_tape_backward(kiln_tape_t *t, const float *dout)
                 if (nd->inputs[k] == src)
                     a.acc[j] = a.dx[j] != NULL;
         }
+        double t0 = t->bwd_s ? omp_get_wtime() : 0;
         kiln_node_backward(g, i, &a);
+        if (t->bwd_s)
+            t->bwd_s[i] += omp_get_wtime() - t0;
         for (int j = 0; j < nd->n_inputs; j++)
             if (a.dx[j])
                 written[nd->inputs[j]] = true;
@@ -155,3 +208,31 @@ float *kiln_tape_param_grads(kiln_tape_t *t) { return t->dparams; }
 const float *kiln_tape_input_grad(const kiln_tape_t *t) { return t->grad[0]; }
 size_t kiln_tape_bytes_per_example(const kiln_tape_t *t) { return t->bytes_per_example; }
 uint64_t *kiln_tape_rng_state(kiln_tape_t *t) { return t->rng.s; }
+
+void kiln_tape_profile(kiln_tape_t *t, bool on)
+{
+    free(t->fwd_s);
+    free(t->bwd_s);
+    t->fwd_s = t->bwd_s = NULL;
+    if (on) {
+        t->fwd_s = calloc((size_t)t->g->n, sizeof(double));
+        t->bwd_s = calloc((size_t)t->g->n, sizeof(double));
+    }
+}
+
+void kiln_tape_profile_print(const kiln_tape_t *t, void *file)
+{
+    FILE *f = file;
+    if (!t->fwd_s || !t->bwd_s)
+        return;
+    double tf = 0, tb = 0;
+    for (int i = 0; i < t->g->n; i++) {
+        tf += t->fwd_s[i];
+        tb += t->bwd_s[i];
+    }
+    fprintf(f, "%-20s %-15s %10s %10s\n", "layer", "op", "forward s", "backward s");
+    for (int i = 1; i < t->g->n; i++)
+        fprintf(f, "%-20s %-15s %10.3f %10.3f\n", t->g->nodes[i].name, kiln_op_name(t->g->nodes[i].op),
+                t->fwd_s[i], t->bwd_s[i]);
+    fprintf(f, "%-20s %-15s %10.3f %10.3f\n", "total", "", tf, tb);
+}

@@ -180,6 +180,9 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
         st = kiln_error(KILN_ERR_NOMEM, "out of memory setting up training");
         goto done;
     }
+    bool profile = getenv("KILN_PROFILE") != NULL;
+    if (profile)
+        kiln_tape_profile(tape, true);
     if (cfg->resume_path && (st = load_checkpoint(g, opt, tape, &s, cfg)) != KILN_OK)
         goto done;
     if (s.global_step > total) {
@@ -281,6 +284,8 @@ finish:
         res->images_per_s = p.images_per_s;
         res->activation_bytes_per_example = kiln_tape_bytes_per_example(tape);
     }
+    if (profile)
+        kiln_tape_profile_print(tape, stderr);
 done:
     if (metrics)
         fclose(metrics);
