@@ -3,7 +3,7 @@
 BUILD ?= build
 JOBS ?= 2
 
-.PHONY: all deps build run test test-fast bench clean
+.PHONY: all deps build run test bench fuzz clean
 
 all: build
 
@@ -27,4 +27,16 @@ bench: build
 	@scripts/bench $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz
+
+# Builds the loader fuzz targets with clang's libFuzzer and runs each for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/setup-deps --fuzz
+	@cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DKILN_FUZZ=ON >/dev/null
+	@cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_safetensors fuzz_idx fuzz_model fuzz_spec
+	@for f in fuzz_safetensors fuzz_idx fuzz_model fuzz_spec; do \
+	    echo "== $$f ($(FUZZ_SECONDS) s)"; \
+	    mkdir -p $(BUILD)-fuzz/corpus/$$f; \
+	    $(BUILD)-fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)-fuzz/corpus/$$f 2>&1 | tail -3 || exit 1; \
+	done

@@ -116,7 +116,7 @@ int cmd_train(int argc, char **argv)
         parse_sched(cli_str(&a, "schedule", "constant"), &cfg.opt.schedule))
         return 2;
     bool adam = cfg.opt.kind >= KILN_OPT_ADAM;
-    cfg.opt.lr = (float)cli_float(&a, "lr", adam ? 0.001 : 0.01, 0, 100);
+    cfg.opt.lr = (float)cli_float(&a, "lr", adam ? 0.001 : 0.01, 0, 1e9);
     cfg.opt.momentum = (float)cli_float(&a, "momentum", 0.9, 0, 1);
     cfg.opt.beta1 = (float)cli_float(&a, "beta1", 0.9, 0, 1);
     cfg.opt.beta2 = (float)cli_float(&a, "beta2", 0.999, 0, 1);
@@ -183,10 +183,13 @@ int cmd_train(int argc, char **argv)
     if (json) {
         printf("{\"command\":\"train\",\"model\":");
         cli_json_str(out);
-        printf(",\"steps\":%lld,\"seconds\":%.3f,\"images_per_s\":%.1f,\"train_loss\":%.6f,\"train_accuracy\":%.6f,"
-               "\"test_loss\":%.6f,\"test_accuracy\":%.6f,\"activation_bytes_per_example\":%zu,\"metrics\":",
-               (long long)res.steps, res.seconds, res.images_per_s, res.train_loss, res.train_accuracy,
-               res.test_loss, res.test_accuracy, res.activation_bytes_per_example);
+        printf(",\"steps\":%lld,\"seconds\":%.3f,\"images_per_s\":%.1f,\"train_loss\":%.6f,\"train_accuracy\":%.6f,",
+               (long long)res.steps, res.seconds, res.images_per_s, res.train_loss, res.train_accuracy);
+        if (isnan(res.test_accuracy))
+            printf("\"test_loss\":null,\"test_accuracy\":null,");
+        else
+            printf("\"test_loss\":%.6f,\"test_accuracy\":%.6f,", res.test_loss, res.test_accuracy);
+        printf("\"activation_bytes_per_example\":%zu,\"metrics\":", res.activation_bytes_per_example);
         cli_json_str(cfg.metrics_path);
         printf(",\"plot\":");
         if (plotted)
@@ -195,7 +198,7 @@ int cmd_train(int argc, char **argv)
             printf("null");
         printf("}\n");
     } else {
-        printf("saved %s (test accuracy %.2f%%, %lld steps, %.1f s, %.0f img/s); metrics %s%s%s\n", out,
+        printf("saved %s (test accuracy %.2f%%, %lld steps, %.1f s training, %.0f img/s); metrics %s%s%s\n", out,
                100 * res.test_accuracy, (long long)res.steps, res.seconds, res.images_per_s, cfg.metrics_path,
                plotted ? ", plot " : "", plotted ? plot : "");
     }

@@ -18,7 +18,7 @@ typedef struct {
     int64_t global_step;
     double loss_sum;        /* this epoch so far */
     int64_t correct, seen;
-    double elapsed;         /* training seconds before this process */
+    double elapsed;         /* training seconds (evaluation excluded) before this process */
 } train_state;
 
 static double now_s(void)
@@ -141,15 +141,20 @@ done:
     return st;
 }
 
-static void write_metrics(FILE *m, const kiln_progress *p)
+/* One metrics line: loss and accuracy over the steps since the previous line (window), the epoch
+ * means so far, and at an epoch's end the test figures. */
+static void write_metrics(FILE *m, const kiln_progress *p, double win_loss, double win_acc)
 {
     if (!m)
         return;
     fprintf(m, "{\"epoch\":%d,\"step\":%" PRId64 ",\"global_step\":%" PRId64 ",\"loss\":%.6f,\"accuracy\":%.6f,"
-            "\"lr\":%.6g,\"images_per_s\":%.1f,\"elapsed_s\":%.3f",
-            p->epoch, p->step, p->global_step, p->loss, p->accuracy, p->lr, p->images_per_s, p->elapsed_s);
-    if (p->epoch_end)
+            "\"epoch_loss\":%.6f,\"epoch_accuracy\":%.6f,\"lr\":%.6g,\"images_per_s\":%.1f,\"elapsed_s\":%.3f",
+            p->epoch, p->step, p->global_step, win_loss, win_acc, p->loss, p->accuracy, p->lr, p->images_per_s,
+            p->elapsed_s);
+    if (p->epoch_end && !isnan(p->test_accuracy))
         fprintf(m, ",\"epoch_end\":true,\"test_loss\":%.6f,\"test_accuracy\":%.6f", p->test_loss, p->test_accuracy);
+    else if (p->epoch_end)
+        fprintf(m, ",\"epoch_end\":true");
     fprintf(m, "}\n");
     fflush(m);
 }
@@ -176,6 +181,10 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
     FILE *metrics = NULL;
     kiln_status st = KILN_OK;
     train_state s = {0};
+    if (res) {
+        memset(res, 0, sizeof *res);
+        res->test_loss = res->test_accuracy = NAN;
+    }
     if (!tape || !opt || !x || !tmp || !dlogits || !perm || !y) {
         st = kiln_error(KILN_ERR_NOMEM, "out of memory setting up training");
         goto done;
@@ -194,8 +203,9 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
         st = kiln_error(KILN_ERR_IO, "%s: cannot open the metrics log for writing", cfg->metrics_path);
         goto done;
     }
-    double t0 = now_s();
-    int64_t start_step = s.global_step;
+    double t0 = now_s(), eval_s = 0;   /* eval_s: evaluation time since t0, not training */
+    int64_t start_step = s.global_step, win_correct = 0, win_seen = 0;
+    double win_loss = 0;   /* sums since the last metrics line */
     kiln_progress p = {.epochs = cfg->epochs, .steps_per_epoch = spe, .total_steps = total};
     for (int epoch = (int)(s.global_step / spe); epoch < cfg->epochs; epoch++) {
         kiln_rng shuf;
@@ -235,7 +245,7 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
             s.loss_sum += (double)loss * b;
             s.correct += correct;
             s.seen += b;
-            double el = now_s() - t0;
+            double el = now_s() - t0 - eval_s;
             p.epoch = epoch + 1;
             p.step = step + 1;
             p.global_step = s.global_step;
@@ -249,8 +259,10 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
             p.epoch_end = step + 1 == spe;
             if (p.epoch_end) {
                 p.test_loss = p.test_accuracy = NAN;
+                double te = now_s();
                 if (test && (st = kiln_evaluate(g, test, 500, &p.test_loss, &p.test_accuracy)) != KILN_OK)
                     goto done;
+                eval_s += now_s() - te;
                 if (res) {
                     res->train_loss = p.loss;
                     res->train_accuracy = p.accuracy;
@@ -260,15 +272,22 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
                 s.loss_sum = 0;
                 s.correct = s.seen = 0;
             }
-            if (p.epoch_end || s.global_step % 100 == 0)
-                write_metrics(metrics, &p);
+            win_loss += (double)loss * b;
+            win_correct += correct;
+            win_seen += b;
+            if (p.epoch_end || s.global_step % 100 == 0) {
+                write_metrics(metrics, &p, win_loss / win_seen, (double)win_correct / win_seen);
+                win_loss = 0;
+                win_correct = win_seen = 0;
+            }
             if (cfg->on_progress)
                 cfg->on_progress(&p, cfg->user);
             bool ckpt = cfg->checkpoint_path && (cfg->checkpoint_every > 0 ? s.global_step % cfg->checkpoint_every == 0
                                                                             : p.epoch_end);
             if (ckpt) {
-                s.elapsed += now_s() - t0;
+                s.elapsed += now_s() - t0 - eval_s;
                 t0 = now_s();
+                eval_s = 0;
                 start_step = s.global_step;
                 if ((st = save_checkpoint(g, opt, tape, &s, cfg)) != KILN_OK)
                     goto done;
@@ -279,8 +298,10 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
     }
 finish:
     if (res) {
+        res->train_loss = p.loss;
+        res->train_accuracy = p.accuracy;
         res->steps = s.global_step;
-        res->seconds = s.elapsed + (now_s() - t0);
+        res->seconds = s.elapsed + (now_s() - t0 - eval_s);
         res->images_per_s = p.images_per_s;
         res->activation_bytes_per_example = kiln_tape_bytes_per_example(tape);
     }
