@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "io/dataset.h"
+#include "kiln/dataset.h"
 
 /* Aborts (a crash libFuzzer reports) when an invariant fails. */
 static void require(int ok)

@@ -6,7 +6,7 @@
 #include <unistd.h>
 #include <zlib.h>
 #include "check.h"
-#include "io/dataset.h"
+#include "kiln/dataset.h"
 
 /* A byte buffer. */
 typedef struct {

@@ -72,8 +72,8 @@ static void check_model(const char *which, const char *spec_file)
     kiln_tape_backward(t, dlogits);
     const float *grads = kiln_tape_param_grads(t);
     for (int i = 0; i < n; i++) {
-        char gname[160];
-        snprintf(gname, sizeof gname, "grad.%s", ts[i].name);
+        char gname[300];
+        snprintf(gname, sizeof gname, "grad.%.127s", ts[i].name);
         size_t cnt = ts[i].nbytes / sizeof(float);
         const float *rg = tensor(f, gname, cnt);
         if (!rg)

@@ -3,7 +3,7 @@
 #define KILN_TOOLS_CLI_H
 
 #include "args.h"
-#include "io/dataset.h"
+#include "kiln/dataset.h"
 
 /* kiln train SPEC ... */
 int cmd_train(int argc, char **argv);

@@ -5,7 +5,6 @@
 #include <string.h>
 #include "cli.h"
 #include "core/graph.h"
-#include "infer/evaluate.h"
 
 static const char *const fashion_classes[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};

@@ -77,6 +77,8 @@ int kiln_graph_shape(const kiln_graph_t *g, int node, int out[3]);
 size_t kiln_graph_numel(const kiln_graph_t *g, int node);
 /* Trainable parameter count. */
 size_t kiln_graph_param_count(const kiln_graph_t *g);
+/* Every trainable parameter, contiguous (kiln_graph_param_count floats), owned by the graph. */
+float *kiln_graph_params(kiln_graph_t *g);
 /* Forward FLOPs per example (multiply-add = 2). */
 double kiln_graph_flops(const kiln_graph_t *g);
 /* Fills parameters with PyTorch's default init (Kaiming-uniform a=sqrt(5) and its bias rule;

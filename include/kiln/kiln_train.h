@@ -2,6 +2,7 @@
 #ifndef KILN_KILN_TRAIN_H
 #define KILN_KILN_TRAIN_H
 
+#include "kiln/dataset.h"
 #include "kiln/kiln.h"
 
 #ifdef __cplusplus
@@ -115,6 +116,11 @@ typedef struct {
     float train_loss, train_accuracy, test_loss, test_accuracy;
     size_t activation_bytes_per_example;
 } kiln_train_result;
+
+/* Trains g in place on train, evaluating on test (may be NULL) after every epoch: shuffled
+ * mini-batches, augmentation, optimizer and schedule, checkpoints, metrics log. */
+kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_dataset *test,
+                       const kiln_train_config *cfg, kiln_train_result *res);
 
 #ifdef __cplusplus
 }

@@ -36,6 +36,7 @@ void kiln_graph_free(kiln_graph_t *g)
 int kiln_graph_size(const kiln_graph_t *g) { return g->n; }
 int kiln_graph_output(const kiln_graph_t *g) { return g->n - 1; }
 size_t kiln_graph_param_count(const kiln_graph_t *g) { return g->n_params; }
+float *kiln_graph_params(kiln_graph_t *g) { return g->params; }
 size_t kiln_graph_numel(const kiln_graph_t *g, int node) { return g->nodes[node].numel; }
 
 int kiln_graph_shape(const kiln_graph_t *g, int node, int out[3])

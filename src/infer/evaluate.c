@@ -3,8 +3,7 @@
 #include <stdlib.h>
 #include "core/error.h"
 #include "core/graph.h"
-#include "io/dataset.h"
-#include "infer/evaluate.h"
+#include "kiln/dataset.h"
 
 kiln_status kiln_evaluate(const kiln_graph_t *g, const kiln_dataset *d, int batch, float *loss, float *accuracy)
 {

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 #include "core/error.h"
-#include "io/dataset.h"
+#include "kiln/dataset.h"
 
 #define IDX_MAGIC_LABELS  0x00000801u
 #define IDX_MAGIC_IMAGES3 0x00000803u

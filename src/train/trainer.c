@@ -10,7 +10,6 @@
 #include <time.h>
 #include "core/error.h"
 #include "core/graph.h"
-#include "infer/evaluate.h"
 #include "io/model.h"
 #include "train/trainer.h"
 
@@ -204,7 +203,7 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
         goto done;
     }
     double t0 = now_s(), eval_s = 0;   /* eval_s: evaluation time since t0, not training */
-    int64_t start_step = s.global_step, win_correct = 0, win_seen = 0;
+    int64_t start_step = s.global_step, win_correct = 0, win_seen = 0, last_ckpt = s.global_step;
     double win_loss = 0;   /* sums since the last metrics line */
     kiln_progress p = {.epochs = cfg->epochs, .steps_per_epoch = spe, .total_steps = total};
     for (int epoch = (int)(s.global_step / spe); epoch < cfg->epochs; epoch++) {
@@ -291,12 +290,20 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
                 start_step = s.global_step;
                 if ((st = save_checkpoint(g, opt, tape, &s, cfg)) != KILN_OK)
                     goto done;
+                last_ckpt = s.global_step;
             }
             if (cfg->stop_after_steps > 0 && s.global_step >= cfg->stop_after_steps)
                 goto finish;
         }
     }
 finish:
+    if (cfg->checkpoint_path && last_ckpt != s.global_step) {   /* the end state, too */
+        s.elapsed += now_s() - t0 - eval_s;
+        t0 = now_s();
+        eval_s = 0;
+        if ((st = save_checkpoint(g, opt, tape, &s, cfg)) != KILN_OK)
+            goto done;
+    }
     if (res) {
         res->train_loss = p.loss;
         res->train_accuracy = p.accuracy;

@@ -1,12 +1,19 @@
 /* Datasets: IDX (MNIST-format) files, raw or gzip, loaded into uint8 arrays and gathered into
  * float batches. Every malformed field is reported with file, field, expected and found. */
-#ifndef KILN_IO_DATASET_H
-#define KILN_IO_DATASET_H
+#ifndef KILN_DATASET_H
+#define KILN_DATASET_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "kiln/kiln.h"
+
+#ifdef __cplusplus
+extern "C" {
+#ifdef __cplusplus
+}
+#endif
+#endif
 
 #define KILN_IDX_MAX_DIMS 8   /* most dims a generic IDX tensor may have */
 
@@ -54,4 +61,11 @@ kiln_status kiln_idx_read_memory(const void *bytes, size_t len, kiln_idx_tensor 
 /* Frees the data and zeroes the struct. */
 void kiln_idx_tensor_free(kiln_idx_tensor *t);
 
+/* Runs g in inference mode over every example of d in batches; mean softmax cross-entropy and
+ * accuracy (either output may be NULL). */
+kiln_status kiln_evaluate(const kiln_graph_t *g, const kiln_dataset *d, int batch, float *loss, float *accuracy);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

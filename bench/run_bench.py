@@ -1,0 +1,638 @@
+#!/usr/bin/python3
+"""Kiln vs PyTorch bench: throughput, accuracy, time to 90%, memory and efficiency of the
+reference models (examples/fashion_{cnn,mlp}.kiln vs bench/torch_peer.py).
+
+usage: run_bench.py BUILD_DIR PEAK_FLOPS_BINARY      (normally through `make bench` / scripts/bench)
+
+Environment:
+  KILN_BENCH_QUICK=1      throughput only, KILN_BENCH_STEPS=300 timed steps, 1 repetition
+  KILN_BENCH_STEPS=N      timed steps per throughput run (after 100 warm-up steps; default 600)
+  KILN_BENCH_REPS=N       throughput repetitions (default 3; the median is reported)
+  KILN_BENCH_ACC_REPS=N   accuracy / time-to-target runs per tool and model (default 3, seeds 0..N-1;
+                          fewer are done if the time budget would be exceeded)
+  KILN_BENCH_CNN_EPOCHS=N most CNN epochs (default 10); KILN_BENCH_MLP_EPOCHS=N most MLP epochs (15)
+  KILN_BENCH_MIN_EPOCHS=N epochs every accuracy run does at least (default 5)
+  KILN_BENCH_BUDGET_S=S   wall-clock budget for the whole bench (default 2400)
+  KILN_BENCH_OUT=DIR      where RESULTS.md and results.json go. Default: bench/ for a standard full
+                          run, the scratch directory for quick or overridden runs (printed).
+"""
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = "/usr/bin/python3"   # Debian's python3 with python3-torch, not whatever python3 is on PATH
+PEER = ROOT / "bench" / "torch_peer.py"
+SPECS = {"cnn": ROOT / "examples" / "fashion_cnn.kiln", "mlp": ROOT / "examples" / "fashion_mlp.kiln"}
+BATCH, LR, MOMENTUM, WARMUP, KILN_THREADS = 64, 0.01, 0.9, 100, 2
+TRAIN_N, TEST_N = 60000, 10000
+STEPS_PER_EPOCH = (TRAIN_N + BATCH - 1) // BATCH
+TARGET_ACC = {"cnn": 0.90, "mlp": 0.88}
+CNN_FWD_FLOPS = 8482304   # 2 x multiply-adds of conv1, conv2, fc1, fc2 (bias, relu, pool not counted)
+THROUGHPUT_TARGET = {"cnn": 2.0, "mlp": 1.5}
+
+T_START = time.monotonic()
+
+
+def log(msg):
+    el = time.monotonic() - T_START
+    print(f"[bench {int(el) // 60:02d}:{int(el) % 60:02d}] {msg}", file=sys.stderr, flush=True)
+
+
+def env_int(name, default):
+    v = os.environ.get(name)
+    return int(v) if v not in (None, "") else default
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def run_proc(argv, workdir, tag, monitor=None, poll=0.25):
+    """Runs argv with stdout/stderr to files; returns rc, wall seconds, peak RSS (the child's
+    ru_maxrss from wait4), stdout text and whether monitor() asked for it to be stopped."""
+    out_p, err_p = workdir / f"{tag}.out", workdir / f"{tag}.err"
+    with open(out_p, "wb") as out, open(err_p, "wb") as err:
+        t0 = time.monotonic()
+        p = subprocess.Popen([str(a) for a in argv], stdout=out, stderr=err, cwd=ROOT)
+        stopped = False
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid == p.pid:
+                break
+            if monitor and not stopped and monitor():
+                os.kill(p.pid, signal.SIGTERM)
+                stopped = True
+            time.sleep(poll)
+        wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    res = {"argv": [str(a) for a in argv], "rc": p.returncode, "wall_s": round(wall, 3),
+           "peak_rss_bytes": ru.ru_maxrss * 1024, "stopped_by_bench": stopped,
+           "stdout": out_p.read_text(errors="replace")}
+    if p.returncode != 0 and not stopped:
+        sys.stderr.write(err_p.read_text(errors="replace")[-3000:])
+        raise SystemExit(f"bench: command failed (exit {p.returncode}): {' '.join(res['argv'])}")
+    return res
+
+
+def last_json(text):
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    return None
+
+
+def read_metrics(path):
+    rows = []
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line.endswith("}"):
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        pass
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+def kiln_args(kiln, model, work, tag, seed):
+    return [kiln, "train", SPECS[model], "--batch", BATCH, "--opt", "momentum", "--lr", LR, "--momentum", MOMENTUM,
+            "--seed", seed, "--threads", KILN_THREADS, "--json", "--quiet", "--out", work / f"{tag}.safetensors",
+            "--metrics", work / f"{tag}.metrics.jsonl", "--plot", work / f"{tag}.svg"]
+
+
+# ---------------------------------------------------------------- throughput
+
+def kiln_throughput(kiln, model, work, tag, steps, seed=0):
+    argv = kiln_args(kiln, model, work, tag, seed) + ["--epochs", "1", "--max-steps", WARMUP + steps]
+    r = run_proc(argv, work, tag)
+    j = last_json(r["stdout"])
+    el = {m["global_step"]: m["elapsed_s"] for m in read_metrics(work / f"{tag}.metrics.jsonl")}
+    if WARMUP not in el or WARMUP + steps not in el:
+        raise SystemExit(f"bench: {tag}: the metrics log lacks the lines of global steps {WARMUP} and "
+                         f"{WARMUP + steps}")
+    secs = el[WARMUP + steps] - el[WARMUP]
+    return {"tool": "kiln", "model": model, "threads": KILN_THREADS, "images_per_s": round(steps * BATCH / secs, 1),
+            "seconds": round(secs, 4), "timed_steps": steps, "warmup_steps": WARMUP,
+            "kiln_images_per_s_incl_warmup": j["images_per_s"],
+            "activation_bytes_per_example": j.get("activation_bytes_per_example"),
+            "peak_rss_bytes": r["peak_rss_bytes"], "wall_s": r["wall_s"], "argv": r["argv"]}
+
+
+def torch_throughput(model, threads, work, tag, steps, seed=0):
+    argv = [PY, PEER, model, "throughput", "--threads", threads, "--warmup", WARMUP, "--steps", steps,
+            "--seed", seed, "--batch", BATCH, "--lr", LR, "--momentum", MOMENTUM, "--quiet"]
+    r = run_proc(argv, work, tag)
+    j = last_json(r["stdout"])
+    return {"tool": "pytorch", "model": model, "threads": threads, "images_per_s": j["images_per_s"],
+            "seconds": j["seconds"], "timed_steps": steps, "warmup_steps": WARMUP,
+            "rss_after_data_load_bytes": j.get("rss_after_data_load_bytes"),
+            "peak_rss_bytes": r["peak_rss_bytes"], "wall_s": r["wall_s"], "argv": r["argv"]}
+
+
+# ---------------------------------------------------------------- accuracy runs
+
+def kiln_epochs(rows):
+    """Per-epoch records from a Kiln metrics log, with training-only time.
+
+    `elapsed_s` of an epoch-end line is taken before that epoch's evaluation. Whether it includes
+    the evaluations of earlier epochs depends on the trainer version (the first Kiln trainer let
+    them into elapsed_s, later ones subtract them), so it is measured rather than assumed: for each
+    epoch boundary the jump of elapsed_s from the epoch-end line to the next line, minus the
+    training time of the steps in between (at the run's median per-step time over clean 100-step
+    windows), is the evaluation time elapsed_s contains. If those gaps are small against the
+    evaluation time expected at the run's speed, elapsed_s is already training-only."""
+    rows = sorted(rows, key=lambda m: m["global_step"])
+    ends = [m for m in rows if m.get("epoch_end")]
+    end_steps = {m["global_step"] for m in ends}
+    per_step = []
+    for a, b in zip(rows, rows[1:]):
+        if a["global_step"] not in end_steps and b["global_step"] not in end_steps \
+                and b["global_step"] - a["global_step"] == 100:
+            per_step.append((b["elapsed_s"] - a["elapsed_s"]) / 100)
+    r = statistics.median(per_step) if per_step else None
+    gaps = []
+    for e in ends:
+        nxt = next((m for m in rows if m["global_step"] > e["global_step"]), None)
+        if nxt is not None and r is not None:
+            gaps.append(nxt["elapsed_s"] - e["elapsed_s"] - (nxt["global_step"] - e["global_step"]) * r)
+    # forward of the 10,000 test images ~ 1/3 of a training step's work per image
+    expected_eval = TEST_N / (3 * BATCH / r) if r else None
+    includes_eval = bool(gaps) and expected_eval is not None and statistics.median(gaps) > 0.3 * expected_eval
+    out, eval_sum = [], 0.0
+    for i, e in enumerate(ends):
+        train_s = e["elapsed_s"] - (eval_sum if includes_eval else 0.0)
+        out.append({"epoch": e["epoch"], "train_s": round(train_s, 3), "elapsed_s_raw": e["elapsed_s"],
+                    "test_accuracy": e.get("test_accuracy"), "test_loss": e.get("test_loss"),
+                    "train_loss": e.get("epoch_loss", e.get("loss")),
+                    "train_accuracy": e.get("epoch_accuracy", e.get("accuracy"))})
+        if i < len(gaps):
+            eval_sum += max(gaps[i], 0.0)
+    info = {"median_step_s": r, "eval_gaps_s": [round(g, 3) for g in gaps],
+            "expected_eval_s": round(expected_eval, 3) if expected_eval else None,
+            "elapsed_includes_earlier_evals": includes_eval}
+    return out, info
+
+
+def kiln_train_run(kiln, model, work, tag, seed, max_epochs, min_epochs):
+    metrics = work / f"{tag}.metrics.jsonl"
+    target = TARGET_ACC[model]
+
+    def monitor():
+        ends = [m for m in read_metrics(metrics) if m.get("epoch_end")]
+        reached = any((m.get("test_accuracy") or 0) >= target for m in ends)
+        return reached and len(ends) >= min_epochs and len(ends) < max_epochs
+
+    argv = kiln_args(kiln, model, work, tag, seed) + ["--epochs", max_epochs]
+    r = run_proc(argv, work, tag, monitor=monitor)
+    epochs, info = kiln_epochs(read_metrics(metrics))
+    return summarize_run("kiln", model, seed, KILN_THREADS, epochs, r, info)
+
+
+def torch_train_run(model, threads, work, tag, seed, max_epochs, min_epochs):
+    argv = [PY, PEER, model, "train", "--threads", threads, "--epochs", max_epochs, "--min-epochs", min_epochs,
+            "--stop-acc", TARGET_ACC[model], "--seed", seed, "--batch", BATCH, "--lr", LR, "--momentum", MOMENTUM,
+            "--quiet"]
+    r = run_proc(argv, work, tag)
+    j = last_json(r["stdout"])
+    return summarize_run("pytorch", model, seed, threads, j["epochs"], r,
+                         {"rss_after_data_load_bytes": j.get("rss_after_data_load_bytes")})
+
+
+def summarize_run(tool, model, seed, threads, epochs, r, info):
+    target = TARGET_ACC[model]
+    hit = next((e for e in epochs if e["test_accuracy"] is not None and e["test_accuracy"] >= target), None)
+    at5 = next((e for e in epochs if e["epoch"] == 5), None)
+    return {"tool": tool, "model": model, "seed": seed, "threads": threads, "epochs": epochs,
+            "test_accuracy_epoch5": at5["test_accuracy"] if at5 else None,
+            "target_accuracy": target, "epoch_to_target": hit["epoch"] if hit else None,
+            "train_s_to_target": hit["train_s"] if hit else None,
+            "peak_rss_bytes": r["peak_rss_bytes"], "wall_s": r["wall_s"], "argv": r["argv"], "detail": info}
+
+
+# ---------------------------------------------------------------- machine
+
+def machine_info(build):
+    info = {"date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "kernel": platform.release(), "nproc": os.cpu_count(), "loadavg_at_start": os.getloadavg()}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for key in ("Model name", "CPU family", "Model", "Hypervisor vendor", "L2 cache", "L3 cache"):
+            m = re.search(rf"^{key}:\s*(.+)$", lscpu, re.M)
+            if m:
+                info[key.lower().replace(" ", "_")] = m.group(1).strip()
+    except OSError:
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"^cpu MHz\s*:\s*([\d.]+)", f.read(), re.M)
+            info["cpu_mhz"] = float(m.group(1)) if m else None
+    except OSError:
+        pass
+    try:
+        info["torch_version"] = subprocess.run([PY, "-c", "import torch; print(torch.__version__)"],
+                                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        pass
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+        dirty = subprocess.run(["git", "--no-optional-locks", "-C", str(ROOT), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+        info["kiln_commit"] = head + ("+uncommitted changes" if dirty else "")
+    except OSError:
+        pass
+    info["env"] = {k: v for k, v in os.environ.items()
+                   if k.startswith(("OMP_", "OPENBLAS_", "MKL_", "GOMP_", "KMP_"))}
+    info["kiln_binary"] = str(Path(build) / "kiln")
+    return info
+
+
+# ---------------------------------------------------------------- report
+
+def fmt_bytes(b):
+    return "n/a" if b is None else f"{b / 2**20:.1f} MiB"
+
+
+def fmt_pct(x):
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+HEADER = """# Kiln bench results
+
+Generated by `make bench` (`scripts/bench BUILD_DIR` -> `bench/run_bench.py`); do not edit by hand,
+edit the header text in `bench/run_bench.py` instead.
+
+## Protocol
+
+* **Models**: the reference CNN (`examples/fashion_cnn.kiln`: conv 32 3x3 pad 1, relu, maxpool 2,
+  conv 64 3x3 pad 1, relu, maxpool 2, dense 128, relu, dense 10) and MLP (`examples/fashion_mlp.kiln`:
+  784-256-128-10, relu). The PyTorch peer (`bench/torch_peer.py`) defines the same layers as
+  `tests/ref/torch_ref.py`, with PyTorch's default initialisation.
+* **Training protocol, both tools**: Fashion-MNIST (`/usr/share/datasets/fashion-mnist`), pixels /255,
+  batch 64 with the last batch of each epoch partial (938 steps per epoch), SGD with momentum 0.9 in
+  PyTorch semantics (v = 0.9 v + g; p -= lr v), lr 0.01 constant, mean softmax cross-entropy, a seeded
+  reshuffle every epoch, no augmentation, no weight decay. Test evaluation (10,000 images) after every
+  epoch. PyTorch runs Debian's `python3-torch` with `/usr/bin/python3` on the CPU with the whole
+  dataset preloaded as float32 tensors; Kiln runs `kiln train ... --threads 2`.
+* **Throughput**: 100 untimed warm-up steps, then a fixed number of timed steps (below), within the
+  first epoch (no evaluation inside the window). Kiln's window is read from its metrics log
+  (`elapsed_s` at global steps 100 and 100+N); PyTorch's is timed in the peer around the same loop.
+  PyTorch runs with `torch.set_num_threads(1)` and `(2)`; the faster median is its figure. Runs are
+  interleaved (Kiln, PyTorch 1 thread, PyTorch 2 threads, repeat) and the median of the
+  repetitions is reported.
+* **Accuracy / time to target**: full training runs under the protocol with seeds 0, 1, ... (Kiln:
+  `--seed S`, which also seeds its initialisation; PyTorch: `torch.manual_seed(S)` and the shuffle
+  generator); each run lasts at least 5 epochs and stops after the first epoch by which the target
+  (CNN 90.0%, MLP 88.0%) has been reached, or at the epoch cap. PyTorch uses its faster thread setting
+  from the throughput phase. Figures are medians over the runs (with one run, that run).
+  **Time to 90%** is *training* wall-clock time up to the end of the first epoch whose test accuracy
+  is >= 90.0%: evaluation time, process start-up and dataset loading are excluded for both tools
+  (Kiln: `elapsed_s` of the epoch-end line in the metrics log, with any evaluation time it contains
+  measured and removed, see `kiln_epochs()`; PyTorch: `time.perf_counter()` around the training loop
+  only).
+* **Memory**: peak RSS (`ru_maxrss` of the child process from `wait4`) of the accuracy runs (training plus
+  per-epoch evaluation, whole process: for PyTorch this includes the Python interpreter, libtorch and the
+  float32 copy of the dataset, 219 MiB; Kiln keeps the dataset as uint8, 55 MiB). Activation bytes per
+  example are the ones Kiln's trainer keeps for the backward pass (`activation_bytes_per_example` of
+  `kiln train --json`).
+* **Efficiency**: training FLOPs per image = 3 x forward FLOPs (the usual convention: the backward pass
+  costs about twice the forward, one GEMM for the input gradient and one for the weight gradient),
+  forward FLOPs = 2 x multiply-adds of the conv and dense layers = 8,482,304 for the CNN (bias, relu
+  and pooling not counted). Achieved GFLOP/s = images/s x 3 x 8,482,304 / 1e9, against the peak fp32
+  FLOP/s measured by `bench/peak_flops.c` on this machine (an FMA-throughput loop with 12 independent
+  accumulator chains per thread, 1 and 2 OpenMP threads, best of 3). The AVX2 (256-bit FMA) peak is the
+  reference because Kiln's GEMMs run OpenBLAS's AVX2 (Haswell) kernels here; the AVX-512 peak is shown
+  too where the CPU has it.
+"""
+
+
+def write_report(res, out_dir):
+    m, c = res["machine"], res["config"]
+    L = [HEADER]
+    if res["nonstandard"]:
+        L.append(f"> **Not an acceptance run**: {res['nonstandard']}. Run `make bench` with no "
+                 "KILN_BENCH_* variables set for the figures that count.\n")
+    L.append("## Run\n")
+    L.append(f"* Date: {m['date_utc']}; bench wall time {res['bench_wall_s'] / 60:.1f} min")
+    L.append(f"* CPU: {m.get('model_name', '?')} (family {m.get('cpu_family', '?')}, model {m.get('model', '?')}, "
+             f"{m.get('hypervisor_vendor', 'no') } hypervisor), {m['nproc']} CPUs, {m.get('cpu_mhz', '?')} MHz "
+             f"nominal, L2 {m.get('l2_cache', '?')}, L3 {m.get('l3_cache', '?')}; kernel {m['kernel']}")
+    la0, la1 = m["loadavg_at_start"], res.get("loadavg_at_end")
+    L.append(f"* Load average before the bench {la0[0]:.2f} / {la0[1]:.2f} / {la0[2]:.2f}"
+             + (f", after {la1[0]:.2f} / {la1[1]:.2f} / {la1[2]:.2f}" if la1 else "")
+             + (" (**the machine was not idle when the bench started; figures may be depressed**)"
+                if la0[0] > 0.5 else ""))
+    L.append(f"* Kiln {m.get('kiln_commit', '?')}, `{m['kiln_binary']}`, 2 threads; PyTorch {m.get('torch_version', '?')} "
+             f"(Debian python3-torch, `{PY}`), threads 1 and 2 for throughput, best of them for training runs")
+    if m["env"]:
+        L.append("* Environment: " + ", ".join(f"`{k}={v}`" for k, v in sorted(m["env"].items())))
+    L.append(f"* Throughput: {WARMUP} warm-up + {c['steps']} timed steps, {c['reps']} repetition(s), median; "
+             f"accuracy runs: {res['acc_reps_done']} per tool and model "
+             f"(planned {c['acc_reps']}; seeds 0..{max(res['acc_reps_done'] - 1, 0)}), CNN at most "
+             f"{c['cnn_epochs']} epochs, MLP at most {c['mlp_epochs']}, at least {c['min_epochs']}")
+    if res.get("acc_reps_note"):
+        L.append(f"* {res['acc_reps_note']}")
+    L.append("")
+
+    tp = res["throughput"]
+    L.append("## Training throughput (images/s, Kiln 2 threads vs PyTorch at its best thread setting)\n")
+    L.append("| model | Kiln | PyTorch 1 thread | PyTorch 2 threads | ratio Kiln / best PyTorch | target | result |")
+    L.append("|---|---:|---:|---:|---:|---:|---|")
+    for model in ("cnn", "mlp"):
+        t = tp[model]
+        L.append(f"| {model.upper()} | {t['kiln']:.0f} | {t['torch'][1]:.0f} | {t['torch'][2]:.0f} | "
+                 f"{t['ratio']:.2f}x | >= {THROUGHPUT_TARGET[model]}x | {verdict(t['pass'])} |")
+    L.append("")
+    L.append("Individual runs (images/s): " + "; ".join(
+        f"{model.upper()} Kiln {', '.join(f'{x:.0f}' for x in tp[model]['kiln_runs'])}, PyTorch 1t "
+        f"{', '.join(f'{x:.0f}' for x in tp[model]['torch_runs'][1])}, 2t "
+        f"{', '.join(f'{x:.0f}' for x in tp[model]['torch_runs'][2])}" for model in ("cnn", "mlp")) + ".\n")
+
+    acc = res.get("accuracy")
+    if acc:
+        L.append("## Accuracy after 5 epochs (test accuracy, median over runs)\n")
+        L.append("| model | Kiln | PyTorch | Kiln - PyTorch | target | result |")
+        L.append("|---|---:|---:|---:|---|---|")
+        for model in ("cnn", "mlp"):
+            a = acc[model]
+            d = None if a["kiln_acc5"] is None or a["torch_acc5"] is None else 100 * (a["kiln_acc5"] - a["torch_acc5"])
+            L.append(f"| {model.upper()} | {fmt_pct(a['kiln_acc5'])} | {fmt_pct(a['torch_acc5'])} | "
+                     f"{'n/a' if d is None else f'{d:+.2f} points'} | within 1 point (abs) | {verdict(a['acc5_pass'])} |")
+        L.append("")
+        a = acc["mlp"]
+        L.append("## MLP: epochs to 88.0% test accuracy (at most 15)\n")
+        L.append("| | Kiln | PyTorch | target | result |")
+        L.append("|---|---:|---:|---|---|")
+        L.append(f"| first epoch >= 88.0% (median) | {a['kiln_epoch'] or 'not reached'} | "
+                 f"{a['torch_epoch'] or 'not reached'} | Kiln within 15 epochs | {verdict(a['epoch_pass'])} |")
+        L.append(f"| per run | {', '.join(str(x) for x in a['kiln_epochs_runs'])} | "
+                 f"{', '.join(str(x) for x in a['torch_epochs_runs'])} | | |")
+        L.append("")
+        a = acc["cnn"]
+        L.append("## CNN: time to 90.0% test accuracy (training wall-clock, evaluation excluded)\n")
+        L.append("| | Kiln | PyTorch | ratio Kiln / PyTorch | target | result |")
+        L.append("|---|---:|---:|---:|---|---|")
+        ks, ts = a["kiln_time"], a["torch_time"]
+        ratio = ks / ts if ks is not None and ts is not None else None
+        L.append(f"| median seconds | {'not reached' if ks is None else f'{ks:.1f} s'} | "
+                 f"{'not reached' if ts is None else f'{ts:.1f} s'} | {'n/a' if ratio is None else f'{ratio:.2f}'} | "
+                 f"<= 0.5 | {verdict(a['time_pass'])} |")
+        L.append(f"| epoch reached (per run) | {', '.join(str(x) for x in a['kiln_epochs_runs'])} | "
+                 f"{', '.join(str(x) for x in a['torch_epochs_runs'])} | | | |")
+        L.append(f"| seconds (per run) | {', '.join('-' if x is None else f'{x:.1f}' for x in a['kiln_times_runs'])} | "
+                 f"{', '.join('-' if x is None else f'{x:.1f}' for x in a['torch_times_runs'])} | | | |")
+        L.append("")
+        L.append("Per-epoch test accuracy, first run of each (seed 0):\n")
+        L.append("| model | tool | " + " | ".join(f"ep {i}" for i in range(1, 16)) + " |")
+        L.append("|---|---|" + "---:|" * 15)
+        for model in ("cnn", "mlp"):
+            for tool in ("kiln", "pytorch"):
+                run = acc[model]["runs"][tool][0]
+                cells = [fmt_pct(e["test_accuracy"]) for e in run["epochs"]][:15]
+                cells += [""] * (15 - len(cells))
+                L.append(f"| {model.upper()} | {tool} | " + " | ".join(cells) + " |")
+        L.append("")
+
+    mem = res["memory"]
+    L.append("## Memory\n")
+    L.append("| model | Kiln peak RSS | PyTorch peak RSS | PyTorch RSS after import + data load | "
+             "Kiln activation bytes / example |")
+    L.append("|---|---:|---:|---:|---:|")
+    for model in ("cnn", "mlp"):
+        mm = mem[model]
+        L.append(f"| {model.upper()} | {fmt_bytes(mm['kiln_peak_rss'])} | {fmt_bytes(mm['torch_peak_rss'])} | "
+                 f"{fmt_bytes(mm['torch_rss_after_load'])} | {mm['activation_bytes_per_example']:,} B "
+                 f"({mm['activation_bytes_per_example'] / 1024:.1f} KiB) |")
+    L.append(f"\nPeak RSS source: {mem['source']}. No target; reported for comparison.\n")
+
+    e = res["efficiency"]
+    pk = res["peak_flops"]
+    L.append("## Efficiency (CNN training step)\n")
+    L.append(f"Measured peak fp32: AVX2 FMA {pk['avx2_fma_gflops_1t']:.1f} GFLOP/s on 1 thread, "
+             f"{pk['avx2_fma_gflops_2t']:.1f} on 2 threads"
+             + (f"; AVX-512 FMA {pk['avx512_fma_gflops_1t']:.1f} / {pk['avx512_fma_gflops_2t']:.1f}"
+                if pk.get("avx512_fma_gflops_1t") else "") + ".\n")
+    L.append("| tool | threads | images/s | achieved GFLOP/s (3 x 8,482,304 FLOP/image) | of AVX2 peak at those threads | "
+             "of AVX-512 peak |")
+    L.append("|---|---:|---:|---:|---:|---:|")
+    for row in e["rows"]:
+        L.append(f"| {row['tool']} | {row['threads']} | {row['images_per_s']:.0f} | {row['gflops']:.1f} | "
+                 f"{100 * row['of_avx2_peak']:.1f}% | "
+                 + ("n/a" if row["of_avx512_peak"] is None else f"{100 * row['of_avx512_peak']:.1f}%") + " |")
+    L.append("")
+
+    L.append("## Summary\n")
+    L.append("| target | result |")
+    L.append("|---|---|")
+    for name, ok in res["summary"]:
+        L.append(f"| {name} | {verdict(ok)} |")
+    L.append("")
+
+    L.append("## Commands\n")
+    L.append("Exact command lines of the first run of each kind (scratch paths shortened to `$W`):\n")
+    L.append("```")
+    seen = set()
+    for argv in res["commands"]:
+        s = " ".join(argv).replace(res["workdir"], "$W")
+        key = re.sub(r"\$W/\S+", "", s)
+        if key not in seen:
+            seen.add(key)
+            L.append(s)
+    L.append("```\n")
+    (out_dir / "RESULTS.md").write_text("\n".join(L))
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: run_bench.py BUILD_DIR PEAK_FLOPS_BINARY")
+    build, peak_bin = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+    kiln = build / "kiln"
+    if not kiln.exists():
+        raise SystemExit(f"bench: {kiln} not found; build first (make build)")
+    quick = os.environ.get("KILN_BENCH_QUICK") == "1"
+    cfg = {"quick": quick, "steps": env_int("KILN_BENCH_STEPS", 300 if quick else 600),
+           "reps": env_int("KILN_BENCH_REPS", 1 if quick else 3),
+           "acc_reps": env_int("KILN_BENCH_ACC_REPS", 0 if quick else 3),
+           "cnn_epochs": env_int("KILN_BENCH_CNN_EPOCHS", 10), "mlp_epochs": env_int("KILN_BENCH_MLP_EPOCHS", 15),
+           "min_epochs": env_int("KILN_BENCH_MIN_EPOCHS", 5), "budget_s": env_int("KILN_BENCH_BUDGET_S", 2400)}
+    if WARMUP + cfg["steps"] >= STEPS_PER_EPOCH or cfg["steps"] % 100:
+        raise SystemExit(f"bench: KILN_BENCH_STEPS must be a multiple of 100 below {STEPS_PER_EPOCH - WARMUP} "
+                         "(the window must lie inside the first epoch and on Kiln's 100-step metrics lines)")
+    overrides = sorted(k for k in os.environ if k.startswith("KILN_BENCH_") and k != "KILN_BENCH_OUT"
+                       and os.environ[k] != "")
+    nonstandard = ("quick mode (throughput only)" if quick else "") + \
+        ((", " if quick else "") + "overrides " + ", ".join(f"{k}={os.environ[k]}" for k in overrides)
+         if overrides and overrides != ["KILN_BENCH_QUICK"] else "")
+    work = Path(tempfile.mkdtemp(prefix="kiln-bench-"))
+    out_dir = Path(os.environ["KILN_BENCH_OUT"]).resolve() if os.environ.get("KILN_BENCH_OUT") else \
+        (work if nonstandard else ROOT / "bench")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = {"config": cfg, "nonstandard": nonstandard, "workdir": str(work), "machine": machine_info(build),
+           "commands": []}
+    log(f"{'quick' if quick else 'full'} mode; scratch {work}; load average {res['machine']['loadavg_at_start']}")
+
+    # Peak FLOP/s
+    pk = subprocess.run([str(peak_bin), "0.5"], capture_output=True, text=True, check=True)
+    res["peak_flops"] = json.loads(pk.stdout)
+    res["commands"].append([str(peak_bin), "0.5"])
+    log(f"peak fp32: {res['peak_flops']}")
+
+    # Throughput, interleaved repetitions
+    runs = {m: {"kiln": [], 1: [], 2: []} for m in ("cnn", "mlp")}
+    for rep in range(cfg["reps"]):
+        for model in ("cnn", "mlp"):
+            k = kiln_throughput(kiln, model, work, f"tp-kiln-{model}-{rep}", cfg["steps"])
+            runs[model]["kiln"].append(k)
+            res["commands"].append(k["argv"])
+            log(f"throughput {model} rep {rep + 1}: kiln {k['images_per_s']:.0f} img/s")
+            for th in (1, 2):
+                t = torch_throughput(model, th, work, f"tp-torch-{model}-{th}t-{rep}", cfg["steps"])
+                runs[model][th].append(t)
+                res["commands"].append(t["argv"])
+                log(f"throughput {model} rep {rep + 1}: pytorch {th}t {t['images_per_s']:.0f} img/s")
+    tp = {}
+    for model in ("cnn", "mlp"):
+        r = runs[model]
+        kmed = median([x["images_per_s"] for x in r["kiln"]])
+        tmed = {th: median([x["images_per_s"] for x in r[th]]) for th in (1, 2)}
+        best = max((1, 2), key=lambda th: tmed[th])
+        ratio = kmed / tmed[best]
+        tp[model] = {"kiln": kmed, "torch": tmed, "torch_best_threads": best, "torch_best": tmed[best],
+                     "ratio": ratio, "target": THROUGHPUT_TARGET[model], "pass": ratio >= THROUGHPUT_TARGET[model],
+                     "kiln_runs": [x["images_per_s"] for x in r["kiln"]],
+                     "torch_runs": {th: [x["images_per_s"] for x in r[th]] for th in (1, 2)},
+                     "activation_bytes_per_example": r["kiln"][0]["activation_bytes_per_example"],
+                     "runs": r}
+        log(f"throughput {model}: kiln {kmed:.0f}, pytorch best ({best}t) {tmed[best]:.0f} -> {ratio:.2f}x")
+    res["throughput"] = tp
+
+    # Accuracy / time to target
+    acc_runs = {m: {"kiln": [], "pytorch": []} for m in ("cnn", "mlp")}
+    done, note = 0, ""
+    for rep in range(cfg["acc_reps"]):
+        t_rep = time.monotonic()
+        if rep > 0:
+            spent = t_rep - T_START
+            if spent + last_rep_s > cfg["budget_s"]:
+                note = (f"Accuracy runs: {done} of {cfg['acc_reps']} done; another (~{last_rep_s / 60:.0f} min) "
+                        f"would have exceeded the {cfg['budget_s'] / 60:.0f}-minute budget")
+                log(note)
+                break
+        for model in ("cnn", "mlp"):
+            cap = cfg["cnn_epochs"] if model == "cnn" else cfg["mlp_epochs"]
+            k = kiln_train_run(kiln, model, work, f"acc-kiln-{model}-{rep}", rep, cap, cfg["min_epochs"])
+            acc_runs[model]["kiln"].append(k)
+            res["commands"].append(k["argv"])
+            log(f"accuracy {model} seed {rep}: kiln epochs {[round(100 * e['test_accuracy'], 2) for e in k['epochs']]}"
+                f" train s to target {k['train_s_to_target']}")
+            th = tp[model]["torch_best_threads"]
+            t = torch_train_run(model, th, work, f"acc-torch-{model}-{rep}", rep, cap, cfg["min_epochs"])
+            acc_runs[model]["pytorch"].append(t)
+            res["commands"].append(t["argv"])
+            log(f"accuracy {model} seed {rep}: pytorch epochs {[round(100 * e['test_accuracy'], 2) for e in t['epochs']]}"
+                f" train s to target {t['train_s_to_target']}")
+        done += 1
+        last_rep_s = time.monotonic() - t_rep
+    res["acc_reps_done"], res["acc_reps_note"] = done, note
+    summary = [(f"Throughput CNN: Kiln >= 2x PyTorch ({tp['cnn']['ratio']:.2f}x)", tp["cnn"]["pass"]),
+               (f"Throughput MLP: Kiln >= 1.5x PyTorch ({tp['mlp']['ratio']:.2f}x)", tp["mlp"]["pass"])]
+    if done:
+        acc = {}
+        for model in ("cnn", "mlp"):
+            kr, tr = acc_runs[model]["kiln"], acc_runs[model]["pytorch"]
+            inf = float("inf")
+            kt = median([x["train_s_to_target"] if x["train_s_to_target"] is not None else inf for x in kr])
+            tt = median([x["train_s_to_target"] if x["train_s_to_target"] is not None else inf for x in tr])
+            ke = median([x["epoch_to_target"] if x["epoch_to_target"] is not None else inf for x in kr])
+            te = median([x["epoch_to_target"] if x["epoch_to_target"] is not None else inf for x in tr])
+            a = {"kiln_acc5": median([x["test_accuracy_epoch5"] for x in kr]),
+                 "torch_acc5": median([x["test_accuracy_epoch5"] for x in tr]),
+                 "kiln_time": None if kt == inf else kt, "torch_time": None if tt == inf else tt,
+                 "kiln_epoch": None if ke == inf else ke, "torch_epoch": None if te == inf else te,
+                 "kiln_epochs_runs": [x["epoch_to_target"] or "-" for x in kr],
+                 "torch_epochs_runs": [x["epoch_to_target"] or "-" for x in tr],
+                 "kiln_times_runs": [x["train_s_to_target"] for x in kr],
+                 "torch_times_runs": [x["train_s_to_target"] for x in tr],
+                 "runs": {"kiln": kr, "pytorch": tr}}
+            a["acc5_pass"] = None if a["kiln_acc5"] is None or a["torch_acc5"] is None else \
+                abs(a["kiln_acc5"] - a["torch_acc5"]) <= 0.01 + 1e-9
+            acc[model] = a
+        acc["mlp"]["epoch_pass"] = acc["mlp"]["kiln_epoch"] is not None and acc["mlp"]["kiln_epoch"] <= 15
+        c = acc["cnn"]
+        c["time_pass"] = None if c["kiln_time"] is None and c["torch_time"] is None else \
+            (c["kiln_time"] is not None and (c["torch_time"] is None or c["kiln_time"] <= 0.5 * c["torch_time"]))
+        res["accuracy"] = acc
+        summary += [("Accuracy after 5 epochs, CNN: Kiln within 1 point of PyTorch", acc["cnn"]["acc5_pass"]),
+                    ("Accuracy after 5 epochs, MLP: Kiln within 1 point of PyTorch", acc["mlp"]["acc5_pass"]),
+                    ("MLP reaches 88.0% within 15 epochs (Kiln)", acc["mlp"]["epoch_pass"]),
+                    ("Time to 90.0%, CNN: Kiln <= 0.5 x PyTorch", c["time_pass"])]
+
+    # Memory
+    mem = {}
+    for model in ("cnn", "mlp"):
+        if done:
+            kr, tr = acc_runs[model]["kiln"], acc_runs[model]["pytorch"]
+            src = "accuracy runs (training + per-epoch evaluation), maximum over runs"
+            k_rss = max(x["peak_rss_bytes"] for x in kr)
+            t_rss = max(x["peak_rss_bytes"] for x in tr)
+            t_load = max(x["detail"]["rss_after_data_load_bytes"] or 0 for x in tr) or None
+        else:
+            src = "throughput runs (no evaluation), maximum over runs; PyTorch at its best thread setting"
+            k_rss = max(x["peak_rss_bytes"] for x in runs[model]["kiln"])
+            best = tp[model]["torch_best_threads"]
+            t_rss = max(x["peak_rss_bytes"] for x in runs[model][best])
+            t_load = max(x["rss_after_data_load_bytes"] or 0 for x in runs[model][best]) or None
+        mem[model] = {"kiln_peak_rss": k_rss, "torch_peak_rss": t_rss, "torch_rss_after_load": t_load,
+                      "activation_bytes_per_example": tp[model]["activation_bytes_per_example"]}
+        mem["source"] = src
+    res["memory"] = mem
+
+    # Efficiency
+    pkf = res["peak_flops"]
+    rows = []
+    for tool, ips, th in (("Kiln", tp["cnn"]["kiln"], KILN_THREADS),
+                          ("PyTorch", tp["cnn"]["torch"][1], 1), ("PyTorch", tp["cnn"]["torch"][2], 2)):
+        gf = ips * 3 * CNN_FWD_FLOPS / 1e9
+        p2 = pkf[f"avx2_fma_gflops_{th}t"]
+        p5 = pkf.get(f"avx512_fma_gflops_{th}t")
+        rows.append({"tool": tool, "threads": th, "images_per_s": ips, "gflops": gf, "of_avx2_peak": gf / p2,
+                     "of_avx512_peak": gf / p5 if p5 else None})
+    res["efficiency"] = {"train_flops_per_image": 3 * CNN_FWD_FLOPS, "convention": "3 x forward FLOPs; "
+                         "forward = 2 x multiply-adds of conv/dense layers", "rows": rows}
+    res["summary"] = summary
+    res["loadavg_at_end"] = os.getloadavg()
+    res["bench_wall_s"] = time.monotonic() - T_START
+
+    (out_dir / "results.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
+    write_report(res, out_dir)
+    log(f"wrote {out_dir / 'RESULTS.md'} and {out_dir / 'results.json'} in {res['bench_wall_s'] / 60:.1f} min")
+    for name, ok in summary:
+        print(f"{verdict(ok):4s}  {name}")
+    print(f"CNN efficiency: Kiln {rows[0]['gflops']:.1f} GFLOP/s = {100 * rows[0]['of_avx2_peak']:.1f}% of the "
+          f"2-thread AVX2 FMA peak ({pkf['avx2_fma_gflops_2t']:.1f} GFLOP/s)")
+    print(f"report: {out_dir / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
