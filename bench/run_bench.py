@@ -53,9 +53,18 @@ def env_int(name, default):
     return int(v) if v not in (None, "") else default
 
 
+def maxn(xs):
+    xs = [x for x in xs if x is not None]
+    return max(xs) if xs else None
+
+
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
+
+
+class RunFailed(Exception):
+    pass
 
 
 def run_proc(argv, workdir, tag, monitor=None, poll=0.25):
@@ -80,8 +89,8 @@ def run_proc(argv, workdir, tag, monitor=None, poll=0.25):
            "peak_rss_bytes": ru.ru_maxrss * 1024, "stopped_by_bench": stopped,
            "stdout": out_p.read_text(errors="replace")}
     if p.returncode != 0 and not stopped:
-        sys.stderr.write(err_p.read_text(errors="replace")[-3000:])
-        raise SystemExit(f"bench: command failed (exit {p.returncode}): {' '.join(res['argv'])}")
+        tail = err_p.read_text(errors="replace").strip().splitlines()[-3:]
+        raise RunFailed(f"exit {p.returncode}: {' | '.join(tail)[-400:]}")
     return res
 
 
@@ -123,8 +132,7 @@ def kiln_throughput(kiln, model, work, tag, steps, seed=0):
     j = last_json(r["stdout"])
     el = {m["global_step"]: m["elapsed_s"] for m in read_metrics(work / f"{tag}.metrics.jsonl")}
     if WARMUP not in el or WARMUP + steps not in el:
-        raise SystemExit(f"bench: {tag}: the metrics log lacks the lines of global steps {WARMUP} and "
-                         f"{WARMUP + steps}")
+        raise RunFailed(f"{tag}: the metrics log lacks the lines of global steps {WARMUP} and {WARMUP + steps}")
     secs = el[WARMUP + steps] - el[WARMUP]
     return {"tool": "kiln", "model": model, "threads": KILN_THREADS, "images_per_s": round(steps * BATCH / secs, 1),
             "seconds": round(secs, 4), "timed_steps": steps, "warmup_steps": WARMUP,
@@ -198,7 +206,10 @@ def kiln_train_run(kiln, model, work, tag, seed, max_epochs, min_epochs):
         return reached and len(ends) >= min_epochs and len(ends) < max_epochs
 
     argv = kiln_args(kiln, model, work, tag, seed) + ["--epochs", max_epochs]
-    r = run_proc(argv, work, tag, monitor=monitor)
+    try:
+        r = run_proc(argv, work, tag, monitor=monitor)
+    except RunFailed as e:
+        return failed_run("kiln", model, seed, KILN_THREADS, argv, e)
     epochs, info = kiln_epochs(read_metrics(metrics))
     return summarize_run("kiln", model, seed, KILN_THREADS, epochs, r, info)
 
@@ -207,10 +218,21 @@ def torch_train_run(model, threads, work, tag, seed, max_epochs, min_epochs):
     argv = [PY, PEER, model, "train", "--threads", threads, "--epochs", max_epochs, "--min-epochs", min_epochs,
             "--stop-acc", TARGET_ACC[model], "--seed", seed, "--batch", BATCH, "--lr", LR, "--momentum", MOMENTUM,
             "--quiet"]
-    r = run_proc(argv, work, tag)
+    try:
+        r = run_proc(argv, work, tag)
+    except RunFailed as e:
+        return failed_run("pytorch", model, seed, threads, argv, e)
     j = last_json(r["stdout"])
     return summarize_run("pytorch", model, seed, threads, j["epochs"], r,
                          {"rss_after_data_load_bytes": j.get("rss_after_data_load_bytes")})
+
+
+def failed_run(tool, model, seed, threads, argv, err):
+    log(f"{tool} {model} seed {seed} FAILED: {err}")
+    return {"tool": tool, "model": model, "seed": seed, "threads": threads, "epochs": [], "error": str(err),
+            "test_accuracy_epoch5": None, "target_accuracy": TARGET_ACC[model], "epoch_to_target": None,
+            "train_s_to_target": None, "peak_rss_bytes": None, "wall_s": None, "argv": [str(a) for a in argv],
+            "detail": {}}
 
 
 def summarize_run(tool, model, seed, threads, epochs, r, info):
@@ -263,6 +285,10 @@ def machine_info(build):
 
 
 # ---------------------------------------------------------------- report
+
+def num(x, spec=".0f", none="error"):
+    return none if x is None else format(x, spec)
+
 
 def fmt_bytes(b):
     return "n/a" if b is None else f"{b / 2**20:.1f} MiB"
@@ -359,13 +385,18 @@ def write_report(res, out_dir):
     L.append("|---|---:|---:|---:|---:|---:|---|")
     for model in ("cnn", "mlp"):
         t = tp[model]
-        L.append(f"| {model.upper()} | {t['kiln']:.0f} | {t['torch'][1]:.0f} | {t['torch'][2]:.0f} | "
-                 f"{t['ratio']:.2f}x | >= {THROUGHPUT_TARGET[model]}x | {verdict(t['pass'])} |")
+        L.append(f"| {model.upper()} | {num(t['kiln'])} | {num(t['torch'][1])} | {num(t['torch'][2])} | "
+                 f"{num(t['ratio'], '.2f')}x | >= {THROUGHPUT_TARGET[model]}x | {verdict(t['pass'])} |")
     L.append("")
     L.append("Individual runs (images/s): " + "; ".join(
-        f"{model.upper()} Kiln {', '.join(f'{x:.0f}' for x in tp[model]['kiln_runs'])}, PyTorch 1t "
-        f"{', '.join(f'{x:.0f}' for x in tp[model]['torch_runs'][1])}, 2t "
-        f"{', '.join(f'{x:.0f}' for x in tp[model]['torch_runs'][2])}" for model in ("cnn", "mlp")) + ".\n")
+        f"{model.upper()} Kiln {', '.join(num(x) for x in tp[model]['kiln_runs'])}, PyTorch 1t "
+        f"{', '.join(num(x) for x in tp[model]['torch_runs'][1])}, 2t "
+        f"{', '.join(num(x) for x in tp[model]['torch_runs'][2])}" for model in ("cnn", "mlp")) + ".\n")
+    for model in ("cnn", "mlp"):
+        for err in tp[model]["errors"]:
+            L.append(f"* **{model.upper()} throughput run failed**: `{err}`")
+    if tp["cnn"]["errors"] or tp["mlp"]["errors"]:
+        L.append("")
 
     acc = res.get("accuracy")
     if acc:
@@ -378,6 +409,11 @@ def write_report(res, out_dir):
             L.append(f"| {model.upper()} | {fmt_pct(a['kiln_acc5'])} | {fmt_pct(a['torch_acc5'])} | "
                      f"{'n/a' if d is None else f'{d:+.2f} points'} | within 1 point (abs) | {verdict(a['acc5_pass'])} |")
         L.append("")
+        for model in ("cnn", "mlp"):
+            for err in acc[model]["errors"]:
+                L.append(f"* **{model.upper()} training run failed**: `{err}`")
+        if acc["cnn"]["errors"] or acc["mlp"]["errors"]:
+            L.append("")
         a = acc["mlp"]
         L.append("## MLP: epochs to 88.0% test accuracy (at most 15)\n")
         L.append("| | Kiln | PyTorch | target | result |")
@@ -420,8 +456,10 @@ def write_report(res, out_dir):
     for model in ("cnn", "mlp"):
         mm = mem[model]
         L.append(f"| {model.upper()} | {fmt_bytes(mm['kiln_peak_rss'])} | {fmt_bytes(mm['torch_peak_rss'])} | "
-                 f"{fmt_bytes(mm['torch_rss_after_load'])} | {mm['activation_bytes_per_example']:,} B "
-                 f"({mm['activation_bytes_per_example'] / 1024:.1f} KiB) |")
+                 f"{fmt_bytes(mm['torch_rss_after_load'])} | " +
+                 ("n/a" if mm["activation_bytes_per_example"] is None else
+                  f"{mm['activation_bytes_per_example']:,} B ({mm['activation_bytes_per_example'] / 1024:.1f} KiB)")
+                 + " |")
     L.append(f"\nPeak RSS source: {mem['source']}. No target; reported for comparison.\n")
 
     e = res["efficiency"]
@@ -502,29 +540,38 @@ def main():
     runs = {m: {"kiln": [], 1: [], 2: []} for m in ("cnn", "mlp")}
     for rep in range(cfg["reps"]):
         for model in ("cnn", "mlp"):
-            k = kiln_throughput(kiln, model, work, f"tp-kiln-{model}-{rep}", cfg["steps"])
-            runs[model]["kiln"].append(k)
-            res["commands"].append(k["argv"])
-            log(f"throughput {model} rep {rep + 1}: kiln {k['images_per_s']:.0f} img/s")
-            for th in (1, 2):
-                t = torch_throughput(model, th, work, f"tp-torch-{model}-{th}t-{rep}", cfg["steps"])
-                runs[model][th].append(t)
-                res["commands"].append(t["argv"])
-                log(f"throughput {model} rep {rep + 1}: pytorch {th}t {t['images_per_s']:.0f} img/s")
+            jobs = [("kiln", lambda: kiln_throughput(kiln, model, work, f"tp-kiln-{model}-{rep}", cfg["steps"]))]
+            jobs += [(th, lambda th=th: torch_throughput(model, th, work, f"tp-torch-{model}-{th}t-{rep}",
+                                                         cfg["steps"])) for th in (1, 2)]
+            for key, job in jobs:
+                try:
+                    r = job()
+                except RunFailed as e:
+                    r = {"error": str(e), "images_per_s": None, "peak_rss_bytes": None,
+                         "activation_bytes_per_example": None, "rss_after_data_load_bytes": None}
+                runs[model][key].append(r)
+                if "argv" in r:
+                    res["commands"].append(r["argv"])
+                name = "kiln" if key == "kiln" else f"pytorch {key}t"
+                log(f"throughput {model} rep {rep + 1}: {name} " +
+                    (f"{r['images_per_s']:.0f} img/s" if r["images_per_s"] else f"FAILED: {r['error']}"))
     tp = {}
     for model in ("cnn", "mlp"):
         r = runs[model]
         kmed = median([x["images_per_s"] for x in r["kiln"]])
         tmed = {th: median([x["images_per_s"] for x in r[th]]) for th in (1, 2)}
-        best = max((1, 2), key=lambda th: tmed[th])
-        ratio = kmed / tmed[best]
+        best = max((1, 2), key=lambda th: tmed[th] or 0)
+        ratio = kmed / tmed[best] if kmed and tmed[best] else None
+        errors = sorted({x["error"] for k in r for x in r[k] if "error" in x})
         tp[model] = {"kiln": kmed, "torch": tmed, "torch_best_threads": best, "torch_best": tmed[best],
-                     "ratio": ratio, "target": THROUGHPUT_TARGET[model], "pass": ratio >= THROUGHPUT_TARGET[model],
+                     "ratio": ratio, "target": THROUGHPUT_TARGET[model],
+                     "pass": ratio is not None and ratio >= THROUGHPUT_TARGET[model],
                      "kiln_runs": [x["images_per_s"] for x in r["kiln"]],
                      "torch_runs": {th: [x["images_per_s"] for x in r[th]] for th in (1, 2)},
-                     "activation_bytes_per_example": r["kiln"][0]["activation_bytes_per_example"],
-                     "runs": r}
-        log(f"throughput {model}: kiln {kmed:.0f}, pytorch best ({best}t) {tmed[best]:.0f} -> {ratio:.2f}x")
+                     "activation_bytes_per_example": next((x["activation_bytes_per_example"] for x in r["kiln"]
+                                                           if x.get("activation_bytes_per_example")), None),
+                     "errors": errors, "runs": r}
+        log(f"throughput {model}: kiln {num(kmed)}, pytorch best ({best}t) {num(tmed[best])} -> {num(ratio, '.2f')}x")
     res["throughput"] = tp
 
     # Accuracy / time to target
@@ -555,8 +602,8 @@ def main():
         done += 1
         last_rep_s = time.monotonic() - t_rep
     res["acc_reps_done"], res["acc_reps_note"] = done, note
-    summary = [(f"Throughput CNN: Kiln >= 2x PyTorch ({tp['cnn']['ratio']:.2f}x)", tp["cnn"]["pass"]),
-               (f"Throughput MLP: Kiln >= 1.5x PyTorch ({tp['mlp']['ratio']:.2f}x)", tp["mlp"]["pass"])]
+    summary = [(f"Throughput CNN: Kiln >= 2x PyTorch ({num(tp['cnn']['ratio'], '.2f')}x)", tp["cnn"]["pass"]),
+               (f"Throughput MLP: Kiln >= 1.5x PyTorch ({num(tp['mlp']['ratio'], '.2f')}x)", tp["mlp"]["pass"])]
     if done:
         acc = {}
         for model in ("cnn", "mlp"):
@@ -575,8 +622,10 @@ def main():
                  "kiln_times_runs": [x["train_s_to_target"] for x in kr],
                  "torch_times_runs": [x["train_s_to_target"] for x in tr],
                  "runs": {"kiln": kr, "pytorch": tr}}
-            a["acc5_pass"] = None if a["kiln_acc5"] is None or a["torch_acc5"] is None else \
-                abs(a["kiln_acc5"] - a["torch_acc5"]) <= 0.01 + 1e-9
+            a["errors"] = sorted({x["error"] for x in kr + tr if "error" in x})
+            # Kiln producing no 5th epoch (a failed run) fails; PyTorch producing none leaves it undecided.
+            a["acc5_pass"] = None if a["torch_acc5"] is None else \
+                (a["kiln_acc5"] is not None and abs(a["kiln_acc5"] - a["torch_acc5"]) <= 0.01 + 1e-9)
             acc[model] = a
         acc["mlp"]["epoch_pass"] = acc["mlp"]["kiln_epoch"] is not None and acc["mlp"]["kiln_epoch"] <= 15
         c = acc["cnn"]
@@ -594,15 +643,15 @@ def main():
         if done:
             kr, tr = acc_runs[model]["kiln"], acc_runs[model]["pytorch"]
             src = "accuracy runs (training + per-epoch evaluation), maximum over runs"
-            k_rss = max(x["peak_rss_bytes"] for x in kr)
-            t_rss = max(x["peak_rss_bytes"] for x in tr)
-            t_load = max(x["detail"]["rss_after_data_load_bytes"] or 0 for x in tr) or None
+            k_rss = maxn(x["peak_rss_bytes"] for x in kr)
+            t_rss = maxn(x["peak_rss_bytes"] for x in tr)
+            t_load = maxn(x["detail"].get("rss_after_data_load_bytes") for x in tr)
         else:
             src = "throughput runs (no evaluation), maximum over runs; PyTorch at its best thread setting"
-            k_rss = max(x["peak_rss_bytes"] for x in runs[model]["kiln"])
+            k_rss = maxn(x["peak_rss_bytes"] for x in runs[model]["kiln"])
             best = tp[model]["torch_best_threads"]
-            t_rss = max(x["peak_rss_bytes"] for x in runs[model][best])
-            t_load = max(x["rss_after_data_load_bytes"] or 0 for x in runs[model][best]) or None
+            t_rss = maxn(x["peak_rss_bytes"] for x in runs[model][best])
+            t_load = maxn(x.get("rss_after_data_load_bytes") for x in runs[model][best])
         mem[model] = {"kiln_peak_rss": k_rss, "torch_peak_rss": t_rss, "torch_rss_after_load": t_load,
                       "activation_bytes_per_example": tp[model]["activation_bytes_per_example"]}
         mem["source"] = src
@@ -613,6 +662,8 @@ def main():
     rows = []
     for tool, ips, th in (("Kiln", tp["cnn"]["kiln"], KILN_THREADS),
                           ("PyTorch", tp["cnn"]["torch"][1], 1), ("PyTorch", tp["cnn"]["torch"][2], 2)):
+        if ips is None:
+            continue
         gf = ips * 3 * CNN_FWD_FLOPS / 1e9
         p2 = pkf[f"avx2_fma_gflops_{th}t"]
         p5 = pkf.get(f"avx512_fma_gflops_{th}t")
@@ -629,8 +680,9 @@ def main():
     log(f"wrote {out_dir / 'RESULTS.md'} and {out_dir / 'results.json'} in {res['bench_wall_s'] / 60:.1f} min")
     for name, ok in summary:
         print(f"{verdict(ok):4s}  {name}")
-    print(f"CNN efficiency: Kiln {rows[0]['gflops']:.1f} GFLOP/s = {100 * rows[0]['of_avx2_peak']:.1f}% of the "
-          f"2-thread AVX2 FMA peak ({pkf['avx2_fma_gflops_2t']:.1f} GFLOP/s)")
+    if rows and rows[0]["tool"] == "Kiln":
+        print(f"CNN efficiency: Kiln {rows[0]['gflops']:.1f} GFLOP/s = {100 * rows[0]['of_avx2_peak']:.1f}% of the "
+              f"2-thread AVX2 FMA peak ({pkf['avx2_fma_gflops_2t']:.1f} GFLOP/s)")
     print(f"report: {out_dir / 'RESULTS.md'}")
 
 

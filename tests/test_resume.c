@@ -86,11 +86,22 @@ static pid_t start(const char *args)
     return pid;
 }
 
+/* Waits for the child; on a failure exit shows what it printed on stderr. */
 static int wait_exit(pid_t pid)
 {
     int status;
     waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (rc != 0 && rc != 128 + SIGKILL) {
+        char buf[1024];
+        FILE *f = fopen("resume_test.err", "r");
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        buf[n] = 0;
+        if (f)
+            fclose(f);
+        fprintf(stderr, "(exit %d; stderr: %s)\n", rc, buf);
+    }
+    return rc;
 }
 
 /* Step recorded in a checkpoint, or -1. */

@@ -48,7 +48,8 @@ kiln_status kiln_model_save_with(const kiln_graph_t *g, const char *path, const 
         goto done;
     }
     kiln_model_tensors(g, ts, n);
-    memcpy(ts + n, extra, (size_t)n_extra * sizeof *ts);
+    if (n_extra > 0)
+        memcpy(ts + n, extra, (size_t)n_extra * sizeof *ts);
     meta[0] = "kiln.format";
     meta[1] = "1";
     meta[2] = "kiln.spec";
