@@ -64,7 +64,9 @@ def median(xs):
 
 
 class RunFailed(Exception):
-    pass
+    def __init__(self, msg, argv=None):
+        super().__init__(msg)
+        self.argv = argv
 
 
 def run_proc(argv, workdir, tag, monitor=None, poll=0.25):
@@ -90,7 +92,7 @@ def run_proc(argv, workdir, tag, monitor=None, poll=0.25):
            "stdout": out_p.read_text(errors="replace")}
     if p.returncode != 0 and not stopped:
         tail = err_p.read_text(errors="replace").strip().splitlines()[-3:]
-        raise RunFailed(f"exit {p.returncode}: {' | '.join(tail)[-400:]}")
+        raise RunFailed(f"exit {p.returncode}: {' | '.join(tail)[-400:]}", res["argv"])
     return res
 
 
@@ -155,45 +157,30 @@ def torch_throughput(model, threads, work, tag, steps, seed=0):
 # ---------------------------------------------------------------- accuracy runs
 
 def kiln_epochs(rows):
-    """Per-epoch records from a Kiln metrics log, with training-only time.
-
-    `elapsed_s` of an epoch-end line is taken before that epoch's evaluation. Whether it includes
-    the evaluations of earlier epochs depends on the trainer version (the first Kiln trainer let
-    them into elapsed_s, later ones subtract them), so it is measured rather than assumed: for each
-    epoch boundary the jump of elapsed_s from the epoch-end line to the next line, minus the
-    training time of the steps in between (at the run's median per-step time over clean 100-step
-    windows), is the evaluation time elapsed_s contains. If those gaps are small against the
-    evaluation time expected at the run's speed, elapsed_s is already training-only."""
+    """Per-epoch records from a Kiln metrics log. `elapsed_s` of an epoch-end line is Kiln's
+    training time up to the end of that epoch: it is read before that epoch's evaluation, and the
+    trainer (src/train/trainer.c, since commit 92646e6) subtracts the time of earlier epochs'
+    evaluations, so it is training-only, comparable with the peer's `train_s`. (The first trainer
+    counted earlier evaluations in elapsed_s; with it, time to 90% would be overstated.)
+    As a diagnostic, results.json keeps for every epoch boundary the jump of elapsed_s to the next
+    line minus those steps at the run's median per-step time: about 0 (timing noise) when
+    evaluation is excluded, about the evaluation time (~10,000 forward passes) when it is not."""
     rows = sorted(rows, key=lambda m: m["global_step"])
     ends = [m for m in rows if m.get("epoch_end")]
     end_steps = {m["global_step"] for m in ends}
-    per_step = []
-    for a, b in zip(rows, rows[1:]):
-        if a["global_step"] not in end_steps and b["global_step"] not in end_steps \
-                and b["global_step"] - a["global_step"] == 100:
-            per_step.append((b["elapsed_s"] - a["elapsed_s"]) / 100)
+    per_step = [(b["elapsed_s"] - a["elapsed_s"]) / 100 for a, b in zip(rows, rows[1:])
+                if a["global_step"] not in end_steps and b["global_step"] not in end_steps
+                and b["global_step"] - a["global_step"] == 100]
     r = statistics.median(per_step) if per_step else None
     gaps = []
     for e in ends:
         nxt = next((m for m in rows if m["global_step"] > e["global_step"]), None)
         if nxt is not None and r is not None:
-            gaps.append(nxt["elapsed_s"] - e["elapsed_s"] - (nxt["global_step"] - e["global_step"]) * r)
-    # forward of the 10,000 test images ~ 1/3 of a training step's work per image
-    expected_eval = TEST_N / (3 * BATCH / r) if r else None
-    includes_eval = bool(gaps) and expected_eval is not None and statistics.median(gaps) > 0.3 * expected_eval
-    out, eval_sum = [], 0.0
-    for i, e in enumerate(ends):
-        train_s = e["elapsed_s"] - (eval_sum if includes_eval else 0.0)
-        out.append({"epoch": e["epoch"], "train_s": round(train_s, 3), "elapsed_s_raw": e["elapsed_s"],
-                    "test_accuracy": e.get("test_accuracy"), "test_loss": e.get("test_loss"),
-                    "train_loss": e.get("epoch_loss", e.get("loss")),
-                    "train_accuracy": e.get("epoch_accuracy", e.get("accuracy"))})
-        if i < len(gaps):
-            eval_sum += max(gaps[i], 0.0)
-    info = {"median_step_s": r, "eval_gaps_s": [round(g, 3) for g in gaps],
-            "expected_eval_s": round(expected_eval, 3) if expected_eval else None,
-            "elapsed_includes_earlier_evals": includes_eval}
-    return out, info
+            gaps.append(round(nxt["elapsed_s"] - e["elapsed_s"] - (nxt["global_step"] - e["global_step"]) * r, 3))
+    out = [{"epoch": e["epoch"], "train_s": e["elapsed_s"], "test_accuracy": e.get("test_accuracy"),
+            "test_loss": e.get("test_loss"), "train_loss": e.get("epoch_loss", e.get("loss")),
+            "train_accuracy": e.get("epoch_accuracy", e.get("accuracy"))} for e in ends]
+    return out, {"median_step_s": r, "boundary_gaps_s": gaps}
 
 
 def kiln_train_run(kiln, model, work, tag, seed, max_epochs, min_epochs):
@@ -248,8 +235,23 @@ def summarize_run(tool, model, seed, threads, epochs, r, info):
 
 # ---------------------------------------------------------------- machine
 
+def cpu_busy(seconds=2.0):
+    """Fraction of all CPUs busy over `seconds` (from /proc/stat), before the bench starts anything."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]   # total, idle + iowait
+    try:
+        t0, i0 = snap()
+        time.sleep(seconds)
+        t1, i1 = snap()
+        return 1 - (i1 - i0) / max(t1 - t0, 1)
+    except OSError:
+        return None
+
+
 def machine_info(build):
-    info = {"date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    info = {"cpu_busy_before_start": cpu_busy(), "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "kernel": platform.release(), "nproc": os.cpu_count(), "loadavg_at_start": os.getloadavg()}
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -332,9 +334,9 @@ edit the header text in `bench/run_bench.py` instead.
   from the throughput phase. Figures are medians over the runs (with one run, that run).
   **Time to 90%** is *training* wall-clock time up to the end of the first epoch whose test accuracy
   is >= 90.0%: evaluation time, process start-up and dataset loading are excluded for both tools
-  (Kiln: `elapsed_s` of the epoch-end line in the metrics log, with any evaluation time it contains
-  measured and removed, see `kiln_epochs()`; PyTorch: `time.perf_counter()` around the training loop
-  only).
+  (Kiln: `elapsed_s` of the epoch-end line in its metrics log, which the trainer measures without
+  evaluation since commit 92646e6, see `kiln_epochs()`; PyTorch: `time.perf_counter()` around the
+  training loop only).
 * **Memory**: peak RSS (`ru_maxrss` of the child process from `wait4`) of the accuracy runs (training plus
   per-epoch evaluation, whole process: for PyTorch this includes the Python interpreter, libtorch and the
   float32 copy of the dataset, 219 MiB; Kiln keeps the dataset as uint8, 55 MiB). Activation bytes per
@@ -365,16 +367,22 @@ def write_report(res, out_dir):
     la0, la1 = m["loadavg_at_start"], res.get("loadavg_at_end")
     L.append(f"* Load average before the bench {la0[0]:.2f} / {la0[1]:.2f} / {la0[2]:.2f}"
              + (f", after {la1[0]:.2f} / {la1[1]:.2f} / {la1[2]:.2f}" if la1 else "")
-             + (" (**the machine was not idle when the bench started; figures may be depressed**)"
-                if la0[0] > 0.5 else ""))
+             + (f"; CPUs {100 * m['cpu_busy_before_start']:.0f}% busy in the 2 s before it started"
+                if m.get("cpu_busy_before_start") is not None else "")
+             + (" (**the machine was not idle when the bench started; figures may be depressed, PyTorch's "
+                "2-thread ones and Kiln's most**)"
+                if (m.get("cpu_busy_before_start") or 0) > 0.1 else ""))
     L.append(f"* Kiln {m.get('kiln_commit', '?')}, `{m['kiln_binary']}`, 2 threads; PyTorch {m.get('torch_version', '?')} "
              f"(Debian python3-torch, `{PY}`), threads 1 and 2 for throughput, best of them for training runs")
     if m["env"]:
         L.append("* Environment: " + ", ".join(f"`{k}={v}`" for k, v in sorted(m["env"].items())))
-    L.append(f"* Throughput: {WARMUP} warm-up + {c['steps']} timed steps, {c['reps']} repetition(s), median; "
-             f"accuracy runs: {res['acc_reps_done']} per tool and model "
-             f"(planned {c['acc_reps']}; seeds 0..{max(res['acc_reps_done'] - 1, 0)}), CNN at most "
-             f"{c['cnn_epochs']} epochs, MLP at most {c['mlp_epochs']}, at least {c['min_epochs']}")
+    L.append(f"* Throughput: {WARMUP} warm-up + {c['steps']} timed steps, {c['reps']} repetition(s), median")
+    if c["acc_reps"]:
+        L.append(f"* Accuracy runs: {res['acc_reps_done']} per tool and model (planned {c['acc_reps']}; seeds "
+                 f"0..{max(res['acc_reps_done'] - 1, 0)}), each at least {c['min_epochs']} epochs, CNN at most "
+                 f"{c['cnn_epochs']}, MLP at most {c['mlp_epochs']}")
+    else:
+        L.append("* Accuracy runs: none (throughput only)")
     if res.get("acc_reps_note"):
         L.append(f"* {res['acc_reps_note']}")
     L.append("")
@@ -386,7 +394,7 @@ def write_report(res, out_dir):
     for model in ("cnn", "mlp"):
         t = tp[model]
         L.append(f"| {model.upper()} | {num(t['kiln'])} | {num(t['torch'][1])} | {num(t['torch'][2])} | "
-                 f"{num(t['ratio'], '.2f')}x | >= {THROUGHPUT_TARGET[model]}x | {verdict(t['pass'])} |")
+                 f"{num(t['ratio'], '.2f')}{'' if t['ratio'] is None else 'x'} | >= {THROUGHPUT_TARGET[model]}x | {verdict(t['pass'])} |")
     L.append("")
     L.append("Individual runs (images/s): " + "; ".join(
         f"{model.upper()} Kiln {', '.join(num(x) for x in tp[model]['kiln_runs'])}, PyTorch 1t "
@@ -528,7 +536,9 @@ def main():
     out_dir.mkdir(parents=True, exist_ok=True)
     res = {"config": cfg, "nonstandard": nonstandard, "workdir": str(work), "machine": machine_info(build),
            "commands": []}
-    log(f"{'quick' if quick else 'full'} mode; scratch {work}; load average {res['machine']['loadavg_at_start']}")
+    busy = res["machine"]["cpu_busy_before_start"]
+    log(f"{'quick' if quick else 'full'} mode; scratch {work}; load average {res['machine']['loadavg_at_start']}, "
+        f"CPUs {100 * (busy or 0):.0f}% busy" + (" -- WARNING: the machine is not idle" if (busy or 0) > 0.1 else ""))
 
     # Peak FLOP/s
     pk = subprocess.run([str(peak_bin), "0.5"], capture_output=True, text=True, check=True)
@@ -547,10 +557,10 @@ def main():
                 try:
                     r = job()
                 except RunFailed as e:
-                    r = {"error": str(e), "images_per_s": None, "peak_rss_bytes": None,
+                    r = {"error": str(e), "images_per_s": None, "peak_rss_bytes": None, "argv": e.argv,
                          "activation_bytes_per_example": None, "rss_after_data_load_bytes": None}
                 runs[model][key].append(r)
-                if "argv" in r:
+                if r.get("argv"):
                     res["commands"].append(r["argv"])
                 name = "kiln" if key == "kiln" else f"pytorch {key}t"
                 log(f"throughput {model} rep {rep + 1}: {name} " +
@@ -602,8 +612,10 @@ def main():
         done += 1
         last_rep_s = time.monotonic() - t_rep
     res["acc_reps_done"], res["acc_reps_note"] = done, note
-    summary = [(f"Throughput CNN: Kiln >= 2x PyTorch ({num(tp['cnn']['ratio'], '.2f')}x)", tp["cnn"]["pass"]),
-               (f"Throughput MLP: Kiln >= 1.5x PyTorch ({num(tp['mlp']['ratio'], '.2f')}x)", tp["mlp"]["pass"])]
+    summary = [(f"Throughput CNN: Kiln >= 2x PyTorch ({num(tp['cnn']['ratio'], '.2f', 'Kiln or PyTorch failed')})",
+                tp["cnn"]["pass"]),
+               (f"Throughput MLP: Kiln >= 1.5x PyTorch ({num(tp['mlp']['ratio'], '.2f', 'Kiln or PyTorch failed')})",
+                tp["mlp"]["pass"])]
     if done:
         acc = {}
         for model in ("cnn", "mlp"):

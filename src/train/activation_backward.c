@@ -32,37 +32,42 @@ void kiln_activation_backward(const kiln_graph_t *g, const kiln_node *nd, const 
     }
     size_t n = nd->numel * (size_t)a->batch;
     const float *x = a->in[0], *y = a->out, *dy = a->dy;
-    float acc = a->acc[0] ? 1.0f : 0.0f, alpha = nd->a.alpha;
+    const float *mask = a->save;
+    bool acc = a->acc[0];
+    float alpha = nd->a.alpha;
+    /* STORE writes or adds (never 0 * dx: dx may hold NaN garbage before its first write) */
+#define STORE(expr) do { float v_ = (expr); dx[i] = acc ? dx[i] + v_ : v_; } while (0)
     switch (nd->op) {
     case KILN_OP_RELU:
         #pragma omp parallel for simd schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++)
-            dx[i] = acc * dx[i] + (y[i] > 0.0f ? dy[i] : 0.0f);
+            STORE(y[i] > 0.0f ? dy[i] : 0.0f);
         break;
     case KILN_OP_LEAKY_RELU:
         for (size_t i = 0; i < n; i++)
-            dx[i] = acc * dx[i] + (x[i] > 0.0f ? dy[i] : alpha * dy[i]);
+            STORE(x[i] > 0.0f ? dy[i] : alpha * dy[i]);
         break;
     case KILN_OP_SIGMOID:
         for (size_t i = 0; i < n; i++)
-            dx[i] = acc * dx[i] + dy[i] * y[i] * (1.0f - y[i]);
+            STORE(dy[i] * y[i] * (1.0f - y[i]));
         break;
     case KILN_OP_TANH:
         for (size_t i = 0; i < n; i++)
-            dx[i] = acc * dx[i] + dy[i] * (1.0f - y[i] * y[i]);
+            STORE(dy[i] * (1.0f - y[i] * y[i]));
         break;
     case KILN_OP_GELU:
         for (size_t i = 0; i < n; i++) {
             float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));
             float pdf = 0.39894228040143268f * expf(-0.5f * x[i] * x[i]);
-            dx[i] = acc * dx[i] + dy[i] * (cdf + x[i] * pdf);
+            STORE(dy[i] * (cdf + x[i] * pdf));
         }
         break;
     case KILN_OP_DROPOUT:
         for (size_t i = 0; i < n; i++)
-            dx[i] = acc * dx[i] + dy[i] * (nd->a.alpha == 0.0f ? 1.0f : a->save[i]);
+            STORE(alpha == 0.0f ? dy[i] : dy[i] * mask[i]);
         break;
     default:
         break;
     }
+#undef STORE
 }

@@ -1,5 +1,6 @@
 /* Reverse-mode autodiff tape: forward keeps every activation and saved state; backward walks the
  * nodes in reverse, each consumer adding into its inputs' gradients. */
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,8 +113,14 @@ kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, u
         size_t gnum = nd->numel * (size_t)max_batch;
         if (view && consumers[src] == 1 && t->needs_grad[src])
             t->grad[i] = t->grad[src];   /* its backward is then a no-op */
-        else if (t->needs_grad[i] && !(t->grad[i] = alloc_floats(gnum)))
-            goto nomem;
+        else if (t->needs_grad[i]) {
+            if (!(t->grad[i] = alloc_floats(gnum)))
+                goto nomem;
+            /* poisoned: a backward kernel that reads a gradient before writing it shows as NaN
+             * in the gradient checks instead of passing on zeroed fresh pages */
+            for (size_t k = 0; k < gnum; k++)
+                t->grad[i][k] = NAN;
+        }
         if (save && !(t->save[i] = alloc_floats(save)))
             goto nomem;
         if (nd->op == KILN_OP_MAXPOOL2D && !(t->argmax[i] = malloc(numel * sizeof(int32_t))))
