@@ -69,11 +69,50 @@ class RunFailed(Exception):
         self.argv = argv
 
 
+def stat_jiffies():
+    """(busy, total) jiffies of all CPUs from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+def cpu_busy(seconds=2.0):
+    """Fraction of all CPUs busy over `seconds`."""
+    try:
+        b0, t0 = stat_jiffies()
+        time.sleep(seconds)
+        b1, t1 = stat_jiffies()
+        return (b1 - b0) / max(t1 - t0, 1)
+    except OSError:
+        return None
+
+
+def wait_idle(max_wait_s, threshold=0.10):
+    """Waits (up to max_wait_s) until the CPUs are less than threshold busy over a 1 s sample, so a
+    timing run does not start on top of someone else's job. Returns (seconds waited, last sample)."""
+    t0 = time.monotonic()
+    busy = cpu_busy(1.0)
+    warned = False
+    while busy is not None and busy >= threshold and time.monotonic() - t0 < max_wait_s:
+        if not warned:
+            log(f"CPUs {100 * busy:.0f}% busy with other work; waiting up to {max_wait_s:.0f} s for idle")
+            warned = True
+        time.sleep(4)
+        busy = cpu_busy(1.0)
+    return round(time.monotonic() - t0 - 1.0, 1), busy
+
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+
 def run_proc(argv, workdir, tag, monitor=None, poll=0.25):
     """Runs argv with stdout/stderr to files; returns rc, wall seconds, peak RSS (the child's
-    ru_maxrss from wait4), stdout text and whether monitor() asked for it to be stopped."""
+    ru_maxrss from wait4), stdout text, whether monitor() asked for it to be stopped, and
+    other_cpus: CPUs' worth of time used by processes other than the child while it ran (all
+    busy time in /proc/stat minus the child's user + system time, over the wall time)."""
     out_p, err_p = workdir / f"{tag}.out", workdir / f"{tag}.err"
     with open(out_p, "wb") as out, open(err_p, "wb") as err:
+        busy0, _ = stat_jiffies()
         t0 = time.monotonic()
         p = subprocess.Popen([str(a) for a in argv], stdout=out, stderr=err, cwd=ROOT)
         stopped = False
@@ -86,8 +125,11 @@ def run_proc(argv, workdir, tag, monitor=None, poll=0.25):
                 stopped = True
             time.sleep(poll)
         wall = time.monotonic() - t0
+        busy1, _ = stat_jiffies()
     p.returncode = os.waitstatus_to_exitcode(status)
+    other = ((busy1 - busy0) / HZ - (ru.ru_utime + ru.ru_stime)) / max(wall, 1e-9)
     res = {"argv": [str(a) for a in argv], "rc": p.returncode, "wall_s": round(wall, 3),
+           "other_cpus": round(max(other, 0.0), 3), "child_cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
            "peak_rss_bytes": ru.ru_maxrss * 1024, "stopped_by_bench": stopped,
            "stdout": out_p.read_text(errors="replace")}
     if p.returncode != 0 and not stopped:
@@ -140,7 +182,8 @@ def kiln_throughput(kiln, model, work, tag, steps, seed=0):
             "seconds": round(secs, 4), "timed_steps": steps, "warmup_steps": WARMUP,
             "kiln_images_per_s_incl_warmup": j["images_per_s"],
             "activation_bytes_per_example": j.get("activation_bytes_per_example"),
-            "peak_rss_bytes": r["peak_rss_bytes"], "wall_s": r["wall_s"], "argv": r["argv"]}
+            "peak_rss_bytes": r["peak_rss_bytes"], "wall_s": r["wall_s"], "other_cpus": r["other_cpus"],
+            "argv": r["argv"]}
 
 
 def torch_throughput(model, threads, work, tag, steps, seed=0):
@@ -151,7 +194,8 @@ def torch_throughput(model, threads, work, tag, steps, seed=0):
     return {"tool": "pytorch", "model": model, "threads": threads, "images_per_s": j["images_per_s"],
             "seconds": j["seconds"], "timed_steps": steps, "warmup_steps": WARMUP,
             "rss_after_data_load_bytes": j.get("rss_after_data_load_bytes"),
-            "peak_rss_bytes": r["peak_rss_bytes"], "wall_s": r["wall_s"], "argv": r["argv"]}
+            "peak_rss_bytes": r["peak_rss_bytes"], "wall_s": r["wall_s"], "other_cpus": r["other_cpus"],
+            "argv": r["argv"]}
 
 
 # ---------------------------------------------------------------- accuracy runs
@@ -218,7 +262,8 @@ def failed_run(tool, model, seed, threads, argv, err):
     log(f"{tool} {model} seed {seed} FAILED: {err}")
     return {"tool": tool, "model": model, "seed": seed, "threads": threads, "epochs": [], "error": str(err),
             "test_accuracy_epoch5": None, "target_accuracy": TARGET_ACC[model], "epoch_to_target": None,
-            "train_s_to_target": None, "peak_rss_bytes": None, "wall_s": None, "argv": [str(a) for a in argv],
+            "train_s_to_target": None, "peak_rss_bytes": None, "wall_s": None, "other_cpus": None,
+            "argv": [str(a) for a in argv],
             "detail": {}}
 
 
@@ -230,24 +275,11 @@ def summarize_run(tool, model, seed, threads, epochs, r, info):
             "test_accuracy_epoch5": at5["test_accuracy"] if at5 else None,
             "target_accuracy": target, "epoch_to_target": hit["epoch"] if hit else None,
             "train_s_to_target": hit["train_s"] if hit else None,
-            "peak_rss_bytes": r["peak_rss_bytes"], "wall_s": r["wall_s"], "argv": r["argv"], "detail": info}
+            "peak_rss_bytes": r["peak_rss_bytes"], "wall_s": r["wall_s"], "other_cpus": r["other_cpus"],
+            "argv": r["argv"], "detail": info}
 
 
 # ---------------------------------------------------------------- machine
-
-def cpu_busy(seconds=2.0):
-    """Fraction of all CPUs busy over `seconds` (from /proc/stat), before the bench starts anything."""
-    def snap():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + v[4]   # total, idle + iowait
-    try:
-        t0, i0 = snap()
-        time.sleep(seconds)
-        t1, i1 = snap()
-        return 1 - (i1 - i0) / max(t1 - t0, 1)
-    except OSError:
-        return None
 
 
 def machine_info(build):
@@ -400,6 +432,14 @@ def write_report(res, out_dir):
         f"{model.upper()} Kiln {', '.join(num(x) for x in tp[model]['kiln_runs'])}, PyTorch 1t "
         f"{', '.join(num(x) for x in tp[model]['torch_runs'][1])}, 2t "
         f"{', '.join(num(x) for x in tp[model]['torch_runs'][2])}" for model in ("cnn", "mlp")) + ".\n")
+    oc = res["contention"]
+    L.append(f"Other processes' CPU use while the timed runs ran (CPUs' worth, max over runs): throughput "
+             f"{oc['throughput_max']:.2f}" + (f", training runs {oc['training_max']:.2f}" if oc["training_max"] is not None
+                                              else "") +
+             (" -- **above 0.10: the machine was shared during the bench, figures are depressed**"
+              if max(oc["throughput_max"], oc["training_max"] or 0) > 0.10 else " (the machine was otherwise idle)")
+             + f". Each throughput run waited for idle CPUs first (at most {c['idle_wait_s']} s; "
+             f"waited {oc['waited_s']:.0f} s in total).\n")
     for model in ("cnn", "mlp"):
         for err in tp[model]["errors"]:
             L.append(f"* **{model.upper()} throughput run failed**: `{err}`")
@@ -521,7 +561,8 @@ def main():
            "reps": env_int("KILN_BENCH_REPS", 1 if quick else 3),
            "acc_reps": env_int("KILN_BENCH_ACC_REPS", 0 if quick else 3),
            "cnn_epochs": env_int("KILN_BENCH_CNN_EPOCHS", 10), "mlp_epochs": env_int("KILN_BENCH_MLP_EPOCHS", 15),
-           "min_epochs": env_int("KILN_BENCH_MIN_EPOCHS", 5), "budget_s": env_int("KILN_BENCH_BUDGET_S", 2400)}
+           "min_epochs": env_int("KILN_BENCH_MIN_EPOCHS", 5), "budget_s": env_int("KILN_BENCH_BUDGET_S", 2400),
+           "idle_wait_s": env_int("KILN_BENCH_IDLE_WAIT_S", 60)}
     if WARMUP + cfg["steps"] >= STEPS_PER_EPOCH or cfg["steps"] % 100:
         raise SystemExit(f"bench: KILN_BENCH_STEPS must be a multiple of 100 below {STEPS_PER_EPOCH - WARMUP} "
                          "(the window must lie inside the first epoch and on Kiln's 100-step metrics lines)")
@@ -554,11 +595,13 @@ def main():
             jobs += [(th, lambda th=th: torch_throughput(model, th, work, f"tp-torch-{model}-{th}t-{rep}",
                                                          cfg["steps"])) for th in (1, 2)]
             for key, job in jobs:
+                waited, _ = wait_idle(cfg["idle_wait_s"])
                 try:
                     r = job()
                 except RunFailed as e:
                     r = {"error": str(e), "images_per_s": None, "peak_rss_bytes": None, "argv": e.argv,
                          "activation_bytes_per_example": None, "rss_after_data_load_bytes": None}
+                r["waited_for_idle_s"] = waited
                 runs[model][key].append(r)
                 if r.get("argv"):
                     res["commands"].append(r["argv"])
@@ -684,6 +727,11 @@ def main():
     res["efficiency"] = {"train_flops_per_image": 3 * CNN_FWD_FLOPS, "convention": "3 x forward FLOPs; "
                          "forward = 2 x multiply-adds of conv/dense layers", "rows": rows}
     res["summary"] = summary
+    tp_runs = [x for m in runs for k in runs[m] for x in runs[m][k]]
+    tr_runs = [x for m in acc_runs for t in acc_runs[m] for x in acc_runs[m][t]]
+    res["contention"] = {"throughput_max": maxn(x.get("other_cpus") for x in tp_runs) or 0.0,
+                         "training_max": maxn(x.get("other_cpus") for x in tr_runs),
+                         "waited_s": sum(x.get("waited_for_idle_s") or 0 for x in tp_runs)}
     res["loadavg_at_end"] = os.getloadavg()
     res["bench_wall_s"] = time.monotonic() - T_START
 

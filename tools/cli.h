@@ -13,6 +13,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 /* kiln run MODEL INPUT ... */
 int cmd_run(int argc, char **argv);
+/* kiln plot METRICS... */
+int cmd_plot(int argc, char **argv);
 /* Loads a model file, or a spec file (with freshly initialised parameters) when it ends in .kiln. */
 kiln_graph_t *cli_load_model(const char *path, uint64_t init_seed);
 /* Loads a dataset split, printing the error and returning nonzero on failure. */

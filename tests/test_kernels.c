@@ -1,0 +1,199 @@
+/* Forward kernels against plain reference implementations on random shapes: GEMM (BLAS and the
+ * threaded split, every transpose) against loops, convolution (im2col + GEMM, every stride, pad,
+ * dilation and group setting) against a direct seven-loop convolution, pooling against direct
+ * window loops, and the executor (inference mode) against the training tape's eval forward. */
+#include <float.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "check.h"
+#include "core/graph.h"
+#include "core/rng.h"
+#include "kiln/kiln_train.h"
+#include "ops/gemm.h"
+#include "ops/ops.h"
+
+static kiln_rng rng;
+static int rnd(int lo, int hi) { return lo + (int)kiln_rng_below(&rng, (uint32_t)(hi - lo + 1)); }
+static void fill(float *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = 2.0f * kiln_rng_uniform(&rng) - 1.0f;
+}
+
+/* max |a - b| / max(1, max |b|) */
+static double rel_err(const float *a, const float *b, size_t n)
+{
+    double d = 0, m = 1;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        d = e > d || e != e ? e : d;
+        m = fmax(m, fabs((double)b[i]));
+    }
+    return d / m;
+}
+
+static void test_gemm(void)
+{
+    int bad = 0;
+    for (int rep = 0; rep < 60; rep++) {
+        bool ta = rnd(0, 1), tb = rnd(0, 1);
+        int m = rnd(1, rep < 30 ? 40 : 300), n = rnd(1, rep < 30 ? 40 : 300), k = rnd(1, 200);
+        int lda = (ta ? m : k) + rnd(0, 3), ldb = (tb ? k : n) + rnd(0, 3), ldc = n + rnd(0, 3);
+        float alpha = rnd(0, 1) ? 1.0f : 0.5f, beta = (float)rnd(0, 2) * 0.5f;
+        size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
+        float *a = malloc(na * 4), *b = malloc(nb * 4), *c = malloc(nc * 4), *r = malloc(nc * 4);
+        fill(a, na);
+        fill(b, nb);
+        fill(c, nc);
+        memcpy(r, c, nc * 4);
+        kiln_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        kiln_sgemm_ref(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, r, ldc);
+        double e = rel_err(c, r, nc);
+        if (!(e < 1e-5)) {
+            fprintf(stderr, "gemm %c%c m=%d n=%d k=%d: error %.3e\n", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, e);
+            bad++;
+        }
+        free(a);
+        free(b);
+        free(c);
+        free(r);
+    }
+    CHECK(bad == 0, "%d of 60 random GEMMs differ from the reference", bad);
+}
+
+/* Direct convolution: the definition, loop by loop. */
+static void conv_ref(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch, float *y)
+{
+    const kiln_node *in = &g->nodes[nd->inputs[0]];
+    const kiln_attrs *a = &nd->a;
+    int c = in->shape[0], h = in->shape[1], w = in->shape[2], co = nd->shape[0], ho = nd->shape[1], wo = nd->shape[2];
+    int cg = c / a->groups, og = co / a->groups;
+    const float *wt = kiln_node_tensor(g, nd, 0), *bias = a->no_bias ? NULL : kiln_node_tensor(g, nd, 1);
+    for (int b = 0; b < batch; b++)
+        for (int o = 0; o < co; o++)
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++) {
+                    double s = bias ? bias[o] : 0;
+                    int gi = o / og;
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int ky = 0; ky < a->kernel[0]; ky++)
+                            for (int kx = 0; kx < a->kernel[1]; kx++) {
+                                int iy = oy * a->stride[0] - a->pad[0] + ky * a->dilation[0];
+                                int ix = ox * a->stride[1] - a->pad[1] + kx * a->dilation[1];
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+                                    continue;
+                                s += (double)x[(((size_t)b * c + gi * cg + ci) * h + iy) * w + ix] *
+                                     wt[(((size_t)o * cg + ci) * a->kernel[0] + ky) * a->kernel[1] + kx];
+                            }
+                    y[(((size_t)b * co + o) * ho + oy) * wo + ox] = (float)s;
+                }
+}
+
+/* Direct pooling over each window (max or average with padding counted). */
+static void pool_ref(const kiln_node *nd, const kiln_node *in, const float *x, int batch, float *y)
+{
+    const kiln_attrs *a = &nd->a;
+    int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
+    for (int p = 0; p < batch * c; p++)
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++) {
+                double s = 0, m = -DBL_MAX;
+                for (int ky = 0; ky < a->kernel[0]; ky++)
+                    for (int kx = 0; kx < a->kernel[1]; kx++) {
+                        int iy = oy * a->stride[0] - a->pad[0] + ky, ix = ox * a->stride[1] - a->pad[1] + kx;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+                            continue;
+                        double v = x[((size_t)p * h + iy) * w + ix];
+                        s += v;
+                        m = v > m ? v : m;
+                    }
+                y[((size_t)p * ho + oy) * wo + ox] =
+                    (float)(nd->op == KILN_OP_MAXPOOL2D ? m : s / (a->kernel[0] * a->kernel[1]));
+            }
+}
+
+static void test_conv_pool(void)
+{
+    int bad = 0, tried = 0;
+    for (int rep = 0; rep < 80; rep++) {
+        int groups = rnd(1, 3), c = groups * rnd(1, 3), h = rnd(3, 16), w = rnd(3, 16), batch = rnd(1, 5);
+        char spec[512];
+        int kind = rep % 4;
+        if (kind < 2)
+            snprintf(spec, sizeof spec, "input %d %d %d\nconv2d %d %dx%d stride=%dx%d pad=%dx%d dilation=%d groups=%d%s\n",
+                     c, h, w, groups * rnd(1, 4), rnd(1, 3), rnd(1, 3), rnd(1, 3), rnd(1, 2), rnd(0, 2), rnd(0, 2),
+                     rnd(1, 2), groups, rnd(0, 1) ? " bias=0" : "");
+        else
+            snprintf(spec, sizeof spec, "input %d %d %d\n%s %d stride=%d pad=%d\n", c, h, w,
+                     kind == 2 ? "maxpool2d" : "avgpool2d", rnd(2, 3), rnd(1, 3), rnd(0, 1));
+        kiln_graph_t *g = kiln_spec_parse(spec, "rand");
+        if (!g)
+            continue;   /* a random window larger than the input: not a kernel test */
+        tried++;
+        kiln_graph_init_params(g, kiln_rng_next(&rng));
+        const kiln_node *nd = &g->nodes[1], *in = &g->nodes[0];
+        size_t nx = in->numel * (size_t)batch, ny = nd->numel * (size_t)batch;
+        float *x = malloc(nx * 4), *y = malloc(ny * 4), *r = malloc(ny * 4);
+        fill(x, nx);
+        kiln_exec_t *e = kiln_exec_create(g, batch);
+        memcpy(y, kiln_exec_run(e, x, batch), ny * 4);
+        if (kind < 2)
+            conv_ref(g, nd, x, batch, r);
+        else
+            pool_ref(nd, in, x, batch, r);
+        double err = rel_err(y, r, ny);
+        if (!(err < 1e-5)) {
+            fprintf(stderr, "error %.3e for batch %d:\n%s", err, batch, spec);
+            bad++;
+        }
+        kiln_exec_free(e);
+        free(x);
+        free(y);
+        free(r);
+        kiln_graph_free(g);
+    }
+    CHECK(tried >= 60, "only %d random shapes were valid", tried);
+    CHECK(bad == 0, "%d of %d random conv/pool shapes differ from the direct reference", bad, tried);
+}
+
+/* The executor and the tape's eval-mode forward agree on a model using every op. */
+static void test_exec_vs_tape(void)
+{
+    const char *spec = "input 3 12 12\na: conv2d 8 3 pad=1\nbn: batchnorm\nrelu\nb: conv2d 8 3 pad=1 groups=8\n"
+                       "add a\nleaky_relu 0.1\nmaxpool2d 2\nc: avgpool2d 3 stride=1 pad=1\nd: sigmoid in=c\n"
+                       "e: tanh in=c\nconcat d e\ngelu\ndropout 0.2\nflatten\ndense 7\nsoftmax\n";
+    kiln_graph_t *g = kiln_spec_parse(spec, "all-ops");
+    CHECK(g != NULL, "%s", kiln_last_error());
+    if (!g)
+        return;
+    kiln_graph_init_params(g, 9);
+    float *bn = kiln_node_tensor(g, &g->nodes[kiln_graph_find(g, "bn")], 2);
+    for (int i = 0; i < 16; i++)
+        bn[i] = 0.2f * (float)i - 0.5f;   /* running mean, then var (positive) */
+    size_t nx = 4 * 3 * 144;
+    float *x = malloc(nx * 4);
+    fill(x, nx);
+    kiln_exec_t *e = kiln_exec_create(g, 4);
+    kiln_tape_t *t = kiln_tape_create(g, 4, false, 0);
+    const float *ye = kiln_exec_run(e, x, 4), *yt = kiln_tape_forward(t, x, 4, false);
+    double err = rel_err(ye, yt, 28);
+    CHECK(err < 1e-6, "executor and tape disagree by %.3e", err);
+    double sum = 0;
+    for (int i = 0; i < 7; i++)
+        sum += ye[i];
+    CHECK(fabs(sum - 1.0) < 1e-5, "softmax output sums to %.6f", sum);
+    kiln_tape_free(t);
+    kiln_exec_free(e);
+    free(x);
+    kiln_graph_free(g);
+}
+
+int main(void)
+{
+    kiln_rng_seed(&rng, 77);
+    test_gemm();
+    test_conv_pool();
+    test_exec_vs_tape();
+    return check_report();
+}
