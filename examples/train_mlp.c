@@ -40,11 +40,11 @@ int main(int argc, char **argv)
         kiln_tape_backward(tape, dlogits);
         kiln_optim_step(opt, kiln_graph_params(g), kiln_tape_param_grads(tape), 0.01f);
     }
-    if (kiln_model_save(g, out, NULL) != KILN_OK) {
+    if (kiln_graph_save(g, out, NULL) != KILN_OK) {
         fprintf(stderr, "%s\n", kiln_last_error());
         return 1;
     }
-    kiln_graph_t *m = kiln_model_load(out);   /* the inference side */
+    kiln_graph_t *m = kiln_graph_load(out);   /* the inference side */
     float loss, acc;
     if (!m || kiln_evaluate(m, &test, 500, &loss, &acc) != KILN_OK) {
         fprintf(stderr, "%s\n", kiln_last_error());

@@ -2,14 +2,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/graph.h"
-#include "io/model.h"
+#include "io/graph_file.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     kiln_st_file *f = kiln_st_open_memory(data, size, "fuzz.safetensors");
     if (!f)
         return 0;
-    kiln_graph_t *g = kiln_model_from_file(f);
+    kiln_graph_t *g = kiln_graph_from_file(f);
     if (g) {
         /* a loaded model must run */
         kiln_exec_t *e = kiln_exec_create(g, 1);

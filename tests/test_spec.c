@@ -6,7 +6,7 @@
 #include <string.h>
 #include "check.h"
 #include "core/graph.h"
-#include "io/model.h"
+#include "io/graph_file.h"
 
 static char *spec_path(const char *name)
 {
@@ -142,8 +142,8 @@ static void test_model_files(void)
         return;
     kiln_graph_init_params(g, 5);
     const char *meta[] = {"note", "line one\nline \"two\"", NULL};
-    CHECK(kiln_model_save(g, "spec_test_model.safetensors", meta) == KILN_OK, "save: %s", kiln_last_error());
-    kiln_graph_t *h = kiln_model_load("spec_test_model.safetensors");
+    CHECK(kiln_graph_save(g, "spec_test_model.safetensors", meta) == KILN_OK, "save: %s", kiln_last_error());
+    kiln_graph_t *h = kiln_graph_load("spec_test_model.safetensors");
     CHECK(h != NULL, "load: %s", kiln_last_error());
     if (h) {
         CHECK(h->n_params == g->n_params && memcmp(h->params, g->params, g->n_params * sizeof(float)) == 0,
@@ -152,29 +152,29 @@ static void test_model_files(void)
     }
     /* a tensor of the wrong shape, a missing tensor, a file that is not a kiln model */
     kiln_st_tensor ts[16];
-    int n = kiln_model_tensors(g, ts, 16);
+    int n = kiln_graph_tensors(g, ts, 16);
     char *spec = kiln_graph_to_spec(g);
     const char *m1[] = {"kiln.format", "1", "kiln.spec", spec, NULL};
     ts[2].dims[0] = 16;
     ts[2].nbytes /= 4;
     kiln_st_write("spec_test_bad.safetensors", ts, n, m1);
-    h = kiln_model_load("spec_test_bad.safetensors");
+    h = kiln_graph_load("spec_test_bad.safetensors");
     CHECK(!h && strstr(kiln_last_error(), "spec_test_bad.safetensors: tensor \"conv2.weight\": expected F32 [64,32,3,3], "
                                           "found F32 [16,32,3,3]"), "wrong shape: %s", kiln_last_error());
     kiln_graph_free(h);
-    kiln_model_tensors(g, ts, 16);
+    kiln_graph_tensors(g, ts, 16);
     kiln_st_write("spec_test_bad.safetensors", ts, n - 1, m1);
-    h = kiln_model_load("spec_test_bad.safetensors");
+    h = kiln_graph_load("spec_test_bad.safetensors");
     CHECK(!h && strstr(kiln_last_error(), "tensor \"fc2.bias\"") && strstr(kiln_last_error(), "no such tensor"),
           "missing tensor: %s", kiln_last_error());
     kiln_graph_free(h);
     const char *m2[] = {"kiln.format", "1", "kiln.spec", "input 1 28 28\nconv2d 4 3 bogus=1\n", NULL};
     kiln_st_write("spec_test_bad.safetensors", ts, n, m2);
-    h = kiln_model_load("spec_test_bad.safetensors");
+    h = kiln_graph_load("spec_test_bad.safetensors");
     CHECK(!h && strstr(kiln_last_error(), "spec_test_bad.safetensors (kiln.spec):2:"), "bad spec: %s", kiln_last_error());
     kiln_graph_free(h);
     kiln_st_write("spec_test_bad.safetensors", ts, n, NULL);
-    h = kiln_model_load("spec_test_bad.safetensors");
+    h = kiln_graph_load("spec_test_bad.safetensors");
     CHECK(!h && strstr(kiln_last_error(), "\"kiln.format\""), "not a kiln model: %s", kiln_last_error());
     kiln_graph_free(h);
     /* every truncation of a valid model file fails cleanly */
@@ -188,7 +188,7 @@ static void test_model_files(void)
     int accepted = 0;
     for (long cut = 0; cut < len; cut += cut < 4096 ? 7 : 9973) {
         kiln_st_file *sf = kiln_st_open_memory(buf, (size_t)cut, "cut.safetensors");
-        kiln_graph_t *t = sf ? kiln_model_from_file(sf) : NULL;
+        kiln_graph_t *t = sf ? kiln_graph_from_file(sf) : NULL;
         accepted += t != NULL;
         kiln_graph_free(t);
         kiln_st_close(sf);

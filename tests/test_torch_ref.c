@@ -5,7 +5,7 @@
 #include <string.h>
 #include "check.h"
 #include "core/graph.h"
-#include "io/model.h"
+#include "io/graph_file.h"
 #include "kiln/kiln_train.h"
 
 /* max |a - b| / max |b|: the tensor's relative error. */
@@ -46,7 +46,7 @@ static void check_model(const char *which, const char *spec_file)
         return;
     int batch = 16, classes = 10;
     kiln_st_tensor ts[16];
-    int n = kiln_model_tensors(g, ts, 16);
+    int n = kiln_graph_tensors(g, ts, 16);
     for (int i = 0; i < n; i++) {
         const float *p = tensor(f, ts[i].name, ts[i].nbytes / sizeof(float));
         if (p)

@@ -35,7 +35,7 @@ kiln_graph_t *cli_load_model(const char *path, uint64_t init_seed)
         if (g)
             kiln_graph_init_params(g, init_seed);
     } else {
-        g = kiln_model_load(path);
+        g = kiln_graph_load(path);
     }
     if (!g)
         fprintf(stderr, "kiln: %s\n", kiln_last_error());

@@ -168,7 +168,7 @@ int cmd_train(int argc, char **argv)
     const char *meta[] = {"kiln.train.dataset", data, "kiln.train.epochs", epochs, "kiln.train.optimizer",
                           cli_str(&a, "opt", "momentum"), "kiln.train.lr", lr, "kiln.train.seed", seed,
                           "kiln.train.test_accuracy", acc, NULL};
-    if (kiln_model_save(g, out, meta) != KILN_OK) {
+    if (kiln_graph_save(g, out, meta) != KILN_OK) {
         fprintf(stderr, "kiln train: %s\n", kiln_last_error());
         goto done;
     }

@@ -97,9 +97,9 @@ kiln_graph_t *kiln_spec_load(const char *path);
 
 /* Saves graph (spec in metadata) and parameters as safetensors, atomically. extra_meta is a
  * NULL-terminated key, value, key, value... list of strings added to __metadata__ (may be NULL). */
-kiln_status kiln_model_save(const kiln_graph_t *g, const char *path, const char *const *extra_meta);
-/* Loads a model file written by kiln_model_save, validating every field. NULL on error. */
-kiln_graph_t *kiln_model_load(const char *path);
+kiln_status kiln_graph_save(const kiln_graph_t *g, const char *path, const char *const *extra_meta);
+/* Loads a model file written by kiln_graph_save, validating every field. NULL on error. */
+kiln_graph_t *kiln_graph_load(const char *path);
 
 /* Forward executor: owns one output buffer per node for up to max_batch examples. */
 typedef struct kiln_exec kiln_exec_t;

@@ -10,7 +10,7 @@
 #include <time.h>
 #include "core/error.h"
 #include "core/graph.h"
-#include "io/model.h"
+#include "io/graph_file.h"
 #include "train/trainer.h"
 
 typedef struct {
@@ -57,7 +57,7 @@ static kiln_status save_checkpoint(const kiln_graph_t *g, kiln_optim_t *opt, kil
                           "kiln.checkpoint.rng", rng, "kiln.checkpoint.loss_sum", ls,
                           "kiln.checkpoint.correct_seen", cs, "kiln.checkpoint.elapsed", el,
                           "kiln.checkpoint.seed", seed, "kiln.checkpoint.batch", batch, NULL};
-    return kiln_model_save_with(g, cfg->checkpoint_path, meta, extra, nb);
+    return kiln_graph_save_with(g, cfg->checkpoint_path, meta, extra, nb);
 }
 
 /* Reads a required metadata field of a checkpoint with sscanf format fmt into out. */
@@ -85,7 +85,7 @@ static kiln_status load_checkpoint(kiln_graph_t *g, kiln_optim_t *opt, kiln_tape
     if (!f)
         return KILN_ERR_IO;
     kiln_status st = KILN_ERR_FORMAT;
-    kiln_graph_t *cg = kiln_model_from_file(f);
+    kiln_graph_t *cg = kiln_graph_from_file(f);
     if (!cg)
         goto done;
     char *a = kiln_graph_to_spec(g), *b = kiln_graph_to_spec(cg);

@@ -6,10 +6,10 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/graph.h"
-#include "io/model.h"
+#include "io/graph_file.h"
 #include "io/safetensors.h"
 
-int kiln_model_tensors(const kiln_graph_t *g, kiln_st_tensor *out, int max)
+int kiln_graph_tensors(const kiln_graph_t *g, kiln_st_tensor *out, int max)
 {
     int n = 0;
     for (int i = 0; i < g->n; i++) {
@@ -32,10 +32,10 @@ int kiln_model_tensors(const kiln_graph_t *g, kiln_st_tensor *out, int max)
     return n;
 }
 
-kiln_status kiln_model_save_with(const kiln_graph_t *g, const char *path, const char *const *extra_meta,
+kiln_status kiln_graph_save_with(const kiln_graph_t *g, const char *path, const char *const *extra_meta,
                                  const kiln_st_tensor *extra, int n_extra)
 {
-    int n = kiln_model_tensors(g, NULL, 0);
+    int n = kiln_graph_tensors(g, NULL, 0);
     kiln_st_tensor *ts = calloc((size_t)(n + n_extra + 1), sizeof *ts);
     char *spec = kiln_graph_to_spec(g);
     int n_meta = 0;
@@ -47,7 +47,7 @@ kiln_status kiln_model_save_with(const kiln_graph_t *g, const char *path, const 
         kiln_error(st, "out of memory saving %s", path);
         goto done;
     }
-    kiln_model_tensors(g, ts, n);
+    kiln_graph_tensors(g, ts, n);
     if (n_extra > 0)
         memcpy(ts + n, extra, (size_t)n_extra * sizeof *ts);
     meta[0] = "kiln.format";
@@ -64,12 +64,12 @@ done:
     return st;
 }
 
-kiln_status kiln_model_save(const kiln_graph_t *g, const char *path, const char *const *extra_meta)
+kiln_status kiln_graph_save(const kiln_graph_t *g, const char *path, const char *const *extra_meta)
 {
-    return kiln_model_save_with(g, path, extra_meta, NULL, 0);
+    return kiln_graph_save_with(g, path, extra_meta, NULL, 0);
 }
 
-kiln_graph_t *kiln_model_from_file(const kiln_st_file *f)
+kiln_graph_t *kiln_graph_from_file(const kiln_st_file *f)
 {
     const char *path = kiln_st_path(f);
     const char *fmt = kiln_st_meta(f, "kiln.format");
@@ -88,13 +88,13 @@ kiln_graph_t *kiln_model_from_file(const kiln_st_file *f)
     kiln_graph_t *g = kiln_spec_parse(spec, origin);
     if (!g)
         return NULL;
-    int n = kiln_model_tensors(g, NULL, 0);
+    int n = kiln_graph_tensors(g, NULL, 0);
     kiln_st_tensor *want = calloc((size_t)n + 1, sizeof *want);
     if (!want) {
         kiln_error(KILN_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    kiln_model_tensors(g, want, n);
+    kiln_graph_tensors(g, want, n);
     for (int i = 0; i < n; i++) {
         const kiln_st_tensor *w = &want[i], *got = kiln_st_find(f, w->name);
         if (!got) {
@@ -125,12 +125,12 @@ fail:
     return NULL;
 }
 
-kiln_graph_t *kiln_model_load(const char *path)
+kiln_graph_t *kiln_graph_load(const char *path)
 {
     kiln_st_file *f = kiln_st_open(path);
     if (!f)
         return NULL;
-    kiln_graph_t *g = kiln_model_from_file(f);
+    kiln_graph_t *g = kiln_graph_from_file(f);
     kiln_st_close(f);
     return g;
 }
