@@ -44,7 +44,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", kiln_last_error());
         return 1;
     }
-    kiln_graph_t *m = kiln_graph_load(out);   /* the inference side */
+    kiln_model_t *m = kiln_model_load(out);   /* the inference side: optimised, planned */
     float loss, acc;
     if (!m || kiln_evaluate(m, &test, 500, &loss, &acc) != KILN_OK) {
         fprintf(stderr, "%s\n", kiln_last_error());
@@ -52,7 +52,7 @@ int main(int argc, char **argv)
     }
     printf("trained %d steps, mean train loss %.4f; %s: test accuracy %.2f%%\n", steps, loss_sum / steps, out,
            100 * acc);
-    kiln_graph_free(m);
+    kiln_model_free(m);
     free(x);
     kiln_optim_free(opt);
     kiln_tape_free(tape);

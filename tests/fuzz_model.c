@@ -12,11 +12,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kiln_graph_t *g = kiln_graph_from_file(f);
     if (g) {
         /* a loaded model must run */
-        kiln_exec_t *e = kiln_exec_create(g, 1);
-        float x[4096] = {0};
-        if (e && g->nodes[0].numel <= 4096)
-            kiln_exec_run(e, x, 1);
-        kiln_exec_free(e);
+        kiln_model_t *m = kiln_model_create(g, true);
+        kiln_session_t *s = m ? kiln_session_create(m, NULL) : NULL;
+        static float x[4096], y[1 << 16];
+        if (s && g->nodes[0].numel <= 4096 && g->nodes[g->n - 1].numel <= (1 << 16))
+            kiln_session_run(s, x, 1, y);
+        kiln_session_free(s);
+        kiln_model_free(m);
     }
     kiln_graph_free(g);
     kiln_st_close(f);

@@ -1,7 +1,7 @@
 /* Forward kernels against plain reference implementations on random shapes: GEMM (BLAS and the
  * threaded split, every transpose) against loops, convolution (im2col + GEMM, every stride, pad,
  * dilation and group setting) against a direct seven-loop convolution, pooling against direct
- * window loops, and the executor (inference mode) against the training tape's eval forward. */
+ * window loops, and an inference session against the training tape's eval forward. */
 #include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,8 +136,9 @@ static void test_conv_pool(void)
         size_t nx = in->numel * (size_t)batch, ny = nd->numel * (size_t)batch;
         float *x = malloc(nx * 4), *y = malloc(ny * 4), *r = malloc(ny * 4);
         fill(x, nx);
-        kiln_exec_t *e = kiln_exec_create(g, batch);
-        memcpy(y, kiln_exec_run(e, x, batch), ny * 4);
+        kiln_model_t *m = kiln_model_create(g, false);
+        kiln_session_t *s = kiln_session_create(m, &(kiln_session_options){.max_batch = batch});
+        kiln_session_run(s, x, batch, y);
         if (kind < 2)
             conv_ref(g, nd, x, batch, r);
         else
@@ -147,7 +148,8 @@ static void test_conv_pool(void)
             fprintf(stderr, "error %.3e for batch %d:\n%s", err, batch, spec);
             bad++;
         }
-        kiln_exec_free(e);
+        kiln_session_free(s);
+        kiln_model_free(m);
         free(x);
         free(y);
         free(r);
@@ -174,17 +176,21 @@ static void test_exec_vs_tape(void)
     size_t nx = 4 * 3 * 144;
     float *x = malloc(nx * 4);
     fill(x, nx);
-    kiln_exec_t *e = kiln_exec_create(g, 4);
+    kiln_model_t *m = kiln_model_create(g, false);
+    kiln_session_t *s = kiln_session_create(m, &(kiln_session_options){.max_batch = 4});
     kiln_tape_t *t = kiln_tape_create(g, 4, false, 0);
-    const float *ye = kiln_exec_run(e, x, 4), *yt = kiln_tape_forward(t, x, 4, false);
+    float ye[28];
+    kiln_session_run(s, x, 4, ye);
+    const float *yt = kiln_tape_forward(t, x, 4, false);
     double err = rel_err(ye, yt, 28);
-    CHECK(err < 1e-6, "executor and tape disagree by %.3e", err);
+    CHECK(err < 1e-6, "session and tape disagree by %.3e", err);
     double sum = 0;
     for (int i = 0; i < 7; i++)
         sum += ye[i];
     CHECK(fabs(sum - 1.0) < 1e-5, "softmax output sums to %.6f", sum);
     kiln_tape_free(t);
-    kiln_exec_free(e);
+    kiln_session_free(s);
+    kiln_model_free(m);
     free(x);
     kiln_graph_free(g);
 }

@@ -7,7 +7,7 @@
 #include <string.h>
 #include "check.h"
 
-static const char *const training_words[] = {"backward", "tape", "optim", "loss", "trainer", "augment",
+static const char *const training_words[] = {"backward", "tape", "optim_", "loss", "trainer", "augment",
                                               "kiln_train", NULL};
 
 /* Counts defined text symbols of lib whose name contains a training word. */

@@ -66,11 +66,12 @@ int cmd_eval(int argc, char **argv)
     cli_check_unused(&a, "eval");
     kiln_dataset test = {0};
     kiln_graph_t *g = cli_load_model(a.pos[0], 0);
+    kiln_model_t *m = g ? kiln_model_create(g, true) : NULL;
     int rc = 1;
     float loss, acc;
-    if (!g || cli_load_data(data, false, &test))
+    if (!m || cli_load_data(data, false, &test))
         goto done;
-    if (kiln_evaluate(g, &test, batch, &loss, &acc) != KILN_OK) {
+    if (kiln_evaluate(m, &test, batch, &loss, &acc) != KILN_OK) {
         fprintf(stderr, "kiln eval: %s\n", kiln_last_error());
         goto done;
     }
@@ -83,6 +84,7 @@ int cmd_eval(int argc, char **argv)
     }
     rc = 0;
 done:
+    kiln_model_free(m);
     kiln_graph_free(g);
     kiln_dataset_free(&test);
     return rc;
@@ -137,8 +139,9 @@ int cmd_run(int argc, char **argv)
     kiln_dataset d = {0};
     kiln_graph_t *g = cli_load_model(a.pos[0], 0);
     int rc = 1;
-    kiln_exec_t *e = NULL;
-    float *x = NULL;
+    kiln_model_t *m = NULL;
+    kiln_session_t *s = NULL;
+    float *x = NULL, *z = NULL;
     int *idx = NULL, *y = NULL;
     if (!g)
         goto done;
@@ -176,16 +179,20 @@ int cmd_run(int argc, char **argv)
     }
     count = count < d.n ? count : d.n;
     int classes = (int)kiln_graph_numel(g, g->n - 1);
-    e = kiln_exec_create(g, count);
+    m = kiln_model_create(g, true);
+    s = m ? kiln_session_create(m, &(kiln_session_options){.max_batch = count}) : NULL;
     x = malloc((size_t)count * in->numel * sizeof(float));
+    z = malloc((size_t)count * classes * sizeof(float));
     idx = malloc((size_t)count * sizeof(int));
     y = malloc((size_t)count * sizeof(int));
-    if (!e || !x || !idx || !y)
+    if (!s || !x || !z || !idx || !y) {
+        fprintf(stderr, "kiln run: %s\n", kiln_last_error());
         goto done;
+    }
     for (int i = 0; i < count; i++)
         idx[i] = i;
     kiln_dataset_gather(&d, idx, count, x, y);
-    const float *z = kiln_exec_run(e, x, count);
+    kiln_session_run(s, x, count, z);
     if (json)
         printf("{\"command\":\"run\",\"model\":\"%s\",\"results\":[", a.pos[0]);
     for (int i = 0; i < count; i++) {
@@ -226,8 +233,10 @@ int cmd_run(int argc, char **argv)
         printf("]}\n");
     rc = 0;
 done:
-    kiln_exec_free(e);
+    kiln_session_free(s);
+    kiln_model_free(m);
     free(x);
+    free(z);
     free(idx);
     free(y);
     kiln_graph_free(g);

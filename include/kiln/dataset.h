@@ -61,9 +61,9 @@ kiln_status kiln_idx_read_memory(const void *bytes, size_t len, kiln_idx_tensor 
 /* Frees the data and zeroes the struct. */
 void kiln_idx_tensor_free(kiln_idx_tensor *t);
 
-/* Runs g in inference mode over every example of d in batches; mean softmax cross-entropy and
+/* Runs model m over every example of d in batches; mean softmax cross-entropy and
  * accuracy (either output may be NULL). */
-kiln_status kiln_evaluate(const kiln_graph_t *g, const kiln_dataset *d, int batch, float *loss, float *accuracy);
+kiln_status kiln_evaluate(const kiln_model_t *m, const kiln_dataset *d, int batch, float *loss, float *accuracy);
 
 #ifdef __cplusplus
 }

@@ -52,6 +52,9 @@ typedef struct {
     float alpha;         /* leaky_relu slope, dropout probability */
     float eps;           /* batchnorm epsilon; 0 means 1e-5 */
     float momentum;      /* batchnorm running-stat momentum; 0 means 0.1 (PyTorch) */
+    kiln_op act;         /* activation fused into the output of dense, conv2d, batchnorm or add
+                          * (inference graphs; relu, leaky_relu with alpha, sigmoid, tanh, gelu);
+                          * KILN_OP_INPUT (0) for none */
 } kiln_attrs;
 
 /* A dataflow graph of layers with inferred shapes and the parameters it owns. */
@@ -101,15 +104,41 @@ kiln_status kiln_graph_save(const kiln_graph_t *g, const char *path, const char 
 /* Loads a model file written by kiln_graph_save, validating every field. NULL on error. */
 kiln_graph_t *kiln_graph_load(const char *path);
 
-/* Forward executor: owns one output buffer per node for up to max_batch examples. */
-typedef struct kiln_exec kiln_exec_t;
-/* An executor for g (not owned; must outlive it). */
-kiln_exec_t *kiln_exec_create(const kiln_graph_t *g, int max_batch);
-/* Frees an executor. */
-void kiln_exec_free(kiln_exec_t *e);
-/* Runs inference (eval-mode batchnorm, no dropout) on batch examples x (NCHW, fp32); returns the
- * output node's buffer (batch x numel), owned by the executor. */
-const float *kiln_exec_run(kiln_exec_t *e, const float *x, int batch);
+/* A trained model prepared for inference: its graph optimised at load (batchnorm folded into
+ * the conv/dense before it, dropout removed, activations fused, flatten as a view) with the
+ * weights it owns. Read-only once created: one model serves many sessions on many threads. */
+typedef struct kiln_model kiln_model_t;
+/* One thread's means to run a model: the static activation arena and scratch space. */
+typedef struct kiln_session kiln_session_t;
+
+/* Session settings; zeroes give the defaults. */
+typedef struct {
+    int max_batch;        /* largest batch a run takes; 0 means 1 */
+    int threads;          /* OpenMP threads a run uses; 0 means 1 */
+} kiln_session_options;
+
+/* Loads a model file (see kiln_graph_load) and optimises it for inference. NULL on error. */
+kiln_model_t *kiln_model_load(const char *path);
+/* A model from a graph (copied; g stays the caller's); optimize=false keeps the graph as trained
+ * (eval-mode batchnorm, identity dropout), the reference the optimised form is tested against. */
+kiln_model_t *kiln_model_create(const kiln_graph_t *g, bool optimize);
+/* Frees a model; every session on it must be freed first. */
+void kiln_model_free(kiln_model_t *m);
+/* The graph the model runs (after optimisation). */
+const kiln_graph_t *kiln_model_graph(const kiln_model_t *m);
+/* A session with its arena planned for opt->max_batch (opt may be NULL). */
+kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_options *opt);
+/* Frees a session. */
+void kiln_session_free(kiln_session_t *s);
+/* Runs batch examples of input (NCHW fp32, batch x input numel) and writes output (batch x
+ * output numel). Allocates nothing. */
+kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, float *output);
+/* Bytes of the activation arena (all activations of a run at max_batch). */
+size_t kiln_session_arena_bytes(const kiln_session_t *s);
+/* Bytes of per-thread scratch space (im2col matrices). */
+size_t kiln_session_scratch_bytes(const kiln_session_t *s);
+/* Most activation bytes alive at any one step: the lower bound for any arena. */
+size_t kiln_session_peak_live_bytes(const kiln_session_t *s);
 
 /* Sets the worker thread count of OpenMP and BLAS. */
 void kiln_set_threads(int n);

@@ -98,7 +98,7 @@ static void resolve_attrs(kiln_op op, kiln_attrs *a)
         a->eps = 1e-5f;
     if (a->momentum <= 0)
         a->momentum = 0.1f;
-    if (op == KILN_OP_LEAKY_RELU && a->alpha == 0)
+    if ((op == KILN_OP_LEAKY_RELU || a->act == KILN_OP_LEAKY_RELU) && a->alpha == 0)
         a->alpha = 0.01f;
 }
 
@@ -280,6 +280,15 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
         do {
             snprintf(nd.name, sizeof nd.name, "%s_%d", kiln_op_name(op), k++);
         } while (kiln_graph_find(g, nd.name) >= 0);
+    }
+    kiln_op act = nd.a.act;
+    if (act != KILN_OP_INPUT) {
+        bool host = op == KILN_OP_DENSE || op == KILN_OP_CONV2D || op == KILN_OP_BATCHNORM || op == KILN_OP_ADD;
+        bool fusable = act == KILN_OP_RELU || act == KILN_OP_LEAKY_RELU || act == KILN_OP_SIGMOID ||
+                       act == KILN_OP_TANH || act == KILN_OP_GELU;
+        if (!host || !fusable)
+            return kiln_error(KILN_ERR_ARG, "%s: %s cannot carry a fused %s", nd.name, kiln_op_name(op),
+                              kiln_op_name(act) ? kiln_op_name(act) : "activation"), -1;
     }
     size_t np = g->n_params, nb = g->n_buffers;
     if (infer(g, &nd) != KILN_OK) {

@@ -6,6 +6,8 @@
  *   relu  leaky_relu [SLOPE]  sigmoid  tanh  gelu  softmax  dropout [P]  batchnorm (eps= momentum=)
  *   add NAME... / concat NAME...  (with one name: the previous layer and NAME)
  * Every layer takes the previous one as input unless `in=NAME[,NAME...]` says otherwise.
+ * Inference graphs may fuse an activation into dense, conv2d, batchnorm or add: `act=relu`
+ * (or leaky_relu with slope=, sigmoid, tanh, gelu).
  * Pairs (kernel, stride, pad, dilation) are N or HxW. */
 #include <ctype.h>
 #include <stdarg.h>
@@ -172,8 +174,15 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
         ok = parse_float(v, vl, &a->eps) && a->eps > 0;
     else if (op == KILN_OP_BATCHNORM && KEY("momentum"))
         ok = parse_float(v, vl, &a->momentum) && a->momentum > 0 && a->momentum <= 1;
-    else if ((op == KILN_OP_LEAKY_RELU && KEY("slope")) || (op == KILN_OP_DROPOUT && KEY("p")))
+    else if ((op == KILN_OP_LEAKY_RELU && KEY("slope")) || (op == KILN_OP_DROPOUT && KEY("p")) ||
+             ((conv || op == KILN_OP_DENSE || op == KILN_OP_BATCHNORM || op == KILN_OP_ADD) && KEY("slope")))
         ok = parse_float(v, vl, &a->alpha);
+    else if ((conv || op == KILN_OP_DENSE || op == KILN_OP_BATCHNORM || op == KILN_OP_ADD) && KEY("act")) {
+        token at = {v, vl, vcol};
+        a->act = op_from(&at);
+        ok = a->act == KILN_OP_RELU || a->act == KILN_OP_LEAKY_RELU || a->act == KILN_OP_SIGMOID ||
+             a->act == KILN_OP_TANH || a->act == KILN_OP_GELU;
+    }
     else {
         SPEC_ERR(p, t->col, "unknown key '%.*s' for %s", kl, k, kiln_op_name(op));
         return false;
@@ -432,6 +441,10 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
         default:
             break;
         }
+        if (a->act == KILN_OP_LEAKY_RELU)
+            sb_printf(&s, &len, &cap, " act=leaky_relu slope=%.9g", a->alpha);
+        else if (a->act != KILN_OP_INPUT)
+            sb_printf(&s, &len, &cap, " act=%s", kiln_op_name(a->act));
         bool implicit = nd->n_inputs == 1 && nd->inputs[0] == i - 1;
         if (!implicit) {
             sb_printf(&s, &len, &cap, " in=");

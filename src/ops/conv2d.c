@@ -50,7 +50,7 @@ size_t kiln_conv2d_col_floats(const kiln_node *nd)
 }
 
 void kiln_conv2d_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch,
-                         float *y, float *col, int threads, bool relu)
+                         float *y, float *col, int threads, kiln_op act)
 {
     const kiln_node *in = &g->nodes[nd->inputs[0]];
     int groups = nd->a.groups, cout = nd->shape[0], cg = cout / groups;
@@ -74,8 +74,7 @@ void kiln_conv2d_forward(const kiln_graph_t *g, const kiln_node *nd, const float
         for (int gi = 0; gi < groups; gi++)
             kiln_sgemm(false, false, cg, p, kg, 1.0f, w + (size_t)gi * cg * kg, kg, cb + (size_t)gi * kg * p, p,
                        1.0f, yb + (size_t)gi * cg * p, p);
-        if (relu)
-            for (size_t i = 0; i < out_n; i++)
-                yb[i] = yb[i] > 0.0f ? yb[i] : 0.0f;
+        if (act != KILN_OP_INPUT)
+            kiln_activation_forward(act, nd->a.alpha, yb, yb, out_n);
     }
 }

@@ -24,7 +24,8 @@ size_t kiln_node_save_floats(const kiln_graph_t *g, int id, int batch)
 static void add_forward(const kiln_node *nd, const kiln_fwd_args *a)
 {
     size_t n = nd->numel * (size_t)a->batch;
-    memcpy(a->out, a->in[0], n * sizeof(float));
+    if (a->out != a->in[0])   /* in place over input 0 */
+        memcpy(a->out, a->in[0], n * sizeof(float));
     for (int j = 1; j < nd->n_inputs; j++) {
         const float *x = a->in[j];
         for (size_t i = 0; i < n; i++)
@@ -73,9 +74,9 @@ void kiln_node_forward(const kiln_graph_t *g, int id, const kiln_fwd_args *a)
         kiln_dense_forward(g, nd, a->in[0], a->batch, a->out);
         break;
     case KILN_OP_CONV2D:
-        kiln_conv2d_forward(g, nd, a->in[0], a->batch, a->out, a->work, a->threads, a->relu);
+        kiln_conv2d_forward(g, nd, a->in[0], a->batch, a->out, a->work, a->threads,
+                            a->relu ? KILN_OP_RELU : nd->a.act);
         return;
-        break;
     case KILN_OP_MAXPOOL2D:
         kiln_maxpool_forward(nd, in, a->in[0], a->batch, a->out, a->training ? a->argmax : NULL);
         break;
@@ -112,4 +113,6 @@ void kiln_node_forward(const kiln_graph_t *g, int id, const kiln_fwd_args *a)
     }
     if (a->relu)
         kiln_activation_forward(KILN_OP_RELU, 0.0f, a->out, a->out, n);
+    else if (nd->a.act != KILN_OP_INPUT)
+        kiln_activation_forward(nd->a.act, nd->a.alpha, a->out, a->out, n);
 }

@@ -1,6 +1,7 @@
 /* fp32 GEMM through CBLAS (OpenBLAS), with a reference path. */
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
 #include "kiln/kiln.h"
 #include "ops/gemm.h"
 
@@ -30,6 +31,20 @@ void kiln_sgemm_ref(bool ta, bool tb, int m, int n, int k, float alpha, const fl
     }
 }
 
+static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
+
+static void gemm_init_once(void)
+{
+    int n = omp_get_max_threads();   /* see kiln_set_threads */
+    openblas_set_num_threads(1);
+    omp_set_num_threads(n);
+}
+
+void kiln_gemm_init(void)
+{
+    pthread_once(&gemm_once, gemm_init_once);
+}
+
 void kiln_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
                 const float *b, int ldb, float beta, float *c, int ldc)
 {
@@ -39,15 +54,7 @@ void kiln_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float 
         kiln_sgemm_ref(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    static int blas_single;
-    if (!__atomic_load_n(&blas_single, __ATOMIC_ACQUIRE)) {
-        if (!omp_in_parallel()) {   /* see kiln_set_threads */
-            int n = omp_get_max_threads();
-            openblas_set_num_threads(1);
-            omp_set_num_threads(n);
-        }
-        __atomic_store_n(&blas_single, 1, __ATOMIC_RELEASE);
-    }
+    kiln_gemm_init();
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nt > 1 && (double)m * n * k < 2e5)
         nt = 1;
@@ -78,6 +85,7 @@ void kiln_set_threads(int n)
 {
     if (n < 1)
         n = 1;
+    kiln_gemm_init();
     /* Kiln parallelises around BLAS calls itself; OpenBLAS threads inside our OpenMP regions
      * oversubscribe the cores (measured: 2.3x slower training). OpenBLAS's OpenMP build sets the
      * OpenMP thread count in openblas_set_num_threads, so ours comes after it. */

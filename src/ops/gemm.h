@@ -10,6 +10,9 @@ void kiln_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, co
 /* The same product by plain loops (double accumulation); the oracle for tests. */
 void kiln_sgemm_ref(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                     int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/* Makes BLAS single-threaded (Kiln threads around it) once per process; safe to call from many
+ * threads, and from any number of times. */
+void kiln_gemm_init(void);
 /* Routes kiln_sgemm through the reference (true) or BLAS (false); returns the previous setting. */
 bool kiln_gemm_use_reference(bool on);
 

@@ -40,9 +40,9 @@ size_t kiln_conv2d_col_floats(const kiln_node *nd);
 /* y (batch, units) = x (batch, in) * W^T + b. */
 void kiln_dense_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch, float *y);
 /* Convolution by im2col + GEMM per image, images in parallel on up to threads threads (0: all);
- * col holds one im2col matrix per thread; relu fuses the activation. */
+ * col holds one im2col matrix per thread; act (KILN_OP_INPUT for none) is applied in cache. */
 void kiln_conv2d_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch,
-                         float *y, float *col, int threads, bool relu);
+                         float *y, float *col, int threads, kiln_op act);
 /* Max pooling; argmax (may be NULL) receives each output's input offset within its plane. */
 void kiln_maxpool_forward(const kiln_node *nd, const kiln_node *in, const float *x, int batch,
                           float *y, int32_t *argmax);

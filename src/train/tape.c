@@ -7,6 +7,7 @@
 #include <string.h>
 #include "core/error.h"
 #include "kiln/kiln_train.h"
+#include "ops/gemm.h"
 #include "train/backward.h"
 
 struct kiln_tape {
@@ -74,6 +75,14 @@ kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, u
         !(t->relu_out = calloc(n, sizeof(bool))))
         goto nomem;
     t->g = g;
+    kiln_gemm_init();
+    for (int i = 1; i < g->n; i++)
+        if (g->nodes[i].a.act != KILN_OP_INPUT) {
+            kiln_tape_free(t);
+            kiln_error(KILN_ERR_ARG, "%s: fused activations (act=) are an inference form; training needs the "
+                       "activation as its own layer", g->nodes[i].name);
+            return NULL;
+        }
     consumers = calloc(n, sizeof(int));
     if (!consumers)
         goto nomem;

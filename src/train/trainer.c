@@ -259,8 +259,13 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
             if (p.epoch_end) {
                 p.test_loss = p.test_accuracy = NAN;
                 double te = now_s();
-                if (test && (st = kiln_evaluate(g, test, 500, &p.test_loss, &p.test_accuracy)) != KILN_OK)
-                    goto done;
+                if (test) {
+                    kiln_model_t *m = kiln_model_create(g, true);
+                    st = m ? kiln_evaluate(m, test, 500, &p.test_loss, &p.test_accuracy) : KILN_ERR_NOMEM;
+                    kiln_model_free(m);
+                    if (st != KILN_OK)
+                        goto done;
+                }
                 eval_s += now_s() - te;
                 if (res) {
                     res->train_loss = p.loss;

@@ -1,0 +1,54 @@
+/* Inference models: a trained graph optimised once at load, then shared read-only. */
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+#include "infer/optimize.h"
+#include "infer/runtime.h"
+
+kiln_model_t *kiln_model_create(const kiln_graph_t *g, bool optimize)
+{
+    kiln_model_t *m = calloc(1, sizeof *m);
+    if (!m) {
+        kiln_error(KILN_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (optimize) {
+        m->g = kiln_graph_optimize(g, &m->stats);
+    } else {
+        char *spec = kiln_graph_to_spec(g);
+        m->g = spec ? kiln_spec_parse(spec, "model") : NULL;
+        free(spec);
+        if (m->g) {
+            memcpy(m->g->params, g->params, g->n_params * sizeof(float));
+            memcpy(m->g->buffers, g->buffers, g->n_buffers * sizeof(float));
+        }
+    }
+    if (!m->g) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+kiln_model_t *kiln_model_load(const char *path)
+{
+    kiln_graph_t *g = kiln_graph_load(path);
+    if (!g)
+        return NULL;
+    kiln_model_t *m = kiln_model_create(g, true);
+    kiln_graph_free(g);
+    return m;
+}
+
+void kiln_model_free(kiln_model_t *m)
+{
+    if (!m)
+        return;
+    kiln_graph_free(m->g);
+    free(m);
+}
+
+const kiln_graph_t *kiln_model_graph(const kiln_model_t *m)
+{
+    return m->g;
+}

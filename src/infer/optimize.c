@@ -1,0 +1,126 @@
+/* Load-time graph optimisation for inference: batchnorm folded into the conv/dense before it,
+ * dropout removed, activations fused into their producer. The result is a new graph with its own
+ * (folded) parameters; flatten stays a node and the planner makes it a view. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+#include "infer/optimize.h"
+
+static bool fusable_act(kiln_op op)
+{
+    return op == KILN_OP_RELU || op == KILN_OP_LEAKY_RELU || op == KILN_OP_SIGMOID || op == KILN_OP_TANH ||
+           op == KILN_OP_GELU;
+}
+
+/* Folds eval-mode batchnorm (gamma, beta, mean, var, eps) into the conv/dense node p of g. */
+static void fold_batchnorm(kiln_graph_t *g, kiln_node *p, const kiln_graph_t *src, const kiln_node *bn)
+{
+    int c = bn->shape[0];
+    const float *gamma = kiln_node_tensor(src, bn, 0), *beta = kiln_node_tensor(src, bn, 1);
+    const float *mean = kiln_node_tensor(src, bn, 2), *var = kiln_node_tensor(src, bn, 3);
+    float *w = kiln_node_tensor(g, p, 0), *b = kiln_node_tensor(g, p, 1);
+    size_t per = p->params[0].numel / (size_t)c;
+    for (int k = 0; k < c; k++) {
+        double scale = gamma[k] / sqrt((double)var[k] + bn->a.eps);
+        for (size_t i = 0; i < per; i++)
+            w[(size_t)k * per + i] = (float)(w[(size_t)k * per + i] * scale);
+        b[k] = (float)((b[k] - mean[k]) * scale + beta[k]);
+    }
+}
+
+kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *stats)
+{
+    int n = src->n;
+    int *map = malloc((size_t)n * sizeof(int)), *consumers = calloc((size_t)n, sizeof(int));
+    /* whole[i]: node i's value is all that reads its new node so far (every node absorbed on the
+     * way had a single consumer), so the new node may absorb one more */
+    bool *whole = calloc((size_t)n, sizeof(bool));
+    kiln_graph_t *g = kiln_graph_create();
+    kiln_optimize_stats st = {0};
+    if (!map || !consumers || !whole || !g) {
+        kiln_error(KILN_ERR_NOMEM, "out of memory optimising the graph");
+        goto fail;
+    }
+    for (int i = 1; i < n; i++)
+        for (int j = 0; j < src->nodes[i].n_inputs; j++)
+            consumers[src->nodes[i].inputs[j]]++;
+    consumers[n - 1]++;   /* the output is read by the caller */
+    for (int i = 0; i < n; i++) {
+        const kiln_node *nd = &src->nodes[i];
+        if (nd->op == KILN_OP_INPUT) {
+            map[i] = kiln_graph_input(g, nd->shape[0], nd->shape[1], nd->shape[2]);
+            whole[i] = true;
+            continue;
+        }
+        int in0 = nd->inputs[0], p = map[in0];
+        kiln_node *pn = &g->nodes[p];
+        /* the producer may absorb this node only if this node is its sole consumer */
+        bool sole = whole[in0] && consumers[in0] == 1 && nd->n_inputs == 1;
+        whole[i] = sole;   /* for absorbed nodes; a node that makes a new node resets it below */
+        if (nd->op == KILN_OP_DROPOUT) {
+            map[i] = p;
+            st.dropouts_removed++;
+            continue;
+        }
+        if (nd->op == KILN_OP_BATCHNORM && sole && (pn->op == KILN_OP_CONV2D || pn->op == KILN_OP_DENSE) &&
+            pn->a.act == KILN_OP_INPUT && !pn->a.no_bias) {
+            fold_batchnorm(g, pn, src, nd);
+            map[i] = p;
+            st.batchnorms_folded++;
+            continue;
+        }
+        if (fusable_act(nd->op) && sole && pn->a.act == KILN_OP_INPUT &&
+            (pn->op == KILN_OP_CONV2D || pn->op == KILN_OP_DENSE || pn->op == KILN_OP_BATCHNORM ||
+             pn->op == KILN_OP_ADD)) {
+            pn->a.act = nd->op;
+            pn->a.alpha = nd->a.alpha;
+            map[i] = p;
+            st.activations_fused++;
+            continue;
+        }
+        kiln_attrs a = nd->a;
+        int ins[KILN_MAX_INPUTS];
+        for (int j = 0; j < nd->n_inputs; j++)
+            ins[j] = map[nd->inputs[j]];
+        /* a conv/dense about to absorb a batchnorm needs a bias to fold its shift into */
+        bool gets_bn = false;
+        for (int k = i + 1; k < n && (nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_DENSE); k++)
+            if (src->nodes[k].op == KILN_OP_BATCHNORM && src->nodes[k].inputs[0] == i && consumers[i] == 1)
+                gets_bn = true;
+        if (gets_bn)
+            a.no_bias = false;
+        int id = kiln_graph_add(g, nd->op, ins, nd->n_inputs, &a, nd->name);
+        if (id < 0)
+            goto fail;
+        map[i] = id;
+        whole[i] = true;
+        kiln_node *nn = &g->nodes[id];
+        for (int t = 0; t < nd->n_params; t++)   /* copy tensors by name (bias may be new) */
+            for (int u = 0; u < nn->n_params; u++)
+                if (strcmp(nd->params[t].name, nn->params[u].name) == 0)
+                    memcpy(kiln_node_tensor(g, nn, u), kiln_node_tensor(src, nd, t), nd->params[t].numel * sizeof(float));
+        if (gets_bn && nd->a.no_bias)
+            memset(kiln_node_tensor(g, nn, 1), 0, (size_t)nn->shape[0] * sizeof(float));
+        if (nd->op == KILN_OP_FLATTEN)
+            st.views++;
+    }
+    if (map[n - 1] != g->n - 1) {
+        /* the output was absorbed into an earlier node that is not last: impossible, since
+         * absorbing requires a sole consumer and the output has the caller as one more */
+        kiln_error(KILN_ERR_ARG, "internal: optimised output is not the last node");
+        goto fail;
+    }
+    if (stats)
+        *stats = st;
+    free(map);
+    free(consumers);
+    free(whole);
+    return g;
+fail:
+    free(map);
+    free(consumers);
+    free(whole);
+    kiln_graph_free(g);
+    return NULL;
+}
