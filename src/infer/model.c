@@ -18,10 +18,10 @@ kiln_model_t *kiln_model_create(const kiln_graph_t *g, bool optimize)
         char *spec = kiln_graph_to_spec(g);
         m->g = spec ? kiln_spec_parse(spec, "model") : NULL;
         free(spec);
-        if (m->g) {
+        if (m->g && g->n_params)
             memcpy(m->g->params, g->params, g->n_params * sizeof(float));
+        if (m->g && g->n_buffers)
             memcpy(m->g->buffers, g->buffers, g->n_buffers * sizeof(float));
-        }
     }
     if (!m->g) {
         free(m);

@@ -96,8 +96,10 @@ static kiln_status load_checkpoint(kiln_graph_t *g, kiln_optim_t *opt, kiln_tape
         kiln_error(KILN_ERR_FORMAT, "%s: the checkpoint's model spec differs from the model being trained", path);
         goto done;
     }
-    memcpy(g->params, cg->params, g->n_params * sizeof(float));
-    memcpy(g->buffers, cg->buffers, g->n_buffers * sizeof(float));
+    if (g->n_params)
+        memcpy(g->params, cg->params, g->n_params * sizeof(float));
+    if (g->n_buffers)
+        memcpy(g->buffers, cg->buffers, g->n_buffers * sizeof(float));
     float *bufs[2];
     int64_t *ostep;
     int nb = kiln_optim_state(opt, bufs, &ostep);
