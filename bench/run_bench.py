@@ -5,8 +5,9 @@ reference models (examples/fashion_{cnn,mlp}.kiln vs bench/torch_peer.py).
 usage: run_bench.py BUILD_DIR PEAK_FLOPS_BINARY      (normally through `make bench` / scripts/bench)
 
 Environment:
-  KILN_BENCH_QUICK=1      throughput only, KILN_BENCH_STEPS=300 timed steps, 1 repetition
-  KILN_BENCH_STEPS=N      timed steps per throughput run (after 100 warm-up steps; default 600)
+  KILN_BENCH_QUICK=1      throughput only, 300 (CNN) / 900 (MLP) timed steps, 1 repetition
+  KILN_BENCH_STEPS=N      timed CNN steps per throughput run (after 100 warm-up steps; default 600)
+  KILN_BENCH_MLP_STEPS=N  timed MLP steps per throughput run (default 2800, about 3 epochs)
   KILN_BENCH_REPS=N       throughput repetitions (default 3; the median is reported)
   KILN_BENCH_ACC_REPS=N   accuracy / time-to-target runs per tool and model (default 3, seeds 0..N-1;
                           fewer are done if the time budget would be exceeded)
@@ -184,7 +185,8 @@ def kiln_args(kiln, model, work, tag, seed):
 # ---------------------------------------------------------------- throughput
 
 def kiln_throughput(kiln, model, work, tag, steps, seed=0):
-    argv = kiln_args(kiln, model, work, tag, seed) + ["--epochs", "1", "--max-steps", WARMUP + steps]
+    epochs = -(-(WARMUP + steps) // STEPS_PER_EPOCH)
+    argv = kiln_args(kiln, model, work, tag, seed) + ["--epochs", epochs, "--max-steps", WARMUP + steps]
     r = run_proc(argv, work, tag)
     j = last_json(r["stdout"])
     el = {m["global_step"]: m["elapsed_s"] for m in read_metrics(work / f"{tag}.metrics.jsonl")}
@@ -366,9 +368,12 @@ edit the header text in `bench/run_bench.py` instead.
   reshuffle every epoch, no augmentation, no weight decay. Test evaluation (10,000 images) after every
   epoch. PyTorch runs Debian's `python3-torch` with `/usr/bin/python3` on the CPU with the whole
   dataset preloaded as float32 tensors; Kiln runs `kiln train ... --threads 2`.
-* **Throughput**: 100 untimed warm-up steps, then a fixed number of timed steps (below), within the
-  first epoch (no evaluation inside the window). Kiln's window is read from its metrics log
-  (`elapsed_s` at global steps 100 and 100+N); PyTorch's is timed in the peer around the same loop.
+* **Throughput**: 100 untimed warm-up steps, then a fixed number N of timed steps (below; the MLP's
+  window spans about 3 epochs so that it lasts long enough to time). Kiln's window is read from its
+  metrics log (`elapsed_s` at global steps 100 and 100+N; the trainer leaves its end-of-epoch
+  evaluations out of `elapsed_s`); PyTorch's is timed in the peer around the same loop, which
+  reshuffles at epoch ends and does not evaluate. Both include the per-epoch reshuffle and the
+  per-step batch gather.
   PyTorch runs with `torch.set_num_threads(1)` and `(2)`; the faster median is its figure. Runs are
   interleaved (Kiln, PyTorch 1 thread, PyTorch 2 threads, repeat) and the median of the
   repetitions is reported.
@@ -421,7 +426,8 @@ def write_report(res, out_dir):
              f"(Debian python3-torch, `{PY}`), threads 1 and 2 for throughput, best of them for training runs")
     if m["env"]:
         L.append("* Environment: " + ", ".join(f"`{k}={v}`" for k, v in sorted(m["env"].items())))
-    L.append(f"* Throughput: {WARMUP} warm-up + {c['steps']} timed steps, {c['reps']} repetition(s), median")
+    L.append(f"* Throughput: {WARMUP} warm-up + {c['steps']['cnn']} (CNN) / {c['steps']['mlp']} (MLP) timed steps, "
+             f"{c['reps']} repetition(s), median")
     if c["acc_reps"]:
         L.append(f"* Accuracy runs: {res['acc_reps_done']} per tool and model (planned {c['acc_reps']}; seeds "
                  f"0..{max(res['acc_reps_done'] - 1, 0)}), each at least {c['min_epochs']} epochs, CNN at most "
@@ -576,15 +582,16 @@ def main():
     if not kiln.exists():
         raise SystemExit(f"bench: {kiln} not found; build first (make build)")
     quick = os.environ.get("KILN_BENCH_QUICK") == "1"
-    cfg = {"quick": quick, "steps": env_int("KILN_BENCH_STEPS", 300 if quick else 600),
+    cfg = {"quick": quick, "steps": {"cnn": env_int("KILN_BENCH_STEPS", 300 if quick else 600),
+                                     "mlp": env_int("KILN_BENCH_MLP_STEPS", 900 if quick else 2800)},
            "reps": env_int("KILN_BENCH_REPS", 1 if quick else 3),
            "acc_reps": env_int("KILN_BENCH_ACC_REPS", 0 if quick else 3),
            "cnn_epochs": env_int("KILN_BENCH_CNN_EPOCHS", 10), "mlp_epochs": env_int("KILN_BENCH_MLP_EPOCHS", 15),
            "min_epochs": env_int("KILN_BENCH_MIN_EPOCHS", 5), "budget_s": env_int("KILN_BENCH_BUDGET_S", 2100),
            "idle_wait_s": env_int("KILN_BENCH_IDLE_WAIT_S", 60), "retries": env_int("KILN_BENCH_RETRIES", 2)}
-    if WARMUP + cfg["steps"] >= STEPS_PER_EPOCH or cfg["steps"] % 100:
-        raise SystemExit(f"bench: KILN_BENCH_STEPS must be a multiple of 100 below {STEPS_PER_EPOCH - WARMUP} "
-                         "(the window must lie inside the first epoch and on Kiln's 100-step metrics lines)")
+    if any(n <= 0 or n % 100 for n in cfg["steps"].values()):
+        raise SystemExit("bench: KILN_BENCH_STEPS and KILN_BENCH_MLP_STEPS must be positive multiples of 100 "
+                         "(the window must start and end on Kiln's 100-step metrics lines)")
     overrides = sorted(k for k in os.environ if k.startswith("KILN_BENCH_") and k != "KILN_BENCH_OUT"
                        and os.environ[k] != "")
     nonstandard = ("quick mode (throughput only)" if quick else "") + \
@@ -611,9 +618,10 @@ def main():
     runs = {m: {"kiln": [], 1: [], 2: []} for m in ("cnn", "mlp")}
     for rep in range(cfg["reps"]):
         for model in ("cnn", "mlp"):
-            jobs = [("kiln", lambda: kiln_throughput(kiln, model, work, f"tp-kiln-{model}-{rep}", cfg["steps"]))]
-            jobs += [(th, lambda th=th: torch_throughput(model, th, work, f"tp-torch-{model}-{th}t-{rep}",
-                                                         cfg["steps"])) for th in (1, 2)]
+            n = cfg["steps"][model]
+            jobs = [("kiln", lambda: kiln_throughput(kiln, model, work, f"tp-kiln-{model}-{rep}", n))]
+            jobs += [(th, lambda th=th: torch_throughput(model, th, work, f"tp-torch-{model}-{th}t-{rep}", n))
+                     for th in (1, 2)]
             for key, job in jobs:
                 discarded = []
                 for attempt in range(cfg["retries"] + 1):

@@ -13,6 +13,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 /* kiln run MODEL INPUT ... */
 int cmd_run(int argc, char **argv);
+/* kiln bench MODEL ... */
+int cmd_bench(int argc, char **argv);
 /* kiln plot METRICS... */
 int cmd_plot(int argc, char **argv);
 /* Loads a model file, or a spec file (with freshly initialised parameters) when it ends in .kiln. */

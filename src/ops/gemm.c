@@ -55,6 +55,14 @@ void kiln_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float 
         return;
     }
     kiln_gemm_init();
+    if (m == 1 && !ta) {
+        /* a single row (batch-1 dense layers): a matrix-vector product, no packing of B */
+        if (tb)   /* c = B (n x k) a */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, alpha, b, ldb, a, 1, beta, c, 1);
+        else      /* c = B^T a, B (k x n) */
+            cblas_sgemv(CblasRowMajor, CblasTrans, k, n, alpha, b, ldb, a, 1, beta, c, 1);
+        return;
+    }
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nt > 1 && (double)m * n * k < 2e5)
         nt = 1;

@@ -1,0 +1,93 @@
+/* kiln bench: latency percentiles, throughput and memory of a model in an inference session. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "cli.h"
+#include "core/graph.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    static const char *const flags[] = {"json", NULL};
+    cli_args a;
+    if (cli_parse(&a, argc, argv, flags) || a.n_pos != 1) {
+        fprintf(stderr, "usage: kiln bench MODEL [--batch N] [--threads N] [--runs N] [--warmup N] [--json]\n");
+        return 2;
+    }
+    int batch = (int)cli_int(&a, "batch", 1, 1, 1 << 16), threads = (int)cli_int(&a, "threads", 1, 1, 1024);
+    int runs = (int)cli_int(&a, "runs", 2000, 1, 10000000), warm = (int)cli_int(&a, "warmup", 200, 0, 1000000);
+    bool json = cli_flag(&a, "json");
+    cli_check_unused(&a, "bench");
+    kiln_set_threads(threads);
+    kiln_model_t *m = kiln_model_load(a.pos[0]);
+    if (!m) {
+        fprintf(stderr, "kiln bench: %s\n", kiln_last_error());
+        return 1;
+    }
+    const kiln_graph_t *g = kiln_model_graph(m);
+    size_t nin = kiln_graph_numel(g, 0) * (size_t)batch, nout = kiln_graph_numel(g, kiln_graph_output(g)) * (size_t)batch;
+    kiln_session_t *s = kiln_session_create(m, &(kiln_session_options){.max_batch = batch, .threads = threads});
+    float *x = malloc(nin * sizeof(float)), *y = malloc(nout * sizeof(float));
+    double *lat = malloc((size_t)runs * sizeof(double));
+    int rc = 1;
+    if (!s || !x || !y || !lat) {
+        fprintf(stderr, "kiln bench: %s\n", kiln_last_error());
+        goto done;
+    }
+    for (size_t i = 0; i < nin; i++)
+        x[i] = (float)(i % 251) / 251.0f;
+    for (int i = 0; i < warm; i++)
+        kiln_session_run(s, x, batch, y);
+    double t0 = now_s();
+    for (int i = 0; i < runs; i++) {
+        double t = now_s();
+        kiln_session_run(s, x, batch, y);
+        lat[i] = now_s() - t;
+    }
+    double total = now_s() - t0;
+    qsort(lat, (size_t)runs, sizeof *lat, cmp_double);
+    double p50 = lat[runs / 2], p99 = lat[(int)((runs - 1) * 0.99)];
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    struct stat sb;
+    long long model_bytes = stat(a.pos[0], &sb) == 0 ? (long long)sb.st_size : -1;
+    double flops = kiln_graph_flops(g) * batch;
+    if (json) {
+        printf("{\"command\":\"bench\",\"model\":");
+        cli_json_str(a.pos[0]);
+        printf(",\"batch\":%d,\"threads\":%d,\"runs\":%d,\"latency_p50_us\":%.2f,\"latency_p99_us\":%.2f,"
+               "\"throughput_per_s\":%.1f,\"gflops\":%.2f,\"arena_bytes\":%zu,\"scratch_bytes\":%zu,"
+               "\"peak_rss_bytes\":%ld,\"model_bytes\":%lld}\n",
+               batch, threads, runs, p50 * 1e6, p99 * 1e6, runs * batch / total, flops / p50 / 1e9,
+               kiln_session_arena_bytes(s), kiln_session_scratch_bytes(s), ru.ru_maxrss * 1024L, model_bytes);
+    } else {
+        printf("%s: batch %d, %d thread%s, %d runs\n", a.pos[0], batch, threads, threads > 1 ? "s" : "", runs);
+        printf("  latency p50 %.1f us, p99 %.1f us; throughput %.0f examples/s; %.1f GFLOP/s\n", p50 * 1e6,
+               p99 * 1e6, runs * batch / total, flops / p50 / 1e9);
+        printf("  arena %zu bytes, scratch %zu bytes, peak RSS %ld KiB, model file %lld bytes\n",
+               kiln_session_arena_bytes(s), kiln_session_scratch_bytes(s), ru.ru_maxrss, model_bytes);
+    }
+    rc = 0;
+done:
+    kiln_session_free(s);
+    kiln_model_free(m);
+    free(x);
+    free(y);
+    free(lat);
+    return rc;
+}
