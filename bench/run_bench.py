@@ -389,7 +389,7 @@ edit the header text in `bench/run_bench.py` instead.
   training loop only).
 * **Memory**: peak RSS (`ru_maxrss` of the child process from `wait4`) of the accuracy runs (training plus
   per-epoch evaluation, whole process: for PyTorch this includes the Python interpreter, libtorch and the
-  float32 copy of the dataset, 219 MiB; Kiln keeps the dataset as uint8, 55 MiB). Activation bytes per
+  float32 copy of the dataset, 209 MiB; Kiln keeps the dataset as uint8, 52 MiB). Activation bytes per
   example are the ones Kiln's trainer keeps for the backward pass (`activation_bytes_per_example` of
   `kiln train --json`).
 * **Efficiency**: training FLOPs per image = 3 x forward FLOPs (the usual convention: the backward pass

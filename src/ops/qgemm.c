@@ -1,0 +1,189 @@
+/* int8 products: u8 x s8 -> s32, c[i][j] = sum_t x[i][t] w[j][t].
+ *
+ * Packed layouts: the generic and AVX2 kernels use plain rows (m x kpad); the VNNI kernel uses
+ * groups of four k per 32-bit lane, [kpad/4][mpad][4] with mpad a multiple of 16, so that one
+ * 256-bit load holds eight output channels' next four weights and vpdpbusd adds four products per
+ * lane. Padding (k to kpad, m to mpad) is zero weights, contributing nothing. */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ops/qgemm.h"
+
+static int force_generic = -1;   /* -1: not yet decided from the environment */
+
+void kiln_qgemm_force_generic(bool on)
+{
+    force_generic = on;
+}
+
+kiln_qkernel kiln_qgemm_kernel(void)
+{
+#ifdef KILN_GENERIC_ONLY
+    return KILN_QK_GENERIC;
+#else
+    if (force_generic < 0) {
+        const char *e = getenv("KILN_GENERIC");
+        force_generic = e && *e && *e != '0';
+    }
+    if (force_generic)
+        return KILN_QK_GENERIC;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avxvnni"))
+        return KILN_QK_AVXVNNI;
+    if (__builtin_cpu_supports("avx2"))
+        return KILN_QK_AVX2;
+    return KILN_QK_GENERIC;
+#endif
+}
+
+const char *kiln_qkernel_name(kiln_qkernel k)
+{
+    return k == KILN_QK_AVXVNNI ? "avx-vnni" : k == KILN_QK_AVX2 ? "avx2" : "generic";
+}
+
+int kiln_qgemm_kpad(int k)
+{
+    return (k + 3) / 4 * 4;
+}
+
+static int mpad16(int m)
+{
+    return (m + 15) / 16 * 16;
+}
+
+size_t kiln_qgemm_packed_bytes(int m, int k)
+{
+    return (size_t)mpad16(m) * (size_t)kiln_qgemm_kpad(k);
+}
+
+void kiln_qgemm_pack(kiln_qkernel kind, const int8_t *w, int m, int k, int8_t *packed)
+{
+    int kp = kiln_qgemm_kpad(k), mp = mpad16(m);
+    memset(packed, 0, (size_t)mp * kp);
+    for (int j = 0; j < m; j++)
+        for (int t = 0; t < k; t++) {
+            size_t at = kind == KILN_QK_AVXVNNI ? ((size_t)(t / 4) * mp + j) * 4 + t % 4 : (size_t)j * kp + t;
+            packed[at] = w[(size_t)j * k + t];
+        }
+}
+
+static void qgemm_generic(const uint8_t *x, int n, int kp, const int8_t *w, int m, int32_t *c)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < m; j++) {
+            int32_t s = 0;
+            for (int t = 0; t < kp; t++)
+                s += (int32_t)x[(size_t)i * kp + t] * w[(size_t)j * kp + t];
+            c[(size_t)i * m + j] = s;
+        }
+}
+
+#ifndef KILN_GENERIC_ONLY
+/* AVX2 without VNNI: widen 16 values to 16 bits and multiply-add pairs exactly (vpmaddubsw
+ * would saturate for u8 x s8 pairs). Tiles of 2 rows x 4 channels share loads. */
+__attribute__((target("avx2,fma"))) static int32_t hsum8(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+__attribute__((target("avx2,fma"))) static void qgemm_avx2(const uint8_t *x, int n, int kp, const int8_t *w, int m,
+                                                          int32_t *c)
+{
+    int k16 = kp / 16 * 16;
+    for (int i = 0; i < n; i++) {
+        const uint8_t *xr = x + (size_t)i * kp;
+        for (int j = 0; j < m; j++) {
+            const int8_t *wr = w + (size_t)j * kp;
+            __m256i acc = _mm256_setzero_si256();
+            for (int t = 0; t < k16; t += 16) {
+                __m256i xv = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xr + t)));
+                __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wr + t)));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xv, wv));
+            }
+            int32_t s = hsum8(acc);
+            for (int t = k16; t < kp; t++)
+                s += (int32_t)xr[t] * wr[t];
+            c[(size_t)i * m + j] = s;
+        }
+    }
+}
+
+/* AVX-VNNI: tiles of 4 rows x 16 channels, eight accumulators; each step broadcasts four u8
+ * activations of a row and adds their products with 2 x 8 channels' four weights. */
+__attribute__((target("avx2,fma,avxvnni"))) static void qgemm_vnni(const uint8_t *x, int n, int kp,
+                                                                  const int8_t *w, int m, int32_t *c)
+{
+    int mp = mpad16(m), kq = kp / 4;
+    for (int j0 = 0; j0 < m; j0 += 16) {
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+            __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+                    a30 = a00, a31 = a00;
+            const uint8_t *x0 = x + (size_t)i * kp;
+            for (int q = 0; q < kq; q++) {
+                const int8_t *wq = w + ((size_t)q * mp + j0) * 4;
+                __m256i w0 = _mm256_loadu_si256((const __m256i *)wq), w1 = _mm256_loadu_si256((const __m256i *)(wq + 32));
+                int32_t v0, v1, v2, v3;
+                memcpy(&v0, x0 + 4 * q, 4);
+                memcpy(&v1, x0 + kp + 4 * q, 4);
+                memcpy(&v2, x0 + 2 * (size_t)kp + 4 * q, 4);
+                memcpy(&v3, x0 + 3 * (size_t)kp + 4 * q, 4);
+                __m256i b0 = _mm256_set1_epi32(v0), b1 = _mm256_set1_epi32(v1), b2 = _mm256_set1_epi32(v2),
+                        b3 = _mm256_set1_epi32(v3);
+                a00 = _mm256_dpbusd_avx_epi32(a00, b0, w0);
+                a01 = _mm256_dpbusd_avx_epi32(a01, b0, w1);
+                a10 = _mm256_dpbusd_avx_epi32(a10, b1, w0);
+                a11 = _mm256_dpbusd_avx_epi32(a11, b1, w1);
+                a20 = _mm256_dpbusd_avx_epi32(a20, b2, w0);
+                a21 = _mm256_dpbusd_avx_epi32(a21, b2, w1);
+                a30 = _mm256_dpbusd_avx_epi32(a30, b3, w0);
+                a31 = _mm256_dpbusd_avx_epi32(a31, b3, w1);
+            }
+            int32_t tmp[4][16];
+            _mm256_storeu_si256((__m256i *)tmp[0], a00), _mm256_storeu_si256((__m256i *)(tmp[0] + 8), a01);
+            _mm256_storeu_si256((__m256i *)tmp[1], a10), _mm256_storeu_si256((__m256i *)(tmp[1] + 8), a11);
+            _mm256_storeu_si256((__m256i *)tmp[2], a20), _mm256_storeu_si256((__m256i *)(tmp[2] + 8), a21);
+            _mm256_storeu_si256((__m256i *)tmp[3], a30), _mm256_storeu_si256((__m256i *)(tmp[3] + 8), a31);
+            int cnt = m - j0 < 16 ? m - j0 : 16;
+            for (int r = 0; r < 4; r++)
+                memcpy(c + (size_t)(i + r) * m + j0, tmp[r], (size_t)cnt * sizeof(int32_t));
+        }
+        for (; i < n; i++) {   /* remaining rows one at a time */
+            __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+            const uint8_t *xr = x + (size_t)i * kp;
+            for (int q = 0; q < kq; q++) {
+                const int8_t *wq = w + ((size_t)q * mp + j0) * 4;
+                int32_t v;
+                memcpy(&v, xr + 4 * q, 4);
+                __m256i b = _mm256_set1_epi32(v);
+                a0 = _mm256_dpbusd_avx_epi32(a0, b, _mm256_loadu_si256((const __m256i *)wq));
+                a1 = _mm256_dpbusd_avx_epi32(a1, b, _mm256_loadu_si256((const __m256i *)(wq + 32)));
+            }
+            int32_t tmp[16];
+            _mm256_storeu_si256((__m256i *)tmp, a0);
+            _mm256_storeu_si256((__m256i *)(tmp + 8), a1);
+            int cnt = m - j0 < 16 ? m - j0 : 16;
+            memcpy(c + (size_t)i * m + j0, tmp, (size_t)cnt * sizeof(int32_t));
+        }
+    }
+}
+#endif
+
+void kiln_qgemm(kiln_qkernel kind, const uint8_t *x, int n, int k, const int8_t *packed, int m, int32_t *c)
+{
+    int kp = kiln_qgemm_kpad(k);
+#ifndef KILN_GENERIC_ONLY
+    if (kind == KILN_QK_AVXVNNI) {
+        qgemm_vnni(x, n, kp, packed, m, c);
+        return;
+    }
+    if (kind == KILN_QK_AVX2) {
+        qgemm_avx2(x, n, kp, packed, m, c);
+        return;
+    }
+#endif
+    qgemm_generic(x, n, kp, packed, m, c);
+}

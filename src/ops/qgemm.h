@@ -1,0 +1,30 @@
+/* int8 matrix products for quantised inference: u8 activations x s8 weights -> s32. Three
+ * kernels picked at run time: AVX-VNNI, AVX2, and portable C (the reference; a build option or
+ * kiln_qgemm_force_generic() selects it everywhere). */
+#ifndef KILN_OPS_QGEMM_H
+#define KILN_OPS_QGEMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Which kernel family packs and runs the products. */
+typedef enum { KILN_QK_GENERIC, KILN_QK_AVX2, KILN_QK_AVXVNNI } kiln_qkernel;
+
+/* The best kernel this CPU runs (or generic when forced). */
+kiln_qkernel kiln_qgemm_kernel(void);
+/* Its name: "generic", "avx2", "avx-vnni". */
+const char *kiln_qkernel_name(kiln_qkernel k);
+/* Forces the generic kernel (true) or restores detection (false). */
+void kiln_qgemm_force_generic(bool on);
+/* Reduction length padded for the kernels (a multiple of 4). */
+int kiln_qgemm_kpad(int k);
+/* Bytes of packed weights for m outputs of k inputs. */
+size_t kiln_qgemm_packed_bytes(int m, int k);
+/* Packs row-major s8 weights w (m x k) for kernel kind into packed. */
+void kiln_qgemm_pack(kiln_qkernel kind, const int8_t *w, int m, int k, int8_t *packed);
+/* c (n x m, s32) = x (n rows of kpad u8, zero beyond k) times the packed weights transposed:
+ * c[i][j] = sum_t x[i][t] w[j][t]. */
+void kiln_qgemm(kiln_qkernel kind, const uint8_t *x, int n, int k, const int8_t *packed, int m, int32_t *c);
+
+#endif

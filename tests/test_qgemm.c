@@ -1,0 +1,51 @@
+/* int8 GEMM kernels (every one this CPU runs) against plain loops on random shapes and values,
+ * including the extremes (u8 255 x s8 -128) where a saturating kernel would go wrong. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "check.h"
+#include "core/rng.h"
+#include "ops/qgemm.h"
+
+int main(void)
+{
+    kiln_rng rng;
+    kiln_rng_seed(&rng, 5);
+    kiln_qkernel best = kiln_qgemm_kernel();
+    printf("best int8 kernel here: %s\n", kiln_qkernel_name(best));
+    for (int kind = KILN_QK_GENERIC; kind <= (int)best; kind++) {
+        int bad = 0;
+        for (int rep = 0; rep < 50; rep++) {
+            int n = 1 + (int)kiln_rng_below(&rng, 40), m = 1 + (int)kiln_rng_below(&rng, 70);
+            int k = 1 + (int)kiln_rng_below(&rng, rep < 10 ? 20 : 600), kp = kiln_qgemm_kpad(k);
+            bool extreme = rep % 5 == 0;
+            uint8_t *x = calloc((size_t)n * kp, 1);
+            int8_t *w = malloc((size_t)m * k), *packed = malloc(kiln_qgemm_packed_bytes(m, k));
+            int32_t *c = malloc((size_t)n * m * 4);
+            for (int i = 0; i < n; i++)
+                for (int t = 0; t < k; t++)
+                    x[(size_t)i * kp + t] = extreme ? 255 : (uint8_t)kiln_rng_below(&rng, 256);
+            for (int i = 0; i < m * k; i++)
+                w[i] = extreme ? -128 : (int8_t)((int)kiln_rng_below(&rng, 256) - 128);
+            kiln_qgemm_pack((kiln_qkernel)kind, w, m, k, packed);
+            kiln_qgemm((kiln_qkernel)kind, x, n, k, packed, m, c);
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < m; j++) {
+                    int64_t s = 0;
+                    for (int t = 0; t < k; t++)
+                        s += (int64_t)x[(size_t)i * kp + t] * w[(size_t)j * k + t];
+                    if (s != c[(size_t)i * m + j]) {
+                        if (bad < 3)
+                            fprintf(stderr, "%s n=%d m=%d k=%d [%d][%d]: %lld != %d\n",
+                                    kiln_qkernel_name((kiln_qkernel)kind), n, m, k, i, j, (long long)s,
+                                    c[(size_t)i * m + j]);
+                        bad++;
+                    }
+                }
+            free(x), free(w), free(packed), free(c);
+        }
+        CHECK(bad == 0, "kernel %s: %d wrong sums", kiln_qkernel_name((kiln_qkernel)kind), bad);
+        printf("kernel %s: 50 random products exact\n", kiln_qkernel_name((kiln_qkernel)kind));
+    }
+    return check_report();
+}
