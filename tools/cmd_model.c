@@ -42,6 +42,22 @@ kiln_graph_t *cli_load_model(const char *path, uint64_t init_seed)
     return g;
 }
 
+kiln_model_t *cli_load_runtime(const char *path)
+{
+    size_t n = strlen(path);
+    kiln_model_t *m = NULL;
+    if (n > 5 && strcmp(path + n - 5, ".kiln") == 0) {
+        kiln_graph_t *g = cli_load_model(path, 0);
+        m = g ? kiln_model_create(g, true) : NULL;
+        kiln_graph_free(g);
+    } else {
+        m = kiln_model_load(path);
+    }
+    if (!m)
+        fprintf(stderr, "kiln: %s\n", kiln_last_error());
+    return m;
+}
+
 int cli_load_data(const char *name, bool train, kiln_dataset *d)
 {
     if (kiln_dataset_load(name, train, d) != KILN_OK) {
@@ -65,8 +81,7 @@ int cmd_eval(int argc, char **argv)
     bool json = cli_flag(&a, "json");
     cli_check_unused(&a, "eval");
     kiln_dataset test = {0};
-    kiln_graph_t *g = cli_load_model(a.pos[0], 0);
-    kiln_model_t *m = g ? kiln_model_create(g, true) : NULL;
+    kiln_model_t *m = cli_load_runtime(a.pos[0]);
     int rc = 1;
     float loss, acc;
     if (!m || cli_load_data(data, false, &test))
@@ -85,7 +100,6 @@ int cmd_eval(int argc, char **argv)
     rc = 0;
 done:
     kiln_model_free(m);
-    kiln_graph_free(g);
     kiln_dataset_free(&test);
     return rc;
 }
@@ -100,15 +114,25 @@ int cmd_info(int argc, char **argv)
     }
     bool json = cli_flag(&a, "json");
     cli_check_unused(&a, "info");
-    kiln_graph_t *g = cli_load_model(a.pos[0], 0);
-    if (!g)
+    kiln_model_t *m = cli_load_runtime(a.pos[0]);
+    kiln_session_t *s = m ? kiln_session_create(m, NULL) : NULL;
+    if (!s) {
+        kiln_model_free(m);
         return 1;
+    }
+    const kiln_graph_t *g = kiln_model_graph(m);
+    const char *cal = kiln_model_calibration(m);
     if (!json) {
         kiln_graph_print(g, stdout);
+        printf("precision: %s%s%s; activation arena at batch 1: %zu bytes (live peak %zu), scratch %zu bytes\n",
+               cal ? "int8, calibration " : "fp32", cal ? cal : "", cal ? "" : "", kiln_session_arena_bytes(s),
+               kiln_session_peak_live_bytes(s), kiln_session_scratch_bytes(s));
     } else {
         printf("{\"command\":\"info\",\"model\":");
         cli_json_str(a.pos[0]);
-        printf(",\"parameters\":%zu,\"flops\":%.0f,\"layers\":[", kiln_graph_param_count(g), kiln_graph_flops(g));
+        printf(",\"precision\":\"%s\",\"parameters\":%zu,\"flops\":%.0f,\"arena_bytes\":%zu,\"scratch_bytes\":%zu,"
+               "\"layers\":[", cal ? "int8" : "fp32", kiln_graph_param_count(g), kiln_graph_flops(g),
+               kiln_session_arena_bytes(s), kiln_session_scratch_bytes(s));
         for (int i = 0; i < g->n; i++) {
             const kiln_node *nd = &g->nodes[i];
             printf("%s{\"name\":", i ? "," : "");
@@ -116,11 +140,15 @@ int cmd_info(int argc, char **argv)
             printf(",\"op\":\"%s\",\"shape\":[%d", kiln_op_name(nd->op), nd->shape[0]);
             if (nd->ndim == 3)
                 printf(",%d,%d", nd->shape[1], nd->shape[2]);
-            printf("]}");
+            printf("]");
+            if (nd->a.act != KILN_OP_INPUT)
+                printf(",\"act\":\"%s\"", kiln_op_name(nd->a.act));
+            printf("}");
         }
         printf("]}\n");
     }
-    kiln_graph_free(g);
+    kiln_session_free(s);
+    kiln_model_free(m);
     return 0;
 }
 
@@ -137,9 +165,9 @@ int cmd_run(int argc, char **argv)
     bool json = cli_flag(&a, "json");
     cli_check_unused(&a, "run");
     kiln_dataset d = {0};
-    kiln_graph_t *g = cli_load_model(a.pos[0], 0);
+    kiln_model_t *m = cli_load_runtime(a.pos[0]);
+    const kiln_graph_t *g = m ? kiln_model_graph(m) : NULL;
     int rc = 1;
-    kiln_model_t *m = NULL;
     kiln_session_t *s = NULL;
     float *x = NULL, *z = NULL;
     int *idx = NULL, *y = NULL;
@@ -179,8 +207,7 @@ int cmd_run(int argc, char **argv)
     }
     count = count < d.n ? count : d.n;
     int classes = (int)kiln_graph_numel(g, g->n - 1);
-    m = kiln_model_create(g, true);
-    s = m ? kiln_session_create(m, &(kiln_session_options){.max_batch = count}) : NULL;
+    s = kiln_session_create(m, &(kiln_session_options){.max_batch = count});
     x = malloc((size_t)count * in->numel * sizeof(float));
     z = malloc((size_t)count * classes * sizeof(float));
     idx = malloc((size_t)count * sizeof(int));
@@ -239,7 +266,6 @@ done:
     free(z);
     free(idx);
     free(y);
-    kiln_graph_free(g);
     kiln_dataset_free(&d);
     return rc;
 }

@@ -19,6 +19,8 @@ static const char usage[] =
     "  run MODEL [IDX]   classify images (default: the first --count test images)\n"
     "      --data  --count N (5)  --top K (3)  --json\n"
     "  info MODEL|SPEC   layers, shapes, parameters, FLOPs   --json\n"
+    "  quantize MODEL    post-training int8 quantisation   --out PATH  --calib-data fashion-mnist|DIR\n"
+    "      --calib N (1000)  --method auto|minmax|percentile  --weights int8|fp16  --json\n"
     "  bench MODEL       inference latency p50/p99, throughput, arena, RSS   --batch N  --threads N\n"
     "      --runs N  --warmup N  --json\n"
     "  plot LOG[=LABEL]...  several runs' metrics logs on one chart   --out SVG  --title T  --by-time\n"
@@ -39,6 +41,8 @@ int main(int argc, char **argv)
         return cmd_info(argc - 2, argv + 2);
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 2, argv + 2);
+    if (strcmp(cmd, "quantize") == 0)
+        return cmd_quantize(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(argc - 2, argv + 2);
     if (strcmp(cmd, "plot") == 0)

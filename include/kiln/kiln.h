@@ -133,6 +133,22 @@ void kiln_session_free(kiln_session_t *s);
 /* Runs batch examples of input (NCHW fp32, batch x input numel) and writes output (batch x
  * output numel). Allocates nothing. */
 kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, float *output);
+/* How int8 quantisation picks each activation's range from calibration data. */
+typedef enum {
+    KILN_CALIBRATE_AUTO,        /* both below; keeps the one whose outputs agree best with fp32 */
+    KILN_CALIBRATE_MINMAX,      /* the observed minimum and maximum */
+    KILN_CALIBRATE_PERCENTILE   /* the 0.01th and 99.99th percentiles (clips rare outliers) */
+} kiln_calibration;
+
+/* Post-training static int8 quantisation of an fp32 model: weights symmetric per output channel,
+ * activations per tensor (u8 with a zero point) from n_calib calibration inputs (NCHW fp32).
+ * conv2d (groups 1), dense and max pooling run in int8; other ops in fp32. NULL on error. */
+kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const float *calib, int n_calib, kiln_calibration method);
+/* The calibration a quantised model used ("minmax", "percentile"), or NULL for fp32 models. */
+const char *kiln_model_calibration(const kiln_model_t *m);
+/* Saves a model (fp32 or int8) as safetensors, atomically; fp16_weights stores an fp32 model's
+ * weights as F16 (half the size). extra_meta as in kiln_graph_save. */
+kiln_status kiln_model_save(const kiln_model_t *m, const char *path, bool fp16_weights, const char *const *extra_meta);
 /* Bytes of the activation arena (all activations of a run at max_batch). */
 size_t kiln_session_arena_bytes(const kiln_session_t *s);
 /* Bytes of per-thread scratch space (im2col matrices). */

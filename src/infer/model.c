@@ -30,20 +30,11 @@ kiln_model_t *kiln_model_create(const kiln_graph_t *g, bool optimize)
     return m;
 }
 
-kiln_model_t *kiln_model_load(const char *path)
-{
-    kiln_graph_t *g = kiln_graph_load(path);
-    if (!g)
-        return NULL;
-    kiln_model_t *m = kiln_model_create(g, true);
-    kiln_graph_free(g);
-    return m;
-}
-
 void kiln_model_free(kiln_model_t *m)
 {
     if (!m)
         return;
+    kiln_qmodel_free(m->q, m->g ? m->g->n : 0);
     kiln_graph_free(m->g);
     free(m);
 }

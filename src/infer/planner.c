@@ -61,7 +61,7 @@ static void place(buffer *b, buffer **placed, int n_placed)
     b->placed = true;
 }
 
-kiln_status kiln_plan_create(const kiln_graph_t *g, int batch, kiln_plan *plan)
+kiln_status kiln_plan_create(const kiln_graph_t *g, int batch, const int *elem_bytes, kiln_plan *plan)
 {
     int n = g->n;
     memset(plan, 0, sizeof *plan);
@@ -84,11 +84,12 @@ kiln_status kiln_plan_create(const kiln_graph_t *g, int batch, kiln_plan *plan)
     for (int i = 0; i < n; i++) {
         const kiln_node *nd = &g->nodes[i];
         int src = nd->n_inputs ? buf[nd->inputs[0]] : -1;
-        size_t size = (nd->numel * (size_t)batch + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+        size_t bytes = nd->numel * (size_t)batch * (size_t)(elem_bytes ? elem_bytes[i] : 4);
+        size_t size = (bytes + 4 * ALIGN_FLOATS - 1) / (4 * ALIGN_FLOATS) * ALIGN_FLOATS;
         bool reuse = false;
         if (nd->op == KILN_OP_FLATTEN)
             reuse = true;
-        else if (src >= 0 && kiln_op_in_place(nd->op) && bufs[src].end == i) {
+        else if (src >= 0 && kiln_op_in_place(nd->op) && bufs[src].end == i && bufs[src].size >= size) {
             /* the input's buffer is read by no later step; for add, only the first input's buffer
              * (the kernel copies input 0 first), and not when another input shares it */
             reuse = true;

@@ -1,4 +1,4 @@
-/* Internal layout of inference models and sessions. */
+/* Internal layout of inference models (fp32 and int8) and sessions. */
 #ifndef KILN_INFER_RUNTIME_H
 #define KILN_INFER_RUNTIME_H
 
@@ -6,10 +6,39 @@
 #include "core/graph.h"
 #include "infer/optimize.h"
 #include "infer/planner.h"
+#include "ops/qgemm.h"
+
+/* Quantisation of one tensor: real = scale * (q - zero), q in 0..255. */
+typedef struct {
+    float scale;
+    int zero;
+} kiln_qparams;
+
+/* An int8 conv2d or dense: weights symmetric per output channel. Owns its arrays. */
+typedef struct {
+    int m, k;            /* output channels, reduction length (cin * kh * kw, or in features) */
+    int8_t *w;           /* m x k, row-major: the saved form */
+    int8_t *packed;      /* for the kernel */
+    float *w_scale;      /* [m] */
+    float *bias;         /* [m] real bias */
+    int32_t *bias_q;     /* [m] bias in accumulator units, minus the input zero point's share */
+    float *deq;          /* [m] input scale x weight scale: accumulator to real */
+} kiln_qweights;
+
+/* What quantisation adds to a model. Owns its arrays. */
+typedef struct {
+    kiln_qkernel kernel;
+    kiln_calibration method;
+    int *elem_bytes;     /* per node: 1 (u8 output) or 4 (fp32 output) */
+    bool *int8;          /* per node: computes on u8 inputs */
+    kiln_qparams *qp;    /* per node output (also for fp32 outputs an int8 node may read) */
+    kiln_qweights *qw;   /* per node; m = 0 where not an int8 conv/dense */
+} kiln_qmodel;
 
 struct kiln_model {
-    kiln_graph_t *g;              /* optimised graph, owns the weights */
+    kiln_graph_t *g;              /* optimised graph, owns the fp32 weights */
     kiln_optimize_stats stats;
+    kiln_qmodel *q;               /* NULL for fp32 models */
 };
 
 struct kiln_session {
@@ -17,8 +46,27 @@ struct kiln_session {
     int max_batch, threads;
     kiln_plan plan;
     float *arena;                 /* plan.arena_floats */
-    float *scratch;               /* per-thread im2col matrices */
+    float *scratch;               /* per-thread im2col space (fp32 and int8 kernels) */
     size_t scratch_floats;
+    float *convert[KILN_MAX_INPUTS]; /* dtype conversions of inputs (int8 models) */
 };
+
+/* Decides which nodes run in int8 and which outputs are u8 (from the graph alone, so a loaded
+ * model derives the same); allocates q's per-node arrays. */
+kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q);
+/* Frees a quantisation record. */
+void kiln_qmodel_free(kiln_qmodel *q, int n);
+/* Fills the derived fields of qw (packed, bias_q, deq) from w, w_scale, bias, the input's
+ * quantisation and the kernel; allocates them. */
+kiln_status kiln_qweights_prepare(kiln_qweights *qw, kiln_qparams in, kiln_qkernel kernel);
+/* Scratch floats an int8 node needs: per thread for conv2d, for the whole batch for dense. */
+size_t kiln_qnode_scratch_floats(const kiln_model_t *m, int id, int batch);
+/* Runs int8 node id: u8 input(s) in[], output (u8 or fp32 per elem_bytes) out. */
+void kiln_qnode_forward(const kiln_model_t *m, int id, const void *const *in, void *out, int batch,
+                        float *scratch, int threads);
+/* Quantises n reals to u8 with qp. */
+void kiln_quantize_u8(const float *x, size_t n, kiln_qparams qp, uint8_t *q);
+/* Dequantises n u8 values with qp. */
+void kiln_dequantize_u8(const uint8_t *q, size_t n, kiln_qparams qp, float *x);
 
 #endif

@@ -1,10 +1,22 @@
-/* Sessions: a planned arena and scratch space, and the run loop over the model's nodes. */
+/* Sessions: a planned arena and scratch space, and the run loop over the model's nodes. In int8
+ * models a node whose input has the other element type (u8 vs fp32) reads a converted copy. */
 #include <omp.h>
 #include <stdlib.h>
 #include "core/error.h"
 #include "infer/runtime.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
+
+/* Element bytes node id needs of its inputs. */
+static int needs_bytes(const kiln_model_t *m, int id)
+{
+    return m->q && m->q->int8[id] ? 1 : 4;
+}
+
+static int has_bytes(const kiln_model_t *m, int id)
+{
+    return m->q ? m->q->elem_bytes[id] : 4;
+}
 
 kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_options *opt)
 {
@@ -18,17 +30,31 @@ kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_op
     s->threads = opt && opt->threads > 0 ? opt->threads : 1;
     kiln_gemm_init();
     const kiln_graph_t *g = m->g;
-    if (kiln_plan_create(g, s->max_batch, &s->plan) != KILN_OK) {
+    if (kiln_plan_create(g, s->max_batch, m->q ? m->q->elem_bytes : NULL, &s->plan) != KILN_OK) {
         free(s);
         return NULL;
     }
+    size_t convert_floats = 0;
+    int convert_slots = 0;
     for (int i = 1; i < g->n; i++) {
-        size_t w = kiln_node_work_floats(g, i, s->threads);
+        const kiln_node *nd = &g->nodes[i];
+        size_t w = m->q && m->q->int8[i]
+                       ? kiln_qnode_scratch_floats(m, i, s->max_batch) * (nd->op == KILN_OP_CONV2D ? (size_t)s->threads : 1)
+                       : kiln_node_work_floats(g, i, s->threads);
         s->scratch_floats = w > s->scratch_floats ? w : s->scratch_floats;
+        for (int j = 0; j < nd->n_inputs && nd->op != KILN_OP_FLATTEN; j++)
+            if (has_bytes(m, nd->inputs[j]) != needs_bytes(m, i)) {
+                size_t f = g->nodes[nd->inputs[j]].numel * (size_t)s->max_batch;
+                convert_floats = f > convert_floats ? f : convert_floats;
+                convert_slots = j + 1 > convert_slots ? j + 1 : convert_slots;
+            }
     }
     s->arena = aligned_alloc(64, (s->plan.arena_floats ? s->plan.arena_floats : 16) * sizeof(float));
     s->scratch = aligned_alloc(64, ((s->scratch_floats + 15) / 16 * 16 + 16) * sizeof(float));
-    if (!s->arena || !s->scratch) {
+    bool ok = s->arena && s->scratch;
+    for (int j = 0; j < convert_slots && ok; j++)
+        ok = (s->convert[j] = aligned_alloc(64, (convert_floats + 15) / 16 * 16 * sizeof(float))) != NULL;
+    if (!ok) {
         size_t bytes = s->plan.arena_floats * sizeof(float);
         kiln_session_free(s);
         kiln_error(KILN_ERR_NOMEM, "out of memory for a %zu-byte arena", bytes);
@@ -44,12 +70,32 @@ void kiln_session_free(kiln_session_t *s)
     kiln_plan_free(&s->plan);
     free(s->arena);
     free(s->scratch);
+    for (int j = 0; j < KILN_MAX_INPUTS; j++)
+        free(s->convert[j]);
     free(s);
+}
+
+/* Input j of node id as the node needs it: in the arena, or converted into a scratch slot. */
+static const void *input_for(kiln_session_t *s, int id, int j, int batch)
+{
+    const kiln_model_t *m = s->m;
+    int src = m->g->nodes[id].inputs[j];
+    void *p = s->arena + s->plan.offset[src];
+    int have = has_bytes(m, src), need = needs_bytes(m, id);
+    if (have == need)
+        return p;
+    size_t n = m->g->nodes[src].numel * (size_t)batch;
+    if (need == 1)
+        kiln_quantize_u8(p, n, m->q->qp[src], (uint8_t *)s->convert[j]);
+    else
+        kiln_dequantize_u8(p, n, m->q->qp[src], s->convert[j]);
+    return s->convert[j];
 }
 
 kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, float *output)
 {
-    const kiln_graph_t *g = s->m->g;
+    const kiln_model_t *m = s->m;
+    const kiln_graph_t *g = m->g;
     if (batch < 1 || batch > s->max_batch)
         return kiln_error(KILN_ERR_ARG, "batch %d outside this session's 1..%d", batch, s->max_batch);
     if (!input || !output)
@@ -61,13 +107,25 @@ kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, f
         const kiln_node *nd = &g->nodes[i];
         if (nd->op == KILN_OP_FLATTEN)
             continue;   /* a view of its input's buffer */
-        kiln_fwd_args a = {.batch = batch, .out = arena + s->plan.offset[i], .work = s->scratch,
-                           .threads = s->threads};
+        void *out = arena + s->plan.offset[i];
+        if (m->q && m->q->int8[i]) {
+            const void *in[KILN_MAX_INPUTS];
+            for (int j = 0; j < nd->n_inputs; j++)
+                in[j] = input_for(s, i, j, batch);
+            kiln_qnode_forward(m, i, in, out, batch, s->scratch, s->threads);
+            continue;
+        }
+        kiln_fwd_args a = {.batch = batch, .out = out, .work = s->scratch, .threads = s->threads};
         for (int j = 0; j < nd->n_inputs; j++)
-            a.in[j] = arena + s->plan.offset[nd->inputs[j]];
+            a.in[j] = input_for(s, i, j, batch);
         kiln_node_forward(g, i, &a);
     }
-    memcpy(output, arena + s->plan.offset[g->n - 1], g->nodes[g->n - 1].numel * (size_t)batch * sizeof(float));
+    int last = g->n - 1;
+    size_t n_out = g->nodes[last].numel * (size_t)batch;
+    if (has_bytes(m, last) == 1)
+        kiln_dequantize_u8((const uint8_t *)(arena + s->plan.offset[last]), n_out, m->q->qp[last], output);
+    else
+        memcpy(output, arena + s->plan.offset[last], n_out * sizeof(float));
     return KILN_OK;
 }
 

@@ -1,6 +1,7 @@
 /* Model files: safetensors with the spec in __metadata__["kiln.spec"] and one tensor per
  * parameter, named "<layer>.<tensor>". Loading rebuilds the graph from the spec and checks every
  * tensor's dtype and shape against it. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +70,7 @@ kiln_status kiln_graph_save(const kiln_graph_t *g, const char *path, const char 
     return kiln_graph_save_with(g, path, extra_meta, NULL, 0);
 }
 
-kiln_graph_t *kiln_graph_from_file(const kiln_st_file *f)
+kiln_graph_t *kiln_graph_spec_from_file(const kiln_st_file *f)
 {
     const char *path = kiln_st_path(f);
     const char *fmt = kiln_st_meta(f, "kiln.format");
@@ -85,44 +86,105 @@ kiln_graph_t *kiln_graph_from_file(const kiln_st_file *f)
     }
     char origin[512];
     snprintf(origin, sizeof origin, "%s (kiln.spec)", path);
-    kiln_graph_t *g = kiln_spec_parse(spec, origin);
+    return kiln_spec_parse(spec, origin);
+}
+
+/* IEEE half to float. */
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {   /* subnormal: normalise */
+            int e = -1;
+            do {
+                man <<= 1;
+                e++;
+            } while (!(man & 0x400));
+            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | man << 13;
+    } else {
+        bits = sign | (exp + 127 - 15) << 23 | man << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+kiln_status kiln_file_tensor(const kiln_st_file *f, const char *name, kiln_dtype dtype, int ndim,
+                             const int64_t *dims, void *dst)
+{
+    const char *path = kiln_st_path(f);
+    const kiln_st_tensor *got = kiln_st_find(f, name);
+    char ew[128] = "", fw[128] = "";
+    size_t numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        snprintf(ew + strlen(ew), sizeof ew - strlen(ew), "%s%lld", d ? "," : "", (long long)dims[d]);
+        numel *= (size_t)dims[d];
+    }
+    if (!got)
+        return kiln_error(KILN_ERR_FORMAT, "%s: tensor \"%s\": expected %s [%s], found no such tensor", path, name,
+                          kiln_dtype_name(dtype), ew);
+    bool half = dtype == KILN_DT_F32 && got->dtype == KILN_DT_F16;   /* fp16 weight storage */
+    bool same = (got->dtype == dtype || half) && got->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++)
+        same = got->dims[d] == dims[d];
+    if (!same) {
+        for (int d = 0; d < got->ndim && d < 8; d++)
+            snprintf(fw + strlen(fw), sizeof fw - strlen(fw), "%s%lld", d ? "," : "", (long long)got->dims[d]);
+        return kiln_error(KILN_ERR_FORMAT, "%s: tensor \"%s\": expected %s [%s], found %s [%s]", path, name,
+                          kiln_dtype_name(dtype), ew, kiln_dtype_name(got->dtype), fw);
+    }
+    if (half) {
+        const uint16_t *h = got->data;
+        for (size_t i = 0; i < numel; i++)
+            ((float *)dst)[i] = half_to_float(h[i]);
+    } else {
+        memcpy(dst, got->data, numel * kiln_dtype_size(dtype));
+    }
+    if (dtype == KILN_DT_F32)
+        for (size_t i = 0; i < numel; i++)
+            if (!isfinite(((float *)dst)[i]))
+                return kiln_error(KILN_ERR_FORMAT, "%s: tensor \"%s\": expected finite values, found %g at %zu", path,
+                                  name, ((float *)dst)[i], i);
+    return KILN_OK;
+}
+
+kiln_status kiln_file_node_tensors(const kiln_st_file *f, kiln_graph_t *g, int id)
+{
+    const kiln_node *nd = &g->nodes[id];
+    for (int t = 0; t < nd->n_params; t++) {
+        char name[160];
+        int64_t dims[4];
+        snprintf(name, sizeof name, "%s.%s", nd->name, nd->params[t].name);
+        for (int d = 0; d < nd->params[t].ndim; d++)
+            dims[d] = nd->params[t].dims[d];
+        if (kiln_file_tensor(f, name, KILN_DT_F32, nd->params[t].ndim, dims, kiln_node_tensor(g, nd, t)) != KILN_OK)
+            return KILN_ERR_FORMAT;
+    }
+    return KILN_OK;
+}
+
+kiln_graph_t *kiln_graph_from_file(const kiln_st_file *f)
+{
+    kiln_graph_t *g = kiln_graph_spec_from_file(f);
     if (!g)
         return NULL;
-    int n = kiln_graph_tensors(g, NULL, 0);
-    kiln_st_tensor *want = calloc((size_t)n + 1, sizeof *want);
-    if (!want) {
-        kiln_error(KILN_ERR_NOMEM, "out of memory");
-        goto fail;
+    if (kiln_st_meta(f, "kiln.quant")) {
+        kiln_error(KILN_ERR_FORMAT, "%s: an int8 model (__metadata__ \"kiln.quant\"); load it with kiln_model_load",
+                   kiln_st_path(f));
+        kiln_graph_free(g);
+        return NULL;
     }
-    kiln_graph_tensors(g, want, n);
-    for (int i = 0; i < n; i++) {
-        const kiln_st_tensor *w = &want[i], *got = kiln_st_find(f, w->name);
-        if (!got) {
-            kiln_error(KILN_ERR_FORMAT, "%s: tensor \"%s\": expected F32 of %zu values, found no such tensor",
-                       path, w->name, w->nbytes / sizeof(float));
-            goto fail;
+    for (int i = 0; i < g->n; i++)
+        if (kiln_file_node_tensors(f, g, i) != KILN_OK) {
+            kiln_graph_free(g);
+            return NULL;
         }
-        bool same = got->dtype == KILN_DT_F32 && got->ndim == w->ndim;
-        for (int d = 0; same && d < w->ndim; d++)
-            same = got->dims[d] == w->dims[d];
-        if (!same) {
-            char ew[96] = "", fw[96] = "";
-            for (int d = 0; d < w->ndim; d++)
-                snprintf(ew + strlen(ew), sizeof ew - strlen(ew), "%s%lld", d ? "," : "", (long long)w->dims[d]);
-            for (int d = 0; d < got->ndim && d < 8; d++)
-                snprintf(fw + strlen(fw), sizeof fw - strlen(fw), "%s%lld", d ? "," : "", (long long)got->dims[d]);
-            kiln_error(KILN_ERR_FORMAT, "%s: tensor \"%s\": expected F32 [%s], found %s [%s]", path, w->name, ew,
-                       kiln_dtype_name(got->dtype), fw);
-            goto fail;
-        }
-        memcpy((void *)w->data, got->data, w->nbytes);
-    }
-    free(want);
     return g;
-fail:
-    free(want);
-    kiln_graph_free(g);
-    return NULL;
 }
 
 kiln_graph_t *kiln_graph_load(const char *path)

@@ -1,0 +1,310 @@
+/* Post-training static quantisation: calibrate activation ranges on sample inputs, quantise
+ * conv/dense weights per output channel, and pick the calibration whose int8 outputs agree best
+ * with fp32 on the calibration set. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include "core/error.h"
+#include "infer/runtime.h"
+#include "ops/ops.h"
+
+#define CALIB_BATCH 100
+#define BINS 2048
+
+typedef struct {
+    double min, max;
+    double *hist;   /* BINS over [min, max] */
+} node_stats;
+
+kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q)
+{
+    int n = g->n;
+    q->elem_bytes = malloc((size_t)n * sizeof(int));
+    q->int8 = calloc((size_t)n, sizeof(bool));
+    q->qp = calloc((size_t)n, sizeof(kiln_qparams));
+    q->qw = calloc((size_t)n, sizeof(kiln_qweights));
+    if (!q->elem_bytes || !q->int8 || !q->qp || !q->qw)
+        return kiln_error(KILN_ERR_NOMEM, "out of memory");
+    bool *cand = calloc((size_t)n, sizeof(bool));
+    if (!cand)
+        return kiln_error(KILN_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        cand[i] = (nd->op == KILN_OP_CONV2D && nd->a.groups == 1) || nd->op == KILN_OP_DENSE ||
+                  nd->op == KILN_OP_MAXPOOL2D;
+    }
+    for (int i = 0; i < n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        q->elem_bytes[i] = 4;
+        if (nd->op == KILN_OP_INPUT)
+            continue;
+        if (nd->op == KILN_OP_FLATTEN) {
+            q->elem_bytes[i] = q->elem_bytes[nd->inputs[0]];
+            continue;
+        }
+        if (nd->op == KILN_OP_MAXPOOL2D) {
+            q->int8[i] = q->elem_bytes[nd->inputs[0]] == 1;
+            q->elem_bytes[i] = q->int8[i] ? 1 : 4;
+            continue;
+        }
+        if (!cand[i])
+            continue;
+        q->int8[i] = true;
+        /* u8 output when every reader (looking through flattens) is int8-capable */
+        bool all = i != n - 1, any = false;
+        for (int c = i + 1; c < n; c++)
+            for (int j = 0; j < g->nodes[c].n_inputs; j++) {
+                int src = g->nodes[c].inputs[j];
+                bool mine = src == i || (g->nodes[src].op == KILN_OP_FLATTEN && g->nodes[src].inputs[0] == i);
+                if (mine && g->nodes[c].op != KILN_OP_FLATTEN) {
+                    any = true;
+                    all = all && cand[c];
+                }
+            }
+        q->elem_bytes[i] = all && any ? 1 : 4;
+    }
+    free(cand);
+    return KILN_OK;
+}
+
+/* Runs the fp32 graph over the calibration set, calling visit for every node's output batch. */
+typedef void (*visit_fn)(node_stats *st, const float *x, size_t n);
+
+static void visit_minmax(node_stats *st, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        st->min = x[i] < st->min ? x[i] : st->min;
+        st->max = x[i] > st->max ? x[i] : st->max;
+    }
+}
+
+static void visit_hist(node_stats *st, const float *x, size_t n)
+{
+    double w = st->max - st->min;
+    if (!(w > 0))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        int b = (int)((x[i] - st->min) / w * (BINS - 1));
+        st->hist[b < 0 ? 0 : (b >= BINS ? BINS - 1 : b)] += 1;
+    }
+}
+
+static kiln_status calibrate_pass(const kiln_graph_t *g, const float *calib, int n_calib, node_stats *st, visit_fn f)
+{
+    int n = g->n;
+    float **act = calloc((size_t)n, sizeof(float *));
+    size_t work_n = 16;
+    for (int i = 1; i < n; i++) {
+        size_t w = kiln_node_work_floats(g, i, omp_get_max_threads());
+        work_n = w > work_n ? w : work_n;
+    }
+    float *work = malloc(work_n * sizeof(float));
+    kiln_status s = KILN_OK;
+    for (int i = 1; act && i < n; i++)
+        if (!(act[i] = malloc(g->nodes[i].numel * CALIB_BATCH * sizeof(float))))
+            s = KILN_ERR_NOMEM;
+    if (!act || !work || s != KILN_OK) {
+        s = kiln_error(KILN_ERR_NOMEM, "out of memory for calibration");
+        goto done;
+    }
+    for (int off = 0; off < n_calib; off += CALIB_BATCH) {
+        int b = n_calib - off < CALIB_BATCH ? n_calib - off : CALIB_BATCH;
+        act[0] = (float *)calib + (size_t)off * g->nodes[0].numel;
+        for (int i = 1; i < n; i++) {
+            const kiln_node *nd = &g->nodes[i];
+            kiln_fwd_args a = {.batch = b, .out = act[i], .work = work};
+            for (int j = 0; j < nd->n_inputs; j++)
+                a.in[j] = act[nd->inputs[j]];
+            kiln_node_forward(g, i, &a);
+        }
+        for (int i = 0; i < n; i++)
+            f(&st[i], act[i], g->nodes[i].numel * (size_t)b);
+    }
+done:
+    for (int i = 1; act && i < n; i++)
+        free(act[i]);
+    free(act);
+    free(work);
+    return s;
+}
+
+/* The value below which a fraction p of the histogrammed values lie. */
+static double hist_quantile(const node_stats *st, double p)
+{
+    double total = 0, acc = 0;
+    for (int b = 0; b < BINS; b++)
+        total += st->hist[b];
+    for (int b = 0; b < BINS; b++) {
+        acc += st->hist[b];
+        if (acc >= p * total)
+            return st->min + (st->max - st->min) * (b + 1) / (BINS - 1);
+    }
+    return st->max;
+}
+
+static kiln_qparams range_params(double lo, double hi)
+{
+    lo = lo < 0 ? lo : 0;
+    hi = hi > 0 ? hi : 0;
+    kiln_qparams qp = {.scale = (float)((hi - lo) / 255.0), .zero = 0};
+    if (!(qp.scale > 0))
+        qp.scale = 1.0f;
+    long z = lround(-lo / qp.scale);
+    qp.zero = (int)(z < 0 ? 0 : (z > 255 ? 255 : z));
+    return qp;
+}
+
+/* Quantises node i's weights per output channel and prepares them for the kernel. */
+static kiln_status quantize_weights(const kiln_graph_t *g, int i, kiln_qmodel *q)
+{
+    const kiln_node *nd = &g->nodes[i];
+    kiln_qweights *qw = &q->qw[i];
+    qw->m = nd->shape[0];
+    qw->k = (int)(nd->params[0].numel / (size_t)qw->m);
+    qw->w = malloc(nd->params[0].numel);
+    qw->w_scale = malloc((size_t)qw->m * sizeof(float));
+    qw->bias = calloc((size_t)qw->m, sizeof(float));
+    if (!qw->w || !qw->w_scale || !qw->bias)
+        return kiln_error(KILN_ERR_NOMEM, "out of memory quantising %s", nd->name);
+    const float *w = kiln_node_tensor(g, nd, 0);
+    for (int j = 0; j < qw->m; j++) {
+        float mx = 0;
+        for (int t = 0; t < qw->k; t++)
+            mx = fmaxf(mx, fabsf(w[(size_t)j * qw->k + t]));
+        qw->w_scale[j] = mx > 0 ? mx / 127.0f : 1.0f;
+        for (int t = 0; t < qw->k; t++) {
+            long v = lroundf(w[(size_t)j * qw->k + t] / qw->w_scale[j]);
+            qw->w[(size_t)j * qw->k + t] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
+        }
+        qw->bias[j] = nd->a.no_bias ? 0.0f : kiln_node_tensor(g, nd, 1)[j];
+    }
+    return kiln_qweights_prepare(qw, q->qp[nd->inputs[0]], q->kernel);
+}
+
+/* A quantised copy of fp32 model m with the given per-node ranges. */
+static kiln_model_t *build(const kiln_model_t *m, const node_stats *st, kiln_calibration method)
+{
+    kiln_model_t *qm = kiln_model_create(m->g, false);
+    if (!qm)
+        return NULL;
+    qm->stats = m->stats;
+    kiln_qmodel *q = qm->q = calloc(1, sizeof *q);
+    if (!q || kiln_qmodel_layout(qm->g, q) != KILN_OK)
+        goto fail;
+    q->kernel = kiln_qgemm_kernel();
+    q->method = method;
+    for (int i = 0; i < qm->g->n; i++) {
+        double lo = st[i].min, hi = st[i].max;
+        if (method == KILN_CALIBRATE_PERCENTILE) {
+            lo = st[i].min < 0 ? hist_quantile(&st[i], 0.0001) : 0;
+            hi = hist_quantile(&st[i], 0.9999);
+        }
+        q->qp[i] = range_params(lo, hi);
+    }
+    for (int i = 0; i < qm->g->n; i++)
+        if (q->int8[i] && qm->g->nodes[i].op != KILN_OP_MAXPOOL2D && quantize_weights(qm->g, i, q) != KILN_OK)
+            goto fail;
+    return qm;
+fail:
+    kiln_model_free(qm);
+    return NULL;
+}
+
+/* Top-1 agreement (and output error) of a model with reference outputs on the calibration set. */
+static double agreement(const kiln_model_t *m, const float *calib, int n_calib, const float *ref, double *mse)
+{
+    const kiln_graph_t *g = m->g;
+    int classes = (int)g->nodes[g->n - 1].numel;
+    kiln_session_t *s = kiln_session_create(m, &(kiln_session_options){.max_batch = CALIB_BATCH,
+                                                                         .threads = omp_get_max_threads()});
+    float *y = malloc((size_t)CALIB_BATCH * classes * sizeof(float));
+    long same = 0;
+    double se = 0;
+    for (int off = 0; s && y && off < n_calib; off += CALIB_BATCH) {
+        int b = n_calib - off < CALIB_BATCH ? n_calib - off : CALIB_BATCH;
+        kiln_session_run(s, calib + (size_t)off * g->nodes[0].numel, b, y);
+        for (int e = 0; e < b; e++) {
+            const float *r = ref + (size_t)(off + e) * classes, *z = y + (size_t)e * classes;
+            int ar = 0, az = 0;
+            for (int k = 0; k < classes; k++) {
+                ar = r[k] > r[ar] ? k : ar;
+                az = z[k] > z[az] ? k : az;
+                se += (double)(r[k] - z[k]) * (r[k] - z[k]);
+            }
+            same += ar == az;
+        }
+    }
+    kiln_session_free(s);
+    free(y);
+    *mse = se / ((double)n_calib * classes);
+    return (double)same / n_calib;
+}
+
+kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const float *calib, int n_calib, kiln_calibration method)
+{
+    if (m->q) {
+        kiln_error(KILN_ERR_ARG, "the model is already quantised");
+        return NULL;
+    }
+    if (n_calib < 1) {
+        kiln_error(KILN_ERR_ARG, "quantisation needs calibration inputs, given %d", n_calib);
+        return NULL;
+    }
+    const kiln_graph_t *g = m->g;
+    int n = g->n, classes = (int)g->nodes[n - 1].numel;
+    node_stats *st = calloc((size_t)n, sizeof *st);
+    float *ref = malloc((size_t)n_calib * classes * sizeof(float));
+    kiln_model_t *best = NULL;
+    if (!st || !ref)
+        goto nomem;
+    for (int i = 0; i < n; i++) {
+        st[i].min = INFINITY;
+        st[i].max = -INFINITY;
+        if (!(st[i].hist = calloc(BINS, sizeof(double))))
+            goto nomem;
+    }
+    if (calibrate_pass(g, calib, n_calib, st, visit_minmax) != KILN_OK ||
+        calibrate_pass(g, calib, n_calib, st, visit_hist) != KILN_OK)
+        goto done;
+    /* fp32 reference outputs for choosing between calibrations */
+    kiln_session_t *s = kiln_session_create(m, &(kiln_session_options){.max_batch = CALIB_BATCH,
+                                                                         .threads = omp_get_max_threads()});
+    for (int off = 0; s && off < n_calib; off += CALIB_BATCH) {
+        int b = n_calib - off < CALIB_BATCH ? n_calib - off : CALIB_BATCH;
+        kiln_session_run(s, calib + (size_t)off * g->nodes[0].numel, b, ref + (size_t)off * classes);
+    }
+    kiln_session_free(s);
+    double best_agree = -1, best_mse = INFINITY;
+    for (int k = KILN_CALIBRATE_MINMAX; k <= KILN_CALIBRATE_PERCENTILE; k++) {
+        if (method != KILN_CALIBRATE_AUTO && method != (kiln_calibration)k)
+            continue;
+        kiln_model_t *qm = build(m, st, (kiln_calibration)k);
+        if (!qm)
+            goto done;
+        double mse, agree = agreement(qm, calib, n_calib, ref, &mse);
+        if (agree > best_agree || (agree == best_agree && mse < best_mse)) {
+            kiln_model_free(best);
+            best = qm;
+            best_agree = agree;
+            best_mse = mse;
+        } else {
+            kiln_model_free(qm);
+        }
+    }
+    goto done;
+nomem:
+    kiln_error(KILN_ERR_NOMEM, "out of memory for calibration statistics");
+done:
+    for (int i = 0; st && i < n; i++)
+        free(st[i].hist);
+    free(st);
+    free(ref);
+    return best;
+}
+
+const char *kiln_model_calibration(const kiln_model_t *m)
+{
+    if (!m->q)
+        return NULL;
+    return m->q->method == KILN_CALIBRATE_PERCENTILE ? "percentile" : "minmax";
+}
