@@ -226,7 +226,7 @@ static kiln_status load_int8(const kiln_st_file *f, kiln_model_t *m)
             if (qw->w[t] == -128)
                 return kiln_error(KILN_ERR_FORMAT, "%s: tensor \"%s.weight\": expected values in -127..127, found -128",
                                   path, nd->name);
-        if (kiln_qweights_prepare(qw, q->qp[nd->inputs[0]], q->kernel) != KILN_OK)
+        if (kiln_qweights_prepare(g, q, i) != KILN_OK)
             return KILN_ERR_NOMEM;
     }
     return KILN_OK;

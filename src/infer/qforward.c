@@ -1,6 +1,7 @@
 /* int8 node execution: conv2d (u8 im2col rows + int8 GEMM + requantisation, per image), dense
  * (int8 GEMM over the batch) and max pooling on u8. Requantisation goes through the real value,
  * so any fused activation applies exactly as in fp32. */
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -14,27 +15,66 @@ void kiln_qmodel_free(kiln_qmodel *q, int n)
         return;
     for (int i = 0; q->qw && i < n; i++) {
         kiln_qweights *w = &q->qw[i];
-        free(w->w), free(w->packed), free(w->w_scale), free(w->bias), free(w->bias_q), free(w->deq);
+        free(w->w), free(w->packed), free(w->w_scale), free(w->bias), free(w->bias_q), free(w->deq), free(w->requant);
     }
     free(q->qw), free(q->qp), free(q->int8), free(q->elem_bytes);
     free(q);
 }
 
-kiln_status kiln_qweights_prepare(kiln_qweights *qw, kiln_qparams in, kiln_qkernel kernel)
+/* The tensor whose layout an int8 node's input has: through a flatten, the tensor flattened. */
+static const kiln_node *layout_source(const kiln_graph_t *g, int src)
 {
+    const kiln_node *s = &g->nodes[src];
+    return s->op == KILN_OP_FLATTEN ? &g->nodes[s->inputs[0]] : s;
+}
+
+void kiln_qtensor_dims(const kiln_graph_t *g, int id, int *c, size_t *hw)
+{
+    const kiln_node *s = layout_source(g, id);
+    *c = s->shape[0];
+    *hw = (size_t)s->shape[1] * s->shape[2];
+}
+
+kiln_status kiln_qweights_prepare(const kiln_graph_t *g, kiln_qmodel *q, int id)
+{
+    kiln_qweights *qw = &q->qw[id];
+    const kiln_node *nd = &g->nodes[id];
+    kiln_qparams in = q->qp[nd->inputs[0]];
     int m = qw->m, k = qw->k;
-    free(qw->packed), free(qw->bias_q), free(qw->deq);
+    free(qw->packed), free(qw->bias_q), free(qw->deq), free(qw->requant);
+    qw->kernel = q->kernel;
+    qw->requant = malloc((size_t)m * sizeof(float));
     qw->packed = malloc(kiln_qgemm_packed_bytes(m, k));
     qw->bias_q = malloc((size_t)m * sizeof(int32_t));
     qw->deq = malloc((size_t)m * sizeof(float));
-    if (!qw->packed || !qw->bias_q || !qw->deq)
+    int8_t *hwc = malloc((size_t)m * k);
+    if (!qw->packed || !qw->bias_q || !qw->deq || !qw->requant || !hwc) {
+        free(hwc);
         return kiln_error(KILN_ERR_NOMEM, "out of memory for int8 weights");
-    kiln_qgemm_pack(kernel, qw->w, m, k, qw->packed);
+    }
+    /* u8 activations are NHWC: reorder weight columns from (c, y, x) to (y, x, c) */
+    int c = 1;
+    size_t hw = 1;
+    if (nd->op == KILN_OP_CONV2D) {
+        c = g->nodes[nd->inputs[0]].shape[0];
+        hw = (size_t)nd->a.kernel[0] * nd->a.kernel[1];
+    } else if (q->elem_bytes[nd->inputs[0]] == 1) {
+        kiln_qtensor_dims(g, nd->inputs[0], &c, &hw);
+    } else {
+        c = k;   /* fp32 input quantised on the fly keeps its order */
+    }
+    for (int j = 0; j < m; j++)
+        for (int ci = 0; ci < c; ci++)
+            for (size_t s = 0; s < hw; s++)
+                hwc[(size_t)j * k + s * c + ci] = qw->w[(size_t)j * k + (size_t)ci * hw + s];
+    kiln_qgemm_pack(q->kernel, hwc, m, k, qw->packed);
+    free(hwc);
     for (int j = 0; j < m; j++) {
         int64_t wsum = 0;
         for (int t = 0; t < k; t++)
             wsum += qw->w[(size_t)j * k + t];
         qw->deq[j] = in.scale * qw->w_scale[j];
+        qw->requant[j] = qw->deq[j] / q->qp[id].scale;
         double b = qw->deq[j] > 0 ? qw->bias[j] / qw->deq[j] : 0;
         if (b > 1e9) b = 1e9;
         if (b < -1e9) b = -1e9;
@@ -61,58 +101,122 @@ static inline uint8_t to_u8(float real, kiln_qparams qp)
     return (uint8_t)(q < 0.0f ? 0.0f : (q > 255.0f ? 255.0f : q));
 }
 
-void kiln_quantize_u8(const float *x, size_t n, kiln_qparams qp, uint8_t *q)
+void kiln_quantize_u8(const float *x, int c, size_t hw, int batch, kiln_qparams qp, uint8_t *q)
 {
-    for (size_t i = 0; i < n; i++)
-        q[i] = to_u8(x[i], qp);
+    float inv = 1.0f / qp.scale;
+    for (int b = 0; b < batch; b++) {
+        const float *xb = x + (size_t)b * c * hw;
+        uint8_t *qb = q + (size_t)b * c * hw;
+        for (int k = 0; k < c; k++)          /* NCHW fp32 -> NHWC u8 */
+            for (size_t i = 0; i < hw; i++) {
+                float v = nearbyintf(xb[(size_t)k * hw + i] * inv) + (float)qp.zero;
+                qb[i * c + k] = (uint8_t)(v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v));
+            }
+    }
 }
 
-void kiln_dequantize_u8(const uint8_t *q, size_t n, kiln_qparams qp, float *x)
+void kiln_dequantize_u8(const uint8_t *q, int c, size_t hw, int batch, kiln_qparams qp, float *x)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] = qp.scale * (float)((int)q[i] - qp.zero);
+    for (int b = 0; b < batch; b++) {
+        const uint8_t *qb = q + (size_t)b * c * hw;
+        float *xb = x + (size_t)b * c * hw;
+        for (int k = 0; k < c; k++)          /* NHWC u8 -> NCHW fp32 */
+            for (size_t i = 0; i < hw; i++)
+                xb[(size_t)k * hw + i] = qp.scale * (float)((int)qb[i * c + k] - qp.zero);
+    }
 }
 
-/* Writes accumulators acc (rows x m, row r = one pixel or example) as the node's output element
- * [j * stride + r]: requantised u8, or real fp32. */
-static void requantize(const kiln_qweights *qw, const kiln_node *nd, const int32_t *acc, int rows, size_t stride,
-                       bool out_u8, kiln_qparams oq, void *out)
+#ifndef KILN_GENERIC_ONLY
+/* 8 channels at a time: (acc + bias) * multiplier, rounded to nearest even, plus the zero point,
+ * clamped to [lo, 255], packed to bytes. */
+__attribute__((target("avx2,fma"))) static void requant_rows_avx2(const int32_t *acc, int rows, int m,
+                                                                 const int32_t *bq, const float *rq, float zf,
+                                                                 float lo, uint8_t *out)
+{
+    __m256 vz = _mm256_set1_ps(zf), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(255.0f);
+    int m8 = m / 8 * 8;
+    for (int r = 0; r < rows; r++) {
+        const int32_t *a = acc + (size_t)r * m;
+        uint8_t *o = out + (size_t)r * m;
+        for (int j = 0; j < m8; j += 8) {
+            __m256i v = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(a + j)),
+                                         _mm256_loadu_si256((const __m256i *)(bq + j)));
+            __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(rq + j));
+            f = _mm256_add_ps(_mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+            f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
+            __m256i i32 = _mm256_cvtps_epi32(f);
+            __m128i i16 = _mm_packus_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+            _mm_storel_epi64((__m128i *)(o + j), _mm_packus_epi16(i16, i16));
+        }
+        for (int j = m8; j < m; j++) {
+            float f = nearbyintf((float)(a[j] + bq[j]) * rq[j]) + zf;
+            o[j] = (uint8_t)(f < lo ? lo : (f > 255.0f ? 255.0f : f));
+        }
+    }
+}
+#endif
+
+/* Requantises rows x m accumulators (row-major, also the output's NHWC order): u8 through
+ * per-channel multipliers (relu or none fused), else through the real value. */
+static void requantize(const kiln_qweights *qw, const kiln_node *nd, const int32_t *acc, int rows, bool out_u8,
+                       kiln_qparams oq, void *out)
 {
     kiln_op act = nd->a.act;
-    float alpha = nd->a.alpha;
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < qw->m; j++) {
-            float real = act_apply(act, alpha, (float)(acc[(size_t)r * qw->m + j] + qw->bias_q[j]) * qw->deq[j]);
-            if (out_u8)
-                ((uint8_t *)out)[(size_t)j * stride + r] = to_u8(real, oq);
-            else
-                ((float *)out)[(size_t)j * stride + r] = real;
+    int m = qw->m;
+    if (out_u8 && (act == KILN_OP_INPUT || act == KILN_OP_RELU)) {
+        float inv = 1.0f / oq.scale, zf = (float)oq.zero, lo = act == KILN_OP_RELU ? zf : 0.0f;
+        uint8_t *o = out;
+#ifndef KILN_GENERIC_ONLY
+        if (qw->kernel != KILN_QK_GENERIC) {
+            requant_rows_avx2(acc, rows, m, qw->bias_q, qw->requant, zf, lo, o);
+            return;
         }
+#endif
+        for (int r = 0; r < rows; r++) {
+            const int32_t *a = acc + (size_t)r * m;
+            uint8_t *or = o + (size_t)r * m;
+            for (int j = 0; j < m; j++) {
+                float v = nearbyintf((float)(a[j] + qw->bias_q[j]) * (qw->deq[j] * inv)) + zf;
+                v = v < lo ? lo : (v > 255.0f ? 255.0f : v);
+                or[j] = (uint8_t)v;
+            }
+        }
+        return;
+    }
+    for (size_t e = 0; e < (size_t)rows * m; e++) {
+        int j = (int)(e % (size_t)m);
+        float real = act_apply(act, nd->a.alpha, (float)(acc[e] + qw->bias_q[j]) * qw->deq[j]);
+        if (out_u8)
+            ((uint8_t *)out)[e] = to_u8(real, oq);
+        else
+            ((float *)out)[e] = real;
+    }
 }
 
-/* One image's u8 im2col as rows: pixel p's row holds its c*kh*kw window values (padding reads as
- * the zero point), then zeros up to kpad. */
+/* One NHWC u8 image's im2col as rows: pixel p's row holds its window in (ky, kx, c) order
+ * (padding reads as the zero point), then zeros up to kpad. */
 static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x, uint8_t zero, int kp, uint8_t *rows)
 {
     const kiln_attrs *a = &nd->a;
     int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
-    int kh = a->kernel[0], kw = a->kernel[1];
+    int kh = a->kernel[0], kw = a->kernel[1], k = kh * kw * c;
     for (int oy = 0; oy < ho; oy++)
         for (int ox = 0; ox < wo; ox++) {
             uint8_t *r = rows + ((size_t)oy * wo + ox) * kp;
-            int t = 0;
-            for (int ci = 0; ci < c; ci++) {
-                const uint8_t *src = x + (size_t)ci * h * w;
-                for (int ky = 0; ky < kh; ky++) {
-                    int iy = oy * a->stride[0] - a->pad[0] + ky * a->dilation[0];
-                    for (int kx = 0; kx < kw; kx++, t++) {
-                        int ix = ox * a->stride[1] - a->pad[1] + kx * a->dilation[1];
-                        r[t] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? src[(size_t)iy * w + ix] : zero;
-                    }
+            for (int ky = 0; ky < kh; ky++) {
+                int iy = oy * a->stride[0] - a->pad[0] + ky * a->dilation[0];
+                for (int kx = 0; kx < kw; kx++, r += c) {
+                    int ix = ox * a->stride[1] - a->pad[1] + kx * a->dilation[1];
+                    bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
+                    const uint8_t *s = x + ((size_t)iy * w + ix) * c;
+                    if (c >= 16)
+                        inside ? memcpy(r, s, (size_t)c) : memset(r, zero, (size_t)c);
+                    else
+                        for (int k2 = 0; k2 < c; k2++)
+                            r[k2] = inside ? s[k2] : zero;
                 }
             }
-            for (; t < kp; t++)
-                r[t] = 0;
+            memset(r, 0, (size_t)(kp - k));
         }
 }
 
@@ -143,11 +247,20 @@ static void conv_forward(const kiln_model_t *m, int id, const uint8_t *x, void *
     for (int b = 0; b < batch; b++) {
         float *mine = scratch + (size_t)kiln_thread_id() * per;
         uint8_t *rows = (uint8_t *)mine;
-        int32_t *acc = (int32_t *)(mine + ((size_t)p * kp + 3) / 4);
+        int32_t *acc = out_u8 ? (int32_t *)(mine + ((size_t)p * kp + 3) / 4) : NULL;
         im2row_u8(nd, in, x + (size_t)b * in->numel, (uint8_t)iq.zero, kp, rows);
-        kiln_qgemm(m->q->kernel, rows, p, qw->k, qw->packed, qw->m, acc);
-        void *ob = out_u8 ? (void *)((uint8_t *)out + (size_t)b * nd->numel) : (void *)((float *)out + (size_t)b * nd->numel);
-        requantize(qw, nd, acc, p, (size_t)p, out_u8, oq, ob);
+        if (out_u8) {
+            kiln_qgemm(m->q->kernel, rows, p, qw->k, qw->packed, qw->m, acc);
+            requantize(qw, nd, acc, p, true, oq, (uint8_t *)out + (size_t)b * nd->numel);
+        } else {   /* fp32 output stays NCHW: accumulate, then write transposed */
+            acc = (int32_t *)(mine + ((size_t)p * kp + 3) / 4);
+            kiln_qgemm(m->q->kernel, rows, p, qw->k, qw->packed, qw->m, acc);
+            float *ob = (float *)out + (size_t)b * nd->numel;
+            for (int r = 0; r < p; r++)
+                for (int j = 0; j < qw->m; j++)
+                    ob[(size_t)j * p + r] = act_apply(nd->a.act, nd->a.alpha,
+                                                      (float)(acc[(size_t)r * qw->m + j] + qw->bias_q[j]) * qw->deq[j]);
+        }
     }
 }
 
@@ -168,31 +281,32 @@ static void dense_forward(const kiln_model_t *m, int id, const uint8_t *x, void 
     }
     int32_t *acc = (int32_t *)(scratch + ((size_t)batch * kp + 3) / 4);
     kiln_qgemm(m->q->kernel, rows, batch, qw->k, qw->packed, qw->m, acc);
-    for (int b = 0; b < batch; b++) {
-        void *ob = out_u8 ? (void *)((uint8_t *)out + (size_t)b * nd->numel) : (void *)((float *)out + (size_t)b * nd->numel);
-        requantize(qw, nd, acc + (size_t)b * qw->m, 1, 1, out_u8, m->q->qp[id], ob);
-    }
+    requantize(qw, nd, acc, batch, out_u8, m->q->qp[id], out);
 }
 
+/* Max pooling over NHWC u8: per output pixel, the channel-wise maximum of the window's pixels. */
 static void maxpool_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x, uint8_t *y, int batch)
 {
     const kiln_attrs *a = &nd->a;
     int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
-    for (int pl = 0; pl < batch * c; pl++) {
-        const uint8_t *src = x + (size_t)pl * h * w;
-        uint8_t *dst = y + (size_t)pl * ho * wo;
+    for (int b = 0; b < batch; b++) {
+        const uint8_t *src = x + (size_t)b * in->numel;
+        uint8_t *dst = y + (size_t)b * nd->numel;
         for (int oy = 0; oy < ho; oy++)
             for (int ox = 0; ox < wo; ox++) {
-                int best = 0;
+                uint8_t *d = dst + ((size_t)oy * wo + ox) * c;
+                memset(d, 0, (size_t)c);
                 for (int ky = 0; ky < a->kernel[0]; ky++) {
                     int iy = oy * a->stride[0] - a->pad[0] + ky;
                     for (int kx = 0; kx < a->kernel[1] && iy >= 0 && iy < h; kx++) {
                         int ix = ox * a->stride[1] - a->pad[1] + kx;
-                        if (ix >= 0 && ix < w && src[(size_t)iy * w + ix] > best)
-                            best = src[(size_t)iy * w + ix];
+                        if (ix < 0 || ix >= w)
+                            continue;
+                        const uint8_t *s = src + ((size_t)iy * w + ix) * c;
+                        for (int k = 0; k < c; k++)
+                            d[k] = s[k] > d[k] ? s[k] : d[k];
                     }
                 }
-                dst[(size_t)oy * wo + ox] = (uint8_t)best;
             }
     }
 }

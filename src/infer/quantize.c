@@ -178,7 +178,7 @@ static kiln_status quantize_weights(const kiln_graph_t *g, int i, kiln_qmodel *q
         }
         qw->bias[j] = nd->a.no_bias ? 0.0f : kiln_node_tensor(g, nd, 1)[j];
     }
-    return kiln_qweights_prepare(qw, q->qp[nd->inputs[0]], q->kernel);
+    return kiln_qweights_prepare(g, q, i);
 }
 
 /* A quantised copy of fp32 model m with the given per-node ranges. */

@@ -23,6 +23,8 @@ typedef struct {
     float *bias;         /* [m] real bias */
     int32_t *bias_q;     /* [m] bias in accumulator units, minus the input zero point's share */
     float *deq;          /* [m] input scale x weight scale: accumulator to real */
+    float *requant;      /* [m] deq / output scale: accumulator to u8 steps */
+    kiln_qkernel kernel; /* the kernel packed is laid out for */
 } kiln_qweights;
 
 /* What quantisation adds to a model. Owns its arrays. */
@@ -56,17 +58,19 @@ struct kiln_session {
 kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q);
 /* Frees a quantisation record. */
 void kiln_qmodel_free(kiln_qmodel *q, int n);
-/* Fills the derived fields of qw (packed, bias_q, deq) from w, w_scale, bias, the input's
- * quantisation and the kernel; allocates them. */
-kiln_status kiln_qweights_prepare(kiln_qweights *qw, kiln_qparams in, kiln_qkernel kernel);
+/* Fills the derived fields of node id's int8 weights (packed in NHWC column order, bias_q, deq)
+ * from w, w_scale, bias and the input's quantisation; allocates them. */
+kiln_status kiln_qweights_prepare(const kiln_graph_t *g, kiln_qmodel *q, int id);
+/* The (channels, pixels) layout of node id's u8 tensor (NHWC; through a flatten, its source's). */
+void kiln_qtensor_dims(const kiln_graph_t *g, int id, int *c, size_t *hw);
 /* Scratch floats an int8 node needs: per thread for conv2d, for the whole batch for dense. */
 size_t kiln_qnode_scratch_floats(const kiln_model_t *m, int id, int batch);
 /* Runs int8 node id: u8 input(s) in[], output (u8 or fp32 per elem_bytes) out. */
 void kiln_qnode_forward(const kiln_model_t *m, int id, const void *const *in, void *out, int batch,
                         float *scratch, int threads);
-/* Quantises n reals to u8 with qp. */
-void kiln_quantize_u8(const float *x, size_t n, kiln_qparams qp, uint8_t *q);
-/* Dequantises n u8 values with qp. */
-void kiln_dequantize_u8(const uint8_t *q, size_t n, kiln_qparams qp, float *x);
+/* Quantises batch NCHW fp32 tensors of (c, hw) to NHWC u8 with qp. */
+void kiln_quantize_u8(const float *x, int c, size_t hw, int batch, kiln_qparams qp, uint8_t *q);
+/* Dequantises batch NHWC u8 tensors of (c, hw) to NCHW fp32 with qp. */
+void kiln_dequantize_u8(const uint8_t *q, int c, size_t hw, int batch, kiln_qparams qp, float *x);
 
 #endif

@@ -84,11 +84,13 @@ static const void *input_for(kiln_session_t *s, int id, int j, int batch)
     int have = has_bytes(m, src), need = needs_bytes(m, id);
     if (have == need)
         return p;
-    size_t n = m->g->nodes[src].numel * (size_t)batch;
+    int c;
+    size_t hw;
+    kiln_qtensor_dims(m->g, src, &c, &hw);
     if (need == 1)
-        kiln_quantize_u8(p, n, m->q->qp[src], (uint8_t *)s->convert[j]);
+        kiln_quantize_u8(p, c, hw, batch, m->q->qp[src], (uint8_t *)s->convert[j]);
     else
-        kiln_dequantize_u8(p, n, m->q->qp[src], s->convert[j]);
+        kiln_dequantize_u8(p, c, hw, batch, m->q->qp[src], s->convert[j]);
     return s->convert[j];
 }
 
@@ -122,8 +124,12 @@ kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, f
     }
     int last = g->n - 1;
     size_t n_out = g->nodes[last].numel * (size_t)batch;
-    if (has_bytes(m, last) == 1)
-        kiln_dequantize_u8((const uint8_t *)(arena + s->plan.offset[last]), n_out, m->q->qp[last], output);
+    if (has_bytes(m, last) == 1) {
+        int c;
+        size_t hw;
+        kiln_qtensor_dims(g, last, &c, &hw);
+        kiln_dequantize_u8((const uint8_t *)(arena + s->plan.offset[last]), c, hw, batch, m->q->qp[last], output);
+    }
     else
         memcpy(output, arena + s->plan.offset[last], n_out * sizeof(float));
     return KILN_OK;

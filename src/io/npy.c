@@ -431,7 +431,7 @@ static kiln_status parse_header(const char *name, const char *t, size_t len, npy
 /* Reads the header text and parses it. */
 static kiln_status read_header(npy_src *s, npy_header *h)
 {
-    uint64_t len;
+    uint64_t len = 0;
     kiln_status st = read_preamble(s, &len);
     if (st)
         return st;
@@ -753,13 +753,13 @@ static kiln_status sync_dir(const char *path)
 
 kiln_status kiln_npy_write(const char *path, const float *data, int ndim, const int64_t *dims)
 {
-    uint64_t numel;
+    uint64_t numel = 0;
     kiln_status st = check_write_args(path, data, ndim, dims, &numel);
     if (st)
         return st;
     char header[512], tmp[NPY_PATH_MAX];
     size_t hlen = build_header(header, sizeof header, ndim, dims);
-    int fd;
+    int fd = -1;
     st = create_temp(path, tmp, sizeof tmp, &fd);
     if (st)
         return st;
