@@ -392,6 +392,11 @@ edit the header text in `bench/run_bench.py` instead.
   float32 copy of the dataset, 209 MiB; Kiln keeps the dataset as uint8, 52 MiB). Activation bytes per
   example are the ones Kiln's trainer keeps for the backward pass (`activation_bytes_per_example` of
   `kiln train --json`).
+* **Shared machine**: before every timed run the bench waits (up to 60 s, 300 s in all) for the CPUs to
+  be idle, and measures the CPU time other processes used during each run (all busy time in
+  `/proc/stat`, steal included, minus the child's own). A throughput run during which others used
+  more than 0.25 CPUs is repeated (up to twice); the figures are reported below, and anything above
+  0.10 CPUs is flagged.
 * **Efficiency**: training FLOPs per image = 3 x forward FLOPs (the usual convention: the backward pass
   costs about twice the forward, one GEMM for the input gradient and one for the weight gradient),
   forward FLOPs = 2 x multiply-adds of the conv and dense layers = 8,482,304 for the CNN (bias, relu
@@ -486,8 +491,8 @@ def write_report(res, out_dir):
         L.append("## MLP: epochs to 88.0% test accuracy (at most 15)\n")
         L.append("| | Kiln | PyTorch | target | result |")
         L.append("|---|---:|---:|---|---|")
-        L.append(f"| first epoch >= 88.0% (median) | {a['kiln_epoch'] or 'not reached'} | "
-                 f"{a['torch_epoch'] or 'not reached'} | Kiln within 15 epochs | {verdict(a['epoch_pass'])} |")
+        L.append(f"| first epoch >= 88.0% (median) | {num(a['kiln_epoch'], 'g', 'not reached')} | "
+                 f"{num(a['torch_epoch'], 'g', 'not reached')} | Kiln within 15 epochs | {verdict(a['epoch_pass'])} |")
         L.append(f"| per run | {', '.join(str(x) for x in a['kiln_epochs_runs'])} | "
                  f"{', '.join(str(x) for x in a['torch_epochs_runs'])} | | |")
         L.append("")

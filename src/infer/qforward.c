@@ -164,7 +164,7 @@ static void requantize(const kiln_qweights *qw, const kiln_node *nd, const int32
     kiln_op act = nd->a.act;
     int m = qw->m;
     if (out_u8 && (act == KILN_OP_INPUT || act == KILN_OP_RELU)) {
-        float inv = 1.0f / oq.scale, zf = (float)oq.zero, lo = act == KILN_OP_RELU ? zf : 0.0f;
+        float zf = (float)oq.zero, lo = act == KILN_OP_RELU ? zf : 0.0f;
         uint8_t *o = out;
 #ifndef KILN_GENERIC_ONLY
         if (qw->kernel != KILN_QK_GENERIC) {
@@ -176,7 +176,7 @@ static void requantize(const kiln_qweights *qw, const kiln_node *nd, const int32
             const int32_t *a = acc + (size_t)r * m;
             uint8_t *or = o + (size_t)r * m;
             for (int j = 0; j < m; j++) {
-                float v = nearbyintf((float)(a[j] + qw->bias_q[j]) * (qw->deq[j] * inv)) + zf;
+                float v = nearbyintf((float)(a[j] + qw->bias_q[j]) * qw->requant[j]) + zf;
                 v = v < lo ? lo : (v > 255.0f ? 255.0f : v);
                 or[j] = (uint8_t)v;
             }
@@ -203,8 +203,22 @@ static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x
     for (int oy = 0; oy < ho; oy++)
         for (int ox = 0; ox < wo; ox++) {
             uint8_t *r = rows + ((size_t)oy * wo + ox) * kp;
+            int ix0 = ox * a->stride[1] - a->pad[1];
+            bool row_inside = a->dilation[1] == 1 && ix0 >= 0 && ix0 + kw <= w;
             for (int ky = 0; ky < kh; ky++) {
                 int iy = oy * a->stride[0] - a->pad[0] + ky * a->dilation[0];
+                if (row_inside && iy >= 0 && iy < h) {
+                    /* the window's row is kw * c contiguous bytes of the NHWC input */
+                    const uint8_t *s = x + ((size_t)iy * w + ix0) * c;
+                    size_t len = (size_t)kw * c;
+                    if (len >= 32)
+                        memcpy(r, s, len);
+                    else
+                        for (size_t t = 0; t < len; t++)
+                            r[t] = s[t];
+                    r += len;
+                    continue;
+                }
                 for (int kx = 0; kx < kw; kx++, r += c) {
                     int ix = ox * a->stride[1] - a->pad[1] + kx * a->dilation[1];
                     bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
