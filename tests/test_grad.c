@@ -205,6 +205,9 @@ int main(void)
         snprintf(spec, sizeof spec, "input %d %d %d\nconv2d 3 3 pad=1\nrelu\nbatchnorm\nrelu\nflatten\n"
                  "dense 5\nrelu\ndense 3\n", c, h, w);
         check_spec(spec, b + 1);
+        /* a fused relu whose backward the max-pool after it applies */
+        snprintf(spec, sizeof spec, "input %d %d %d\nconv2d 3 3 pad=1\nrelu\nmaxpool2d 2\nflatten\ndense 3\n", c, h, w);
+        check_spec(spec, b);
         /* a relu that cannot be fused (its producer has two consumers) */
         snprintf(spec, sizeof spec, "input %d %d %d\na: conv2d 3 3 pad=1\nrelu\nadd a\n", c, h, w);
         check_spec(spec, b);

@@ -1,5 +1,8 @@
 /* Images: PNG (through libpng) and PGM / PPM (P2, P3, P5, P6) read from files or memory into
  * (c, h, w) float tensors scaled to [0, 1], and bilinear resize. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L  /* fileno */
+#endif
 #include <errno.h>
 #include <math.h>
 #include <png.h>
@@ -448,7 +451,8 @@ kiln_status kiln_image_read_memory(const void *buf, size_t len, const char *name
         return kiln_error(KILN_ERR_FORMAT, "%s: magic: expected a PNG signature or P2, P3, P5, "
                           "P6 (PGM / PPM), found '%s'%s", name,
                           show_bytes(shown, sizeof shown, b, len < 8 ? len : 8),
-                          len < 8 ? " (the file is too short)" : "");
+                          len < 8 && (len == 0 || memcmp(b, png_signature, len) == 0)
+                              ? " (the file is too short)" : "");
     }
     if (st)
         kiln_tensor_f32_free(out);

@@ -1,6 +1,9 @@
 /* NumPy .npy arrays: read from files or memory (format versions 1.0, 2.0 and 3.0; several
  * dtypes converted to float32) with every header field validated, and written atomically as
  * float32. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L  /* fileno, fdopen, fsync, O_CLOEXEC */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -518,7 +521,8 @@ static kiln_status check_data_len(const npy_src *s, const npy_header *h, uint64_
     return kiln_error(KILN_ERR_FORMAT, "%s: data: expected %llu bytes (shape %s of '%s'), found "
                       "%llu%s", s->name, (unsigned long long)want,
                       shape_text(shape, sizeof shape, h->ndim, h->dims), h->type->descr,
-                      (unsigned long long)left, left < want ? " (the file is truncated)" : " (extra bytes)");
+                      (unsigned long long)left,
+                      left < want ? " (the file is truncated)" : " (extra bytes)");
 }
 
 /* Reads the data of a file source in chunks, then checks nothing follows it. */

@@ -18,6 +18,8 @@ typedef struct {
     const int32_t *argmax;              /* maxpool */
     float *work;                        /* temporary, kiln_node_backward_work_floats() */
     int threads;                        /* most threads a kernel may use (work sized for them) */
+    bool relu_mask;                     /* maxpool over a fused relu: pass gradient only where the
+                                         * pooled value is positive (the relu's backward) */
 } kiln_bwd_args;
 
 /* Floats of temporary space a node's backward needs. */

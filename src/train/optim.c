@@ -1,5 +1,6 @@
 /* Optimizers over one flat parameter vector (PyTorch semantics) and learning-rate schedules. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
@@ -82,30 +83,26 @@ float kiln_optim_lr(const kiln_optim_t *o, int64_t step, int64_t total)
     return (float)lr;
 }
 
-float kiln_optim_step(kiln_optim_t *o, float *p, float *g, float lr)
+/* Updates p[i0..i1) from g scaled by scale; returns the sum of the unscaled g squared. */
+static double update_range(kiln_optim_t *o, float *p, const float *g, float lr, float scale, bool first,
+                           size_t i0, size_t i1)
 {
     const kiln_optim_config *c = &o->c;
-    size_t n = o->n;
-    double ss = 0;   /* serial: a fixed summation order keeps runs bit-reproducible */
-    for (size_t i = 0; i < n; i++)
-        ss += (double)g[i] * g[i];
-    float norm = (float)sqrt(ss);
-    float scale = (c->clip_norm > 0 && norm > c->clip_norm) ? c->clip_norm / (norm + 1e-6f) : 1.0f;
     float wd = c->weight_decay, mom = c->momentum;
-    bool first = o->step == 0;
-    o->step++;
+    double ss = 0;
     switch (c->kind) {
     case KILN_OPT_SGD:
-        #pragma omp parallel for schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = i0; i < i1; i++) {
+            ss += (double)g[i] * g[i];
             p[i] -= lr * (g[i] * scale + wd * p[i]);
+        }
         break;
     case KILN_OPT_MOMENTUM:
     case KILN_OPT_NESTEROV: {
         float *b = o->buf[0];
         bool nesterov = c->kind == KILN_OPT_NESTEROV;
-        #pragma omp parallel for schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = i0; i < i1; i++) {
+            ss += (double)g[i] * g[i];
             float d = g[i] * scale + wd * p[i];
             b[i] = first ? d : mom * b[i] + d;
             p[i] -= lr * (nesterov ? d + mom * b[i] : b[i]);
@@ -118,8 +115,8 @@ float kiln_optim_step(kiln_optim_t *o, float *p, float *g, float lr)
         float bc1 = 1.0f - powf(b1, (float)o->step), bc2 = 1.0f - powf(b2, (float)o->step);
         float step_size = lr / bc1, inv_sqrt_bc2 = 1.0f / sqrtf(bc2);
         bool decoupled = c->kind == KILN_OPT_ADAMW;
-        #pragma omp parallel for schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = i0; i < i1; i++) {
+            ss += (double)g[i] * g[i];
             float d = g[i] * scale;
             if (decoupled)
                 p[i] *= 1.0f - lr * wd;
@@ -132,5 +129,48 @@ float kiln_optim_step(kiln_optim_t *o, float *p, float *g, float lr)
         break;
     }
     }
-    return norm;
+    return ss;
+}
+
+float kiln_optim_step(kiln_optim_t *o, float *p, float *g, float lr)
+{
+    const kiln_optim_config *c = &o->c;
+    size_t n = o->n;
+    /* Threads take fixed contiguous ranges and their partial sums add in thread order, so the
+     * result repeats bit for bit at a given thread count. Without clipping the norm comes from
+     * the same pass as the update. */
+    enum { MAX_PARTS = 64 };
+    double part[MAX_PARTS] = {0};
+    int nt = n > 65536 ? omp_get_max_threads() : 1;
+    nt = nt > MAX_PARTS ? MAX_PARTS : nt;
+    bool first = o->step == 0;
+    o->step++;
+    float scale = 1.0f;
+    bool clip = c->clip_norm > 0;
+    if (clip) {
+        #pragma omp parallel num_threads(nt)
+        {
+            int t = omp_get_thread_num(), used = omp_get_num_threads();
+            size_t i0 = n * (size_t)t / (size_t)used, i1 = n * (size_t)(t + 1) / (size_t)used;
+            double ss = 0;
+            for (size_t i = i0; i < i1; i++)
+                ss += (double)g[i] * g[i];
+            part[t] = ss;
+        }
+        double ss = 0;
+        for (int t = 0; t < nt; t++)
+            ss += part[t];
+        float norm = (float)sqrt(ss);
+        scale = norm > c->clip_norm ? c->clip_norm / (norm + 1e-6f) : 1.0f;
+    }
+    #pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), used = omp_get_num_threads();
+        size_t i0 = n * (size_t)t / (size_t)used, i1 = n * (size_t)(t + 1) / (size_t)used;
+        part[t] = update_range(o, p, g, lr, scale, first, i0, i1);
+    }
+    double ss = 0;
+    for (int t = 0; t < nt; t++)
+        ss += part[t];
+    return (float)sqrt(ss);
 }

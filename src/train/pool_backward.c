@@ -13,9 +13,16 @@ static void maxpool_backward(const kiln_node *nd, const kiln_node *in, const kil
         const int32_t *am = a->argmax + (size_t)pl * p;
         if (!a->acc[0])
             memset(dx, 0, hw * sizeof(float));
-        for (size_t i = 0; i < p; i++)
-            if (am[i] >= 0)
-                dx[am[i]] += dy[i];
+        if (a->relu_mask) {
+            const float *y = a->out + (size_t)pl * p;
+            for (size_t i = 0; i < p; i++)
+                if (am[i] >= 0 && y[i] > 0.0f)
+                    dx[am[i]] += dy[i];
+        } else {
+            for (size_t i = 0; i < p; i++)
+                if (am[i] >= 0)
+                    dx[am[i]] += dy[i];
+        }
     }
 }
 

@@ -18,6 +18,7 @@ struct kiln_tape {
     bool *needs_grad;              /* per node: some parameter or the input depends on it */
     bool *fused;                   /* per node: a relu computed in place by its producer */
     bool *relu_out;                /* per node: applies the fused relu to its output */
+    bool *relu_in_pool;            /* per node: a fused relu whose backward its max-pool does */
     float *work;                   /* shared temporary */
     float *dparams;
     int threads;                   /* threads the work space is sized for */
@@ -34,7 +35,8 @@ void kiln_tape_free(kiln_tape_t *t)
     for (int i = 0; i < t->g->n; i++) {
         if (i > 0 && t->act && !(t->fused[i] || g->nodes[i].op == KILN_OP_FLATTEN))
             free(t->act[i]);
-        if (t->grad && !(g->nodes[i].op == KILN_OP_FLATTEN && t->grad[i] == t->grad[g->nodes[i].inputs[0]]))
+        bool alias = i > 0 && t->grad && t->grad[i] && t->grad[i] == t->grad[g->nodes[i].inputs[0]];
+        if (t->grad && !alias)
             free(t->grad[i]);
         if (t->save)
             free(t->save[i]);
@@ -48,6 +50,7 @@ void kiln_tape_free(kiln_tape_t *t)
     free(t->needs_grad);
     free(t->fused);
     free(t->relu_out);
+    free(t->relu_in_pool);
     free(t->work);
     free(t->dparams);
     free(t->fwd_s);
@@ -72,7 +75,7 @@ kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, u
     if (!t || !(t->act = calloc(n, sizeof(float *))) || !(t->grad = calloc(n, sizeof(float *))) ||
         !(t->save = calloc(n, sizeof(float *))) || !(t->argmax = calloc(n, sizeof(int32_t *))) ||
         !(t->needs_grad = calloc(n, sizeof(bool))) || !(t->fused = calloc(n, sizeof(bool))) ||
-        !(t->relu_out = calloc(n, sizeof(bool))))
+        !(t->relu_out = calloc(n, sizeof(bool))) || !(t->relu_in_pool = calloc(n, sizeof(bool))))
         goto nomem;
     t->g = g;
     kiln_gemm_init();
@@ -83,12 +86,15 @@ kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, u
                        "activation as its own layer", g->nodes[i].name);
             return NULL;
         }
-    consumers = calloc(n, sizeof(int));
+    consumers = calloc(2 * n, sizeof(int));
     if (!consumers)
         goto nomem;
+    int *reader = consumers + n;   /* the last node reading each node */
     for (int i = 1; i < g->n; i++)
-        for (int j = 0; j < g->nodes[i].n_inputs; j++)
+        for (int j = 0; j < g->nodes[i].n_inputs; j++) {
             consumers[g->nodes[i].inputs[j]]++;
+            reader[g->nodes[i].inputs[j]] = i;
+        }
     t->max_batch = max_batch;
     t->threads = omp_get_max_threads();
     kiln_rng_seed(&t->rng, seed);
@@ -120,7 +126,11 @@ kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, u
             goto nomem;
         }
         size_t gnum = nd->numel * (size_t)max_batch;
-        if (view && consumers[src] == 1 && t->needs_grad[src])
+        /* a fused relu read only by a max-pool: the pool's backward applies the relu mask and
+         * writes straight into the producer's gradient */
+        t->relu_in_pool[i] = t->fused[i] && consumers[i] == 1 && g->nodes[reader[i]].op == KILN_OP_MAXPOOL2D &&
+                             t->needs_grad[src];
+        if ((view && consumers[src] == 1 && t->needs_grad[src]) || t->relu_in_pool[i])
             t->grad[i] = t->grad[src];   /* its backward is then a no-op */
         else if (t->needs_grad[i]) {
             if (!(t->grad[i] = alloc_floats(gnum)))
@@ -193,9 +203,14 @@ void kiln_tape_backward(kiln_tape_t *t, const float *dout)
         const kiln_node *nd = &g->nodes[i];
         if (!t->needs_grad[i])
             continue;
+        if (t->relu_in_pool[i]) {   /* done by the pool, into the shared buffer */
+            written[nd->inputs[0]] = written[i];
+            continue;
+        }
         kiln_bwd_args a = {.batch = t->batch, .out = t->act[i], .dy = t->grad[i], .dparams = t->dparams,
                            .save = t->save[i], .argmax = t->argmax[i], .work = t->work,
-                           .threads = t->threads};
+                           .threads = t->threads,
+                           .relu_mask = nd->op == KILN_OP_MAXPOOL2D && t->relu_in_pool[nd->inputs[0]]};
         if (!written[i]) {   /* an unused branch: its gradient is zero */
             memset(t->grad[i], 0, nd->numel * (size_t)t->batch * sizeof(float));
             written[i] = true;
