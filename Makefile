@@ -34,8 +34,8 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@scripts/setup-deps --fuzz
 	@cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DKILN_FUZZ=ON >/dev/null
-	@cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_safetensors fuzz_idx fuzz_model fuzz_spec
-	@for f in fuzz_safetensors fuzz_idx fuzz_model fuzz_spec; do \
+	@cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_safetensors fuzz_idx fuzz_model fuzz_spec fuzz_npy fuzz_image
+	@for f in fuzz_safetensors fuzz_idx fuzz_model fuzz_spec fuzz_npy fuzz_image; do \
 	    echo "== $$f ($(FUZZ_SECONDS) s)"; \
 	    mkdir -p $(BUILD)-fuzz/corpus/$$f; \
 	    $(BUILD)-fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)-fuzz/corpus/$$f 2>&1 | tail -3 || exit 1; \

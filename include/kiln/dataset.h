@@ -10,9 +10,6 @@
 
 #ifdef __cplusplus
 extern "C" {
-#ifdef __cplusplus
-}
-#endif
 #endif
 
 #define KILN_IDX_MAX_DIMS 8   /* most dims a generic IDX tensor may have */
