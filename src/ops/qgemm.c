@@ -28,6 +28,8 @@ kiln_qkernel kiln_qgemm_kernel(void)
     if (force_generic)
         return KILN_QK_GENERIC;
     __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
+        return KILN_QK_AVX512VNNI;
     if (__builtin_cpu_supports("avxvnni"))
         return KILN_QK_AVXVNNI;
     if (__builtin_cpu_supports("avx2"))
@@ -38,7 +40,7 @@ kiln_qkernel kiln_qgemm_kernel(void)
 
 const char *kiln_qkernel_name(kiln_qkernel k)
 {
-    return k == KILN_QK_AVXVNNI ? "avx-vnni" : k == KILN_QK_AVX2 ? "avx2" : "generic";
+    return k == KILN_QK_AVX512VNNI ? "avx512-vnni" : k == KILN_QK_AVXVNNI ? "avx-vnni" : k == KILN_QK_AVX2 ? "avx2" : "generic";
 }
 
 int kiln_qgemm_kpad(int k)
@@ -46,9 +48,9 @@ int kiln_qgemm_kpad(int k)
     return (k + 3) / 4 * 4;
 }
 
-static int mpad16(int m)
+static int mpad16(int m)   /* channels padded for the VNNI layouts (a multiple of 32) */
 {
-    return (m + 15) / 16 * 16;
+    return (m + 31) / 32 * 32;
 }
 
 size_t kiln_qgemm_packed_bytes(int m, int k)
@@ -62,7 +64,8 @@ void kiln_qgemm_pack(kiln_qkernel kind, const int8_t *w, int m, int k, int8_t *p
     memset(packed, 0, (size_t)mp * kp);
     for (int j = 0; j < m; j++)
         for (int t = 0; t < k; t++) {
-            size_t at = kind == KILN_QK_AVXVNNI ? ((size_t)(t / 4) * mp + j) * 4 + t % 4 : (size_t)j * kp + t;
+            bool vnni = kind == KILN_QK_AVXVNNI || kind == KILN_QK_AVX512VNNI;
+            size_t at = vnni ? ((size_t)(t / 4) * mp + j) * 4 + t % 4 : (size_t)j * kp + t;
             packed[at] = w[(size_t)j * k + t];
         }
 }
@@ -170,12 +173,73 @@ __attribute__((target("avx2,fma,avxvnni"))) static void qgemm_vnni(const uint8_t
         }
     }
 }
+
+/* AVX-512 VNNI: tiles of 4 rows x 32 channels, eight 512-bit accumulators; channel tails by
+ * masked stores (the packing pads channels to 32 with zero weights). */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void qgemm_vnni512(const uint8_t *x, int n, int kp,
+                                                                                const int8_t *w, int m, int32_t *c)
+{
+    int mp = mpad16(m), kq = kp / 4;
+    for (int j0 = 0; j0 < m; j0 += 32) {
+        int cnt = m - j0 < 32 ? m - j0 : 32;
+        __mmask16 k0 = cnt >= 16 ? 0xffff : (__mmask16)((1u << cnt) - 1);
+        __mmask16 k1 = cnt >= 32 ? 0xffff : (cnt <= 16 ? 0 : (__mmask16)((1u << (cnt - 16)) - 1));
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+            __m512i a00 = _mm512_setzero_si512(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+                    a30 = a00, a31 = a00;
+            const uint8_t *x0 = x + (size_t)i * kp;
+            for (int q = 0; q < kq; q++) {
+                const int8_t *wq = w + ((size_t)q * mp + j0) * 4;
+                __m512i w0 = _mm512_loadu_si512(wq), w1 = _mm512_loadu_si512(wq + 64);
+                int32_t v0, v1, v2, v3;
+                memcpy(&v0, x0 + 4 * q, 4);
+                memcpy(&v1, x0 + kp + 4 * q, 4);
+                memcpy(&v2, x0 + 2 * (size_t)kp + 4 * q, 4);
+                memcpy(&v3, x0 + 3 * (size_t)kp + 4 * q, 4);
+                __m512i b0 = _mm512_set1_epi32(v0), b1 = _mm512_set1_epi32(v1), b2 = _mm512_set1_epi32(v2),
+                        b3 = _mm512_set1_epi32(v3);
+                a00 = _mm512_dpbusd_epi32(a00, b0, w0);
+                a01 = _mm512_dpbusd_epi32(a01, b0, w1);
+                a10 = _mm512_dpbusd_epi32(a10, b1, w0);
+                a11 = _mm512_dpbusd_epi32(a11, b1, w1);
+                a20 = _mm512_dpbusd_epi32(a20, b2, w0);
+                a21 = _mm512_dpbusd_epi32(a21, b2, w1);
+                a30 = _mm512_dpbusd_epi32(a30, b3, w0);
+                a31 = _mm512_dpbusd_epi32(a31, b3, w1);
+            }
+            int32_t *c0 = c + (size_t)i * m + j0;
+            _mm512_mask_storeu_epi32(c0, k0, a00), _mm512_mask_storeu_epi32(c0 + 16, k1, a01);
+            _mm512_mask_storeu_epi32(c0 + m, k0, a10), _mm512_mask_storeu_epi32(c0 + m + 16, k1, a11);
+            _mm512_mask_storeu_epi32(c0 + 2 * (size_t)m, k0, a20), _mm512_mask_storeu_epi32(c0 + 2 * (size_t)m + 16, k1, a21);
+            _mm512_mask_storeu_epi32(c0 + 3 * (size_t)m, k0, a30), _mm512_mask_storeu_epi32(c0 + 3 * (size_t)m + 16, k1, a31);
+        }
+        for (; i < n; i++) {
+            __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+            const uint8_t *xr = x + (size_t)i * kp;
+            for (int q = 0; q < kq; q++) {
+                const int8_t *wq = w + ((size_t)q * mp + j0) * 4;
+                int32_t v;
+                memcpy(&v, xr + 4 * q, 4);
+                __m512i b = _mm512_set1_epi32(v);
+                a0 = _mm512_dpbusd_epi32(a0, b, _mm512_loadu_si512(wq));
+                a1 = _mm512_dpbusd_epi32(a1, b, _mm512_loadu_si512(wq + 64));
+            }
+            _mm512_mask_storeu_epi32(c + (size_t)i * m + j0, k0, a0);
+            _mm512_mask_storeu_epi32(c + (size_t)i * m + j0 + 16, k1, a1);
+        }
+    }
+}
 #endif
 
 void kiln_qgemm(kiln_qkernel kind, const uint8_t *x, int n, int k, const int8_t *packed, int m, int32_t *c)
 {
     int kp = kiln_qgemm_kpad(k);
 #ifndef KILN_GENERIC_ONLY
+    if (kind == KILN_QK_AVX512VNNI) {
+        qgemm_vnni512(x, n, kp, packed, m, c);
+        return;
+    }
     if (kind == KILN_QK_AVXVNNI) {
         qgemm_vnni(x, n, kp, packed, m, c);
         return;

@@ -1,5 +1,5 @@
 /* int8 matrix products for quantised inference: u8 activations x s8 weights -> s32. Three
- * kernels picked at run time: AVX-VNNI, AVX2, and portable C (the reference; a build option or
+ * kernels picked at run time: AVX-512 VNNI, AVX-VNNI, AVX2, and portable C (the reference; a build option or
  * kiln_qgemm_force_generic() selects it everywhere). */
 #ifndef KILN_OPS_QGEMM_H
 #define KILN_OPS_QGEMM_H
@@ -9,11 +9,11 @@
 #include <stdint.h>
 
 /* Which kernel family packs and runs the products. */
-typedef enum { KILN_QK_GENERIC, KILN_QK_AVX2, KILN_QK_AVXVNNI } kiln_qkernel;
+typedef enum { KILN_QK_GENERIC, KILN_QK_AVX2, KILN_QK_AVXVNNI, KILN_QK_AVX512VNNI } kiln_qkernel;
 
 /* The best kernel this CPU runs (or generic when forced). */
 kiln_qkernel kiln_qgemm_kernel(void);
-/* Its name: "generic", "avx2", "avx-vnni". */
+/* Its name: "generic", "avx2", "avx-vnni", "avx512-vnni". */
 const char *kiln_qkernel_name(kiln_qkernel k);
 /* Forces the generic kernel (true) or restores detection (false). */
 void kiln_qgemm_force_generic(bool on);
