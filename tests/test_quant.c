@@ -132,6 +132,25 @@ int main(void)
         printf("fp16 weights: max output difference %.2e of %.2f\n", d, mx);
         CHECK(d < 1e-2 * mx, "fp16 weights moved outputs by %.3e", d);
     }
+    /* a grouped conv stays fp32 between int8 layers: the conversions and the dense weights'
+     * column order must agree (a regression: this once fell to chance accuracy) */
+    {
+        kiln_graph_t *g2 = kiln_spec_parse("input 1 28 28\nconv2d 4 3 pad=1\nrelu\nconv2d 8 3 pad=1 groups=2\nrelu\n"
+                                           "flatten\ndense 10\n", "grouped");
+        kiln_graph_init_params(g2, 3);
+        kiln_train_config c2 = cfg;
+        c2.stop_after_steps = 200;
+        kiln_train(g2, &train, NULL, &c2, &res);
+        kiln_model_t *f2 = kiln_model_create(g2, true), *q2b = kiln_model_quantize(f2, calib, n_cal, KILN_CALIBRATE_AUTO);
+        float a2, b2;
+        kiln_evaluate(f2, &test, 500, &loss, &a2);
+        kiln_evaluate(q2b, &test, 500, &loss, &b2);
+        printf("grouped-conv model: fp32 %.2f%%, int8 %.2f%%\n", 100 * a2, 100 * b2);
+        CHECK(a2 > 0.6f && fabsf(a2 - b2) < 0.01f, "grouped model: int8 %.4f vs fp32 %.4f", b2, a2);
+        kiln_model_free(q2b);
+        kiln_model_free(f2);
+        kiln_graph_free(g2);
+    }
     /* corrupt int8 files */
     corrupt_and_expect("quant_int8.safetensors", "conv2d_1.quant", -1.0f, "\"conv2d_1.quant\": expected a positive scale");
     corrupt_and_expect("quant_int8.safetensors", "dense_1.weight", -128, "expected values in -127..127");

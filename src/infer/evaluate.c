@@ -1,6 +1,6 @@
 /* Test-set evaluation: accuracy and mean softmax cross-entropy, through an inference session. */
 #include <math.h>
-#include <omp.h>
+#include "core/omp_compat.h"
 #include <stdlib.h>
 #include "core/error.h"
 #include "core/graph.h"

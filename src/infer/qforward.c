@@ -3,7 +3,7 @@
  * so any fused activation applies exactly as in fp32. */
 #include <immintrin.h>
 #include <math.h>
-#include <omp.h>
+#include "core/omp_compat.h"
 #include <stdlib.h>
 #include "core/error.h"
 #include "infer/runtime.h"
@@ -58,10 +58,10 @@ kiln_status kiln_qweights_prepare(const kiln_graph_t *g, kiln_qmodel *q, int id)
     if (nd->op == KILN_OP_CONV2D) {
         c = g->nodes[nd->inputs[0]].shape[0];
         hw = (size_t)nd->a.kernel[0] * nd->a.kernel[1];
-    } else if (q->elem_bytes[nd->inputs[0]] == 1) {
-        kiln_qtensor_dims(g, nd->inputs[0], &c, &hw);
     } else {
-        c = k;   /* fp32 input quantised on the fly keeps its order */
+        /* dense: a flattened (c, h, w) input arrives NHWC, whether it was u8 already or is
+         * quantised on the way in (kiln_quantize_u8 transposes); a vector keeps its order */
+        kiln_qtensor_dims(g, nd->inputs[0], &c, &hw);
     }
     for (int j = 0; j < m; j++)
         for (int ci = 0; ci < c; ci++)

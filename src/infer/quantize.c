@@ -2,7 +2,7 @@
  * conv/dense weights per output channel, and pick the calibration whose int8 outputs agree best
  * with fp32 on the calibration set. */
 #include <math.h>
-#include <omp.h>
+#include "core/omp_compat.h"
 #include <stdlib.h>
 #include "core/error.h"
 #include "infer/runtime.h"

@@ -1,6 +1,6 @@
 /* Sessions: a planned arena and scratch space, and the run loop over the model's nodes. In int8
  * models a node whose input has the other element type (u8 vs fp32) reads a converted copy. */
-#include <omp.h>
+#include "core/omp_compat.h"
 #include <stdlib.h>
 #include "core/error.h"
 #include "infer/runtime.h"

@@ -1,6 +1,8 @@
 /* 2-D convolution forward: per image, im2col into the thread's own column buffer (small enough to
  * stay in L2; memory bandwidth, not arithmetic, limits these layers on small machines) and one GEMM
- * per group written straight into the output. Images run in parallel, each GEMM single-threaded. */
+ * per group written straight into the output. Images run in parallel, each GEMM single-threaded.
+ * Depthwise convolutions (groups = in channels = out channels) skip both: a direct kernel per
+ * channel plane (src/ops/depthwise.c), planes in parallel. */
 #include <string.h>
 #include "ops/gemm.h"
 #include "ops/ops.h"
@@ -49,18 +51,50 @@ size_t kiln_conv2d_col_floats(const kiln_node *nd)
     return nd->params[0].numel / (size_t)nd->a.units * (size_t)nd->a.groups * (size_t)nd->shape[1] * nd->shape[2];
 }
 
+/* groups = in channels = out channels: one kh x kw kernel per channel plane */
+static bool is_depthwise(const kiln_node *nd, const kiln_node *in)
+{
+    return nd->a.groups == in->shape[0] && nd->shape[0] == nd->a.groups;
+}
+
+static void depthwise_forward(const kiln_graph_t *g, const kiln_node *nd, const kiln_node *in, const float *x,
+                              int batch, float *y, int threads, kiln_op act)
+{
+    const kiln_attrs *a = &nd->a;
+    kiln_dw_geom geom = {.h = in->shape[1], .w = in->shape[2], .ho = nd->shape[1], .wo = nd->shape[2],
+                         .kh = a->kernel[0], .kw = a->kernel[1], .sh = a->stride[0], .sw = a->stride[1],
+                         .ph = a->pad[0], .pw = a->pad[1], .dh = a->dilation[0], .dw = a->dilation[1]};
+    const float *w = kiln_node_tensor(g, nd, 0);
+    const float *bias = a->no_bias ? NULL : kiln_node_tensor(g, nd, 1);
+    int c = nd->shape[0], planes = batch * c;
+    size_t in_p = (size_t)geom.h * geom.w, out_p = (size_t)geom.ho * geom.wo, k_n = (size_t)geom.kh * geom.kw;
+    /* each plane is one thread's, so the result does not depend on the thread count */
+    #pragma omp parallel for schedule(static) num_threads(threads) if (planes > 1 && (double)planes * out_p * k_n >= 1e5)
+    for (int t = 0; t < planes; t++) {
+        int ch = t % c;
+        float *yp = y + (size_t)t * out_p;
+        kiln_depthwise_plane(&geom, x + (size_t)t * in_p, w + (size_t)ch * k_n, bias ? bias[ch] : 0.0f, yp);
+        if (act != KILN_OP_INPUT)
+            kiln_activation_forward(act, a->alpha, yp, yp, out_p);
+    }
+}
+
 void kiln_conv2d_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch,
                          float *y, float *col, int threads, kiln_op act)
 {
     const kiln_node *in = &g->nodes[nd->inputs[0]];
+    if (threads < 1)
+        threads = omp_get_max_threads();
+    if (is_depthwise(nd, in)) {
+        depthwise_forward(g, nd, in, x, batch, y, threads, act);
+        return;
+    }
     int groups = nd->a.groups, cout = nd->shape[0], cg = cout / groups;
     int kg = nd->params[0].dims[1] * nd->a.kernel[0] * nd->a.kernel[1];
     int p = nd->shape[1] * nd->shape[2];
     size_t col_n = kiln_conv2d_col_floats(nd), in_n = in->numel, out_n = nd->numel;
     const float *w = kiln_node_tensor(g, nd, 0);
     const float *bias = nd->a.no_bias ? NULL : kiln_node_tensor(g, nd, 1);
-    if (threads < 1)
-        threads = omp_get_max_threads();
     #pragma omp parallel for schedule(static) num_threads(threads) if (batch > 1)
     for (int b = 0; b < batch; b++) {
         float *cb = col + (size_t)kiln_thread_id() * col_n;

@@ -1,7 +1,10 @@
-/* fp32 GEMM through CBLAS (OpenBLAS), with a reference path. */
+/* fp32 GEMM through CBLAS (OpenBLAS), or through the portable GEMM (gemm_portable.c) in builds
+ * without BLAS (KILN_BLAS undefined: KILN_MINIMAL), with a reference path. */
+#ifdef KILN_BLAS
 #include <cblas.h>
-#include <omp.h>
+#endif
 #include <pthread.h>
+#include "core/omp_compat.h"
 #include "kiln/kiln.h"
 #include "ops/gemm.h"
 
@@ -31,13 +34,27 @@ void kiln_sgemm_ref(bool ta, bool tb, int m, int n, int k, float alpha, const fl
     }
 }
 
+#ifndef KILN_BLAS
+/* One single-threaded product, CBLAS's way. */
+enum { CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112 };
+
+static void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc)
+{
+    (void)order;
+    kiln_sgemm_portable(ta == CblasTrans, tb == CblasTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+#endif
+
 static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
 
 static void gemm_init_once(void)
 {
+#ifdef KILN_BLAS
     int n = omp_get_max_threads();   /* see kiln_set_threads */
     openblas_set_num_threads(1);
     omp_set_num_threads(n);
+#endif
 }
 
 void kiln_gemm_init(void)
@@ -57,10 +74,14 @@ void kiln_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float 
     kiln_gemm_init();
     if (m == 1 && !ta) {
         /* a single row (batch-1 dense layers): a matrix-vector product, no packing of B */
+#ifdef KILN_BLAS
         if (tb)   /* c = B (n x k) a */
             cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, alpha, b, ldb, a, 1, beta, c, 1);
         else      /* c = B^T a, B (k x n) */
             cblas_sgemv(CblasRowMajor, CblasTrans, k, n, alpha, b, ldb, a, 1, beta, c, 1);
+#else
+        kiln_sgemm_portable(false, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
         return;
     }
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
@@ -97,6 +118,8 @@ void kiln_set_threads(int n)
     /* Kiln parallelises around BLAS calls itself; OpenBLAS threads inside our OpenMP regions
      * oversubscribe the cores (measured: 2.3x slower training). OpenBLAS's OpenMP build sets the
      * OpenMP thread count in openblas_set_num_threads, so ours comes after it. */
+#ifdef KILN_BLAS
     openblas_set_num_threads(1);
+#endif
     omp_set_num_threads(n);
 }

@@ -1,6 +1,6 @@
 /* Optimizers over one flat parameter vector (PyTorch semantics) and learning-rate schedules. */
 #include <math.h>
-#include <omp.h>
+#include "core/omp_compat.h"
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"

@@ -1,7 +1,7 @@
 /* Reverse-mode autodiff tape: forward keeps every activation and saved state; backward walks the
  * nodes in reverse, each consumer adding into its inputs' gradients. */
 #include <math.h>
-#include <omp.h>
+#include "core/omp_compat.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

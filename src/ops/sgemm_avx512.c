@@ -1,0 +1,119 @@
+/* fp32 GEMM with AVX-512 (the training convolutions' and dense layers' products on CPUs that
+ * have it): BLIS-style blocking into packed panels (thread-local, so a run allocates nothing) and
+ * a 12 x 32 register tile of 24 accumulators. Row-major, op(X) = X or X^T as kiln_sgemm. */
+#include <immintrin.h>
+#include <stdbool.h>
+#include <string.h>
+#include "ops/sgemm_avx512.h"
+
+#define MR 12
+#define NR 32
+#define KC 256
+#define MC 120
+#define NC 1024
+
+static _Thread_local float pack_a[MC * KC] __attribute__((aligned(64)));
+static _Thread_local float pack_b[KC * NC] __attribute__((aligned(64)));
+
+static void pack_a_block(bool ta, const float *a, int lda, int i0, int mc, int p0, int kc, float *dst)
+{
+    for (int ir = 0; ir < mc; ir += MR) {
+        int mr = mc - ir < MR ? mc - ir : MR;
+        float *d = dst + (size_t)ir * kc;
+        if (ta) {   /* rows of op(A) are columns of a: contiguous along r */
+            for (int p = 0; p < kc; p++) {
+                const float *s = a + (size_t)(p0 + p) * lda + i0 + ir;
+                for (int r = 0; r < MR; r++)
+                    d[(size_t)p * MR + r] = r < mr ? s[r] : 0.0f;
+            }
+        } else {    /* contiguous along p: read rows, write with stride MR */
+            for (int r = 0; r < MR; r++) {
+                const float *s = a + (size_t)(i0 + ir + r) * lda + p0;
+                for (int p = 0; p < kc; p++)
+                    d[(size_t)p * MR + r] = r < mr ? s[p] : 0.0f;
+            }
+        }
+    }
+}
+
+static void pack_b_block(bool tb, const float *b, int ldb, int p0, int kc, int j0, int nc, float *dst)
+{
+    for (int jr = 0; jr < nc; jr += NR) {
+        int nr = nc - jr < NR ? nc - jr : NR;
+        float *d = dst + (size_t)jr * kc;
+        if (tb) {   /* columns of op(B) are rows of b: read rows, write with stride NR */
+            for (int j = 0; j < NR; j++) {
+                const float *s = b + (size_t)(j0 + jr + j) * ldb + p0;
+                for (int p = 0; p < kc; p++)
+                    d[(size_t)p * NR + j] = j < nr ? s[p] : 0.0f;
+            }
+            continue;
+        }
+        for (int p = 0; p < kc; p++) {
+            const float *s = b + (size_t)(p0 + p) * ldb + j0 + jr;
+            if (nr == NR) {
+                memcpy(d + (size_t)p * NR, s, NR * sizeof(float));
+                continue;
+            }
+            for (int j = 0; j < NR; j++)
+                d[(size_t)p * NR + j] = j < nr ? s[j] : 0.0f;
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void kernel(int kc, const float *ap, const float *bp, float *c, int ldc,
+                                                     int mr, int nr, float alpha, float beta)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+           c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00,
+           c81 = c00, c90 = c00, c91 = c00, ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00;
+    for (int p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+        __m512 a;
+#define ROW(r, x0, x1) a = _mm512_set1_ps(ap[r]); x0 = _mm512_fmadd_ps(a, b0, x0); x1 = _mm512_fmadd_ps(a, b1, x1);
+        ROW(0, c00, c01) ROW(1, c10, c11) ROW(2, c20, c21) ROW(3, c30, c31) ROW(4, c40, c41) ROW(5, c50, c51)
+        ROW(6, c60, c61) ROW(7, c70, c71) ROW(8, c80, c81) ROW(9, c90, c91) ROW(10, ca0, ca1) ROW(11, cb0, cb1)
+#undef ROW
+        ap += MR;
+        bp += NR;
+    }
+    __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51},
+                         {c60, c61}, {c70, c71}, {c80, c81}, {c90, c91}, {ca0, ca1}, {cb0, cb1}};
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xffff : (nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1));
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + (size_t)r * ldc;
+        __m512 x0 = _mm512_mul_ps(acc[r][0], va), x1 = _mm512_mul_ps(acc[r][1], va);
+        if (beta != 0.0f) {
+            x0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, cr), vb, x0);
+            x1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, cr + 16), vb, x1);
+        }
+        _mm512_mask_storeu_ps(cr, m0, x0);
+        _mm512_mask_storeu_ps(cr + 16, m1, x1);
+    }
+}
+
+void kiln_sgemm_avx512(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                       int ldb, float beta, float *c, int ldc)
+{
+    for (int j0 = 0; j0 < n; j0 += NC) {
+        int nc = n - j0 < NC ? n - j0 : NC;
+        for (int p0 = 0; p0 < k || p0 == 0; p0 += KC) {
+            int kc = k - p0 < KC ? k - p0 : KC;
+            float bt = p0 == 0 ? beta : 1.0f;
+            pack_b_block(tb, b, ldb, p0, kc, j0, nc, pack_b);
+            for (int i0 = 0; i0 < m; i0 += MC) {
+                int mc = m - i0 < MC ? m - i0 : MC;
+                pack_a_block(ta, a, lda, i0, mc, p0, kc, pack_a);
+                for (int jr = 0; jr < nc; jr += NR)
+                    for (int ir = 0; ir < mc; ir += MR)
+                        kernel(kc, pack_a + (size_t)ir * kc, pack_b + (size_t)jr * kc,
+                               c + (size_t)(i0 + ir) * ldc + j0 + jr, ldc, mc - ir < MR ? mc - ir : MR,
+                               nc - jr < NR ? nc - jr : NR, alpha, bt);
+            }
+            if (k == 0)
+                break;
+        }
+    }
+}

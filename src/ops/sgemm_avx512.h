@@ -1,0 +1,12 @@
+/* fp32 GEMM kernel for AVX-512 CPUs. */
+#ifndef KILN_OPS_SGEMM_AVX512_H
+#define KILN_OPS_SGEMM_AVX512_H
+
+#include <stdbool.h>
+
+/* Row-major C = alpha * op(A) * op(B) + beta * C on one thread; needs AVX-512F (check with
+ * __builtin_cpu_supports("avx512f")). */
+void kiln_sgemm_avx512(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                       int ldb, float beta, float *c, int ldc);
+
+#endif
