@@ -7,6 +7,7 @@
 #include "core/omp_compat.h"
 #include "kiln/kiln.h"
 #include "ops/gemm.h"
+#include "ops/sgemm_avx512.h"
 
 static bool use_reference;
 
@@ -45,6 +46,34 @@ static void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float al
     kiln_sgemm_portable(ta == CblasTrans, tb == CblasTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 #endif
+
+#if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
+/* Whether the AVX-512 kernel runs here (not forced off by KILN_GENERIC). */
+static bool avx512_ok(void)
+{
+    static int ok = -1;
+    if (ok < 0) {
+        __builtin_cpu_init();
+        ok = __builtin_cpu_supports("avx512f");
+    }
+    return ok && kiln_f32_avx2();   /* kiln_f32_avx2 is false when generic kernels are forced */
+}
+#endif
+
+/* One single-threaded product: the AVX-512 kernel where it pays (it packs both operands, so the
+ * product must be large enough in every dimension), else BLAS (or the portable GEMM). */
+static void gemm1(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                  int ldb, float beta, float *c, int ldc)
+{
+#if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
+    if (m >= 8 && n >= 24 && k >= 8 && avx512_ok()) {
+        kiln_sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+#endif
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a,
+                lda, b, ldb, beta, c, ldc);
+}
 
 static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
 
@@ -88,8 +117,7 @@ void kiln_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float 
     if (nt > 1 && (double)m * n * k < 2e5)
         nt = 1;
     if (nt == 1) {
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k,
-                    alpha, a, lda, b, ldb, beta, c, ldc);
+        gemm1(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     /* BLAS runs single-threaded (see kiln_set_threads); split the larger output dimension into
@@ -102,11 +130,10 @@ void kiln_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float 
     for (int i0 = 0; i0 < len; i0 += step) {
         int cnt = len - i0 < step ? len - i0 : step;
         if (split_m)
-            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, cnt, n, k,
-                        alpha, ta ? a + i0 : a + (size_t)i0 * lda, lda, b, ldb, beta, c + (size_t)i0 * ldc, ldc);
+            gemm1(ta, tb, cnt, n, k, alpha, ta ? a + i0 : a + (size_t)i0 * lda, lda, b, ldb, beta,
+                  c + (size_t)i0 * ldc, ldc);
         else
-            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, cnt, k,
-                        alpha, a, lda, tb ? b + (size_t)i0 * ldb : b + i0, ldb, beta, c + i0, ldc);
+            gemm1(ta, tb, m, cnt, k, alpha, a, lda, tb ? b + (size_t)i0 * ldb : b + i0, ldb, beta, c + i0, ldc);
     }
 }
 
