@@ -22,8 +22,10 @@ test: build
 	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD)-asan -j $(JOBS)
 	@cd $(BUILD)-asan && KILN_SANITIZED=1 ctest --output-on-failure -j $(JOBS)
+	@scripts/size-check
 
 bench: build
+	@command -v node >/dev/null && command -v npm >/dev/null || scripts/setup-deps --bench
 	@scripts/bench $(BUILD)
 
 clean:
