@@ -6,7 +6,6 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "core/error.h"
+#include "io/atomic_file.h"
 #include "kiln/tensor_io.h"
 
 #define NPY_MAGIC      "\x93NUMPY"
@@ -22,7 +22,6 @@
 #define NPY_CHUNK      ((size_t)1 << 14)    /* bytes converted per step when reading a file */
 #define NPY_ALIGN      64                   /* written headers end on this boundary */
 #define NPY_SHOW       60                   /* most characters of a value quoted in messages */
-#define NPY_PATH_MAX   4096                 /* longest temp file name */
 
 /* Element types a file may hold. */
 typedef enum { NPY_F4, NPY_F8, NPY_I4, NPY_I8, NPY_U1 } npy_dtype;
@@ -671,25 +670,6 @@ static size_t build_header(char *buf, size_t cap, int ndim, const int64_t *dims)
     return padded;
 }
 
-/* Creates a new temp file next to path; its name goes to tmp, its descriptor to *fd. */
-static kiln_status create_temp(const char *path, char *tmp, size_t cap, int *fd)
-{
-    static atomic_uint counter;
-    for (int tries = 0; tries < 100; tries++) {
-        unsigned k = atomic_fetch_add(&counter, 1);
-        if ((size_t)snprintf(tmp, cap, "%s.tmp-%ld-%u", path, (long)getpid(), k) >= cap)
-            return kiln_error(KILN_ERR_ARG, "%s: path: expected at most %zu bytes", path,
-                              cap - 32);
-        *fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (*fd >= 0)
-            return KILN_OK;
-        if (errno != EEXIST)
-            return kiln_error(KILN_ERR_IO, "%s: cannot create %s: %s", path, tmp,
-                              strerror(errno));
-    }
-    return kiln_error(KILN_ERR_IO, "%s: cannot find a free temp file name", path);
-}
-
 /* Writes n floats little-endian to fp. */
 static bool write_floats(FILE *fp, const float *data, size_t n)
 {
@@ -710,70 +690,21 @@ static bool write_floats(FILE *fp, const float *data, size_t n)
     return true;
 }
 
-/* Writes header and data to fd, flushes and fsyncs; closes fd. */
-static kiln_status write_contents(int fd, const char *tmp, const char *header, size_t hlen,
-                                  const float *data, size_t numel)
-{
-    FILE *fp = fdopen(fd, "wb");
-    if (!fp) {
-        kiln_status st = kiln_error(KILN_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-        close(fd);
-        return st;
-    }
-    bool ok = fwrite(header, 1, hlen, fp) == hlen && write_floats(fp, data, numel) &&
-              fflush(fp) == 0 && fsync(fileno(fp)) == 0;
-    int saved = errno;
-    if (fclose(fp) != 0 && ok) {
-        ok = false;
-        saved = errno;
-    }
-    if (!ok)
-        return kiln_error(KILN_ERR_IO, "%s: cannot write: %s", tmp, strerror(saved));
-    return KILN_OK;
-}
-
-/* fsyncs the directory holding path so that a rename in it is durable. */
-static kiln_status sync_dir(const char *path)
-{
-    char dir[NPY_PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return kiln_error(KILN_ERR_IO, "%s: cannot open directory %s: %s", path, dir,
-                          strerror(errno));
-    kiln_status st = KILN_OK;
-    if (fsync(fd) != 0 && errno != EINVAL)
-        st = kiln_error(KILN_ERR_IO, "%s: cannot fsync directory %s: %s", path, dir,
-                        strerror(errno));
-    close(fd);
-    return st;
-}
-
 kiln_status kiln_npy_write(const char *path, const float *data, int ndim, const int64_t *dims)
 {
     uint64_t numel = 0;
     kiln_status st = check_write_args(path, data, ndim, dims, &numel);
     if (st)
         return st;
-    char header[512], tmp[NPY_PATH_MAX];
+    char header[512];
     size_t hlen = build_header(header, sizeof header, ndim, dims);
-    int fd = -1;
-    st = create_temp(path, tmp, sizeof tmp, &fd);
-    if (st)
+    kiln_atomic_file f;
+    if ((st = kiln_atomic_open(&f, path)) != KILN_OK)
         return st;
-    st = write_contents(fd, tmp, header, hlen, data, (size_t)numel);
-    if (st == KILN_OK && rename(tmp, path) != 0)
-        st = kiln_error(KILN_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp,
-                        strerror(errno));
-    if (st) {
-        unlink(tmp);
+    if (fwrite(header, 1, hlen, f.fp) != hlen || !write_floats(f.fp, data, (size_t)numel)) {
+        st = kiln_error(KILN_ERR_IO, "%s: cannot write: %s", f.tmp, strerror(errno));
+        kiln_atomic_abort(&f);
         return st;
     }
-    return sync_dir(path);
+    return kiln_atomic_commit(&f);
 }

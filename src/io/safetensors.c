@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "core/error.h"
 #include "io/json.h"
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -817,100 +818,28 @@ static void build_header(kiln_json_buf *b, const kiln_st_tensor *tensors, int n,
         kiln_json_buf_puts(b, " ");
 }
 
-/* Creates a new temp file next to path; fills tmp and returns its fd, or -1 (error set). */
-static int create_temp(const char *path, char *tmp, size_t tmp_size)
-{
-    static atomic_uint counter;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        unsigned k = atomic_fetch_add(&counter, 1);
-        int len = snprintf(tmp, tmp_size, "%s.tmp.%ld.%u", path, (long)getpid(), k);
-        if (len < 0 || (size_t)len >= tmp_size) {
-            kiln_error(KILN_ERR_ARG, "%s: path too long", path);
-            return -1;
-        }
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0)
-            return fd;
-        if (errno != EEXIST) {
-            kiln_error(KILN_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-            return -1;
-        }
-    }
-    kiln_error(KILN_ERR_IO, "%s: cannot find a free temp file name", path);
-    return -1;
-}
-
-/* Writes length prefix, header and data to fp, then flushes and fsyncs; closes fp. */
-static kiln_status write_contents(FILE *fp, const char *tmp, const kiln_json_buf *header,
-                                  const kiln_st_tensor *tensors, int n, const int *order)
-{
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++)
-        len8[i] = (unsigned char)((uint64_t)header->len >> (8 * i));
-    bool ok = fwrite(len8, 1, 8, fp) == 8 &&
-              fwrite(header->data, 1, header->len, fp) == header->len;
-    for (int k = 0; ok && k < n; k++) {
-        const kiln_st_tensor *t = &tensors[order[k]];
-        ok = t->nbytes == 0 || fwrite(t->data, 1, t->nbytes, fp) == t->nbytes;
-    }
-    ok = ok && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
-    int saved = errno;
-    if (fclose(fp) != 0 && ok) {
-        ok = false;
-        saved = errno;
-    }
-    if (!ok)
-        return kiln_error(KILN_ERR_IO, "%s: cannot write: %s", tmp, strerror(saved));
-    return KILN_OK;
-}
-
-/* fsyncs the directory holding path so that a rename in it is durable. */
-static kiln_status sync_dir(const char *path)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return kiln_error(KILN_ERR_IO, "%s: cannot open directory %s: %s", path, dir,
-                          strerror(errno));
-    kiln_status st = KILN_OK;
-    if (fsync(fd) != 0 && errno != EINVAL)
-        st = kiln_error(KILN_ERR_IO, "%s: cannot fsync directory %s: %s", path, dir,
-                        strerror(errno));
-    close(fd);
-    return st;
-}
-
-/* Writes header and data to a temp file and renames it over path. */
+/* Writes length prefix, header and data to a temp file and renames it over path. */
 static kiln_status write_atomic(const char *path, const kiln_json_buf *header,
                                 const kiln_st_tensor *tensors, int n, const int *order)
 {
-    char tmp[4096];
-    int fd = create_temp(path, tmp, sizeof tmp);
-    if (fd < 0)
-        return KILN_ERR_IO;
-    FILE *fp = fdopen(fd, "wb");
-    if (!fp) {
-        kiln_status st = kiln_error(KILN_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
+    kiln_atomic_file f;
+    kiln_status st = kiln_atomic_open(&f, path);
+    if (st != KILN_OK)
+        return st;
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++)
+        len8[i] = (unsigned char)((uint64_t)header->len >> (8 * i));
+    bool ok = fwrite(len8, 1, 8, f.fp) == 8 && fwrite(header->data, 1, header->len, f.fp) == header->len;
+    for (int k = 0; ok && k < n; k++) {
+        const kiln_st_tensor *t = &tensors[order[k]];
+        ok = t->nbytes == 0 || fwrite(t->data, 1, t->nbytes, f.fp) == t->nbytes;
+    }
+    if (!ok) {
+        st = kiln_error(KILN_ERR_IO, "%s: cannot write: %s", f.tmp, strerror(errno));
+        kiln_atomic_abort(&f);
         return st;
     }
-    kiln_status st = write_contents(fp, tmp, header, tensors, n, order);
-    if (st == KILN_OK && rename(tmp, path) != 0)
-        st = kiln_error(KILN_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp,
-                        strerror(errno));
-    if (st != KILN_OK) {
-        unlink(tmp);
-        return st;
-    }
-    return sync_dir(path);
+    return kiln_atomic_commit(&f);
 }
 
 kiln_status kiln_st_write(const char *path, const kiln_st_tensor *tensors, int n,

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include "core/error.h"
 #include "io/json.h"
+#include "io/atomic_file.h"
 #include "train/plot.h"
 
 /* ---- reading ---- */
@@ -510,28 +511,10 @@ kiln_status kiln_plot_svg(const char *path, const kiln_curve *runs, int n_runs, 
             runs[r].elapsed && runs[r].loss && runs[r].acc)) || (runs[r].n_epochs &&
             !(runs[r].epoch_step && runs[r].epoch_elapsed && runs[r].test_acc)))
             return kiln_error(KILN_ERR_ARG, "kiln_plot_svg: run %d has missing arrays", r);
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return kiln_error(KILN_ERR_ARG, "%s: path too long", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return kiln_error(KILN_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-    write_svg(f, runs, n_runs, title, by_time);
-    bool ok = !ferror(f) && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int saved = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = false;
-        saved = errno;
-    }
-    if (!ok) {
-        unlink(tmp);
-        return kiln_error(KILN_ERR_IO, "%s: cannot write: %s", tmp, strerror(saved));
-    }
-    if (rename(tmp, path) != 0) {
-        saved = errno;
-        unlink(tmp);
-        return kiln_error(KILN_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp,
-                          strerror(saved));
-    }
-    return KILN_OK;
+    kiln_atomic_file f;
+    kiln_status st = kiln_atomic_open(&f, path);
+    if (st != KILN_OK)
+        return st;
+    write_svg(f.fp, runs, n_runs, title, by_time);
+    return kiln_atomic_commit(&f);
 }
