@@ -79,6 +79,28 @@ static void depthwise_forward(const kiln_graph_t *g, const kiln_node *nd, const 
     }
 }
 
+/* One image: im2col into col, the bias, one GEMM per group into y, then the activation. */
+static void conv_image(const kiln_graph_t *g, const kiln_node *nd, const kiln_node *in, const float *x, float *y,
+                       float *col, kiln_op act)
+{
+    int groups = nd->a.groups, cout = nd->shape[0], cg = cout / groups;
+    int kg = nd->params[0].dims[1] * nd->a.kernel[0] * nd->a.kernel[1];
+    int p = nd->shape[1] * nd->shape[2];
+    const float *w = kiln_node_tensor(g, nd, 0);
+    const float *bias = nd->a.no_bias ? NULL : kiln_node_tensor(g, nd, 1);
+    kiln_im2col(nd, in, x, col);
+    for (int co = 0; co < cout; co++) {
+        float bv = bias ? bias[co] : 0.0f;
+        for (int i = 0; i < p; i++)
+            y[(size_t)co * p + i] = bv;
+    }
+    for (int gi = 0; gi < groups; gi++)
+        kiln_sgemm(false, false, cg, p, kg, 1.0f, w + (size_t)gi * cg * kg, kg, col + (size_t)gi * kg * p, p, 1.0f,
+                   y + (size_t)gi * cg * p, p);
+    if (act != KILN_OP_INPUT)
+        kiln_activation_forward(act, nd->a.alpha, y, y, nd->numel);
+}
+
 void kiln_conv2d_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch,
                          float *y, float *col, int threads, kiln_op act)
 {
@@ -89,26 +111,34 @@ void kiln_conv2d_forward(const kiln_graph_t *g, const kiln_node *nd, const float
         depthwise_forward(g, nd, in, x, batch, y, threads, act);
         return;
     }
-    int groups = nd->a.groups, cout = nd->shape[0], cg = cout / groups;
-    int kg = nd->params[0].dims[1] * nd->a.kernel[0] * nd->a.kernel[1];
-    int p = nd->shape[1] * nd->shape[2];
-    size_t col_n = kiln_conv2d_col_floats(nd), in_n = in->numel, out_n = nd->numel;
-    const float *w = kiln_node_tensor(g, nd, 0);
-    const float *bias = nd->a.no_bias ? NULL : kiln_node_tensor(g, nd, 1);
+    size_t col_n = kiln_conv2d_col_floats(nd);
+    #pragma omp parallel for schedule(static) num_threads(threads) if (batch > 1)
+    for (int b = 0; b < batch; b++)
+        conv_image(g, nd, in, x + (size_t)b * in->numel, y + (size_t)b * nd->numel,
+                   col + (size_t)kiln_thread_id() * col_n, act);
+}
+
+size_t kiln_conv2d_pool_work_floats(const kiln_node *nd, int threads)
+{
+    return (kiln_conv2d_col_floats(nd) + nd->numel) * (size_t)threads;
+}
+
+void kiln_conv2d_pool_forward(const kiln_graph_t *g, const kiln_node *nd, const kiln_node *pool, const float *x,
+                              int batch, float *pooled, int32_t *argmax, float *work, int threads)
+{
+    const kiln_node *in = &g->nodes[nd->inputs[0]];
+    if (threads < 1)
+        threads = omp_get_max_threads();
+    size_t per = kiln_conv2d_col_floats(nd) + nd->numel, plane = (size_t)nd->shape[1] * nd->shape[2];
+    size_t pplane = (size_t)pool->shape[1] * pool->shape[2];
     #pragma omp parallel for schedule(static) num_threads(threads) if (batch > 1)
     for (int b = 0; b < batch; b++) {
-        float *cb = col + (size_t)kiln_thread_id() * col_n;
-        float *yb = y + (size_t)b * out_n;
-        kiln_im2col(nd, in, x + (size_t)b * in_n, cb);
-        for (int co = 0; co < cout; co++) {
-            float bv = bias ? bias[co] : 0.0f;
-            for (int i = 0; i < p; i++)
-                yb[(size_t)co * p + i] = bv;
+        float *mine = work + (size_t)kiln_thread_id() * per, *yb = mine + kiln_conv2d_col_floats(nd);
+        conv_image(g, nd, in, x + (size_t)b * in->numel, yb, mine, KILN_OP_RELU);
+        for (int c = 0; c < nd->shape[0]; c++) {   /* pool the image's planes while they are in cache */
+            size_t o = ((size_t)b * nd->shape[0] + c) * pplane;
+            kiln_maxpool_2x2_plane(yb + (size_t)c * plane, pooled + o, argmax ? argmax + o : NULL, nd->shape[2],
+                                   pool->shape[1], pool->shape[2]);
         }
-        for (int gi = 0; gi < groups; gi++)
-            kiln_sgemm(false, false, cg, p, kg, 1.0f, w + (size_t)gi * cg * kg, kg, cb + (size_t)gi * kg * p, p,
-                       1.0f, yb + (size_t)gi * cg * p, p);
-        if (act != KILN_OP_INPUT)
-            kiln_activation_forward(act, nd->a.alpha, yb, yb, out_n);
     }
 }

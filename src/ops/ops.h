@@ -46,6 +46,15 @@ void kiln_conv2d_forward(const kiln_graph_t *g, const kiln_node *nd, const float
 /* Max pooling; argmax (may be NULL) receives each output's input offset within its plane. */
 void kiln_maxpool_forward(const kiln_node *nd, const kiln_node *in, const float *x, int batch,
                           float *y, int32_t *argmax);
+/* One plane of 2x2, stride-2, unpadded max pooling (am, if not NULL, gets input offsets). */
+void kiln_maxpool_2x2_plane(const float *src, float *dst, int32_t *am, int w, int ho, int wo);
+/* Floats of per-thread space kiln_conv2d_pool_forward needs. */
+size_t kiln_conv2d_pool_work_floats(const kiln_node *nd, int threads);
+/* Training form of conv2d + relu + 2x2 max pool: each image convolved into per-thread space and
+ * pooled while in cache, so the full-size activation is never stored; writes the pooled output
+ * and the argmax (the relu's backward is the pool's, through the positive pooled values). */
+void kiln_conv2d_pool_forward(const kiln_graph_t *g, const kiln_node *nd, const kiln_node *pool, const float *x,
+                              int batch, float *pooled, int32_t *argmax, float *work, int threads);
 /* Average pooling, padding counted in the divisor (PyTorch's default). */
 void kiln_avgpool_forward(const kiln_node *nd, const kiln_node *in, const float *x, int batch, float *y);
 /* Mean over each channel plane. */

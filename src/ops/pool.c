@@ -3,7 +3,7 @@
 #include "ops/ops.h"
 
 /* The common 2x2, stride 2, unpadded window: two input rows per output row, no bounds checks. */
-static void maxpool_2x2(const float *src, float *dst, int32_t *am, int w, int ho, int wo)
+void kiln_maxpool_2x2_plane(const float *src, float *dst, int32_t *am, int w, int ho, int wo)
 {
     for (int oy = 0; oy < ho; oy++) {
         const float *r0 = src + (size_t)(2 * oy) * w, *r1 = r0 + w;
@@ -30,7 +30,7 @@ void kiln_maxpool_forward(const kiln_node *nd, const kiln_node *in, const float 
         a->pad[1] == 0) {
         #pragma omp parallel for schedule(static) if ((size_t)planes * h * w > 32768)
         for (int pl = 0; pl < planes; pl++)
-            maxpool_2x2(x + (size_t)pl * h * w, y + (size_t)pl * ho * wo, argmax ? argmax + (size_t)pl * ho * wo : NULL,
+            kiln_maxpool_2x2_plane(x + (size_t)pl * h * w, y + (size_t)pl * ho * wo, argmax ? argmax + (size_t)pl * ho * wo : NULL,
                         w, ho, wo);
         return;
     }

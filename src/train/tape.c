@@ -19,6 +19,9 @@ struct kiln_tape {
     bool *fused;                   /* per node: a relu computed in place by its producer */
     bool *relu_out;                /* per node: applies the fused relu to its output */
     bool *relu_in_pool;            /* per node: a fused relu whose backward its max-pool does */
+    int *pool_with;                /* per conv node: the 2x2 max-pool computed with it (conv + relu +
+                                    * pool per image, in cache; its full output is never stored), or 0 */
+    bool *pooled;                  /* per node: a max-pool its conv computes */
     float *work;                   /* shared temporary */
     float *dparams;
     int threads;                   /* threads the work space is sized for */
@@ -51,6 +54,8 @@ void kiln_tape_free(kiln_tape_t *t)
     free(t->fused);
     free(t->relu_out);
     free(t->relu_in_pool);
+    free(t->pool_with);
+    free(t->pooled);
     free(t->work);
     free(t->dparams);
     free(t->fwd_s);
@@ -75,7 +80,8 @@ kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, u
     if (!t || !(t->act = calloc(n, sizeof(float *))) || !(t->grad = calloc(n, sizeof(float *))) ||
         !(t->save = calloc(n, sizeof(float *))) || !(t->argmax = calloc(n, sizeof(int32_t *))) ||
         !(t->needs_grad = calloc(n, sizeof(bool))) || !(t->fused = calloc(n, sizeof(bool))) ||
-        !(t->relu_out = calloc(n, sizeof(bool))) || !(t->relu_in_pool = calloc(n, sizeof(bool))))
+        !(t->relu_out = calloc(n, sizeof(bool))) || !(t->relu_in_pool = calloc(n, sizeof(bool))) ||
+        !(t->pool_with = calloc(n, sizeof(int))) || !(t->pooled = calloc(n, sizeof(bool))))
         goto nomem;
     t->g = g;
     kiln_gemm_init();
@@ -95,6 +101,19 @@ kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, u
             consumers[g->nodes[i].inputs[j]]++;
             reader[g->nodes[i].inputs[j]] = i;
         }
+    for (int i = 1; i < g->n; i++) {   /* conv -> relu -> 2x2 max-pool chains, each sole reader */
+        const kiln_node *c = &g->nodes[i];
+        if (c->op != KILN_OP_CONV2D || c->a.groups != 1 || consumers[i] != 1)
+            continue;
+        int r = reader[i], p = reader[r];
+        const kiln_node *pn = &g->nodes[p];
+        if (g->nodes[r].op == KILN_OP_RELU && consumers[r] == 1 && pn->op == KILN_OP_MAXPOOL2D &&
+            pn->a.kernel[0] == 2 && pn->a.kernel[1] == 2 && pn->a.stride[0] == 2 && pn->a.stride[1] == 2 &&
+            pn->a.pad[0] == 0 && pn->a.pad[1] == 0) {
+            t->pool_with[i] = p;
+            t->pooled[p] = true;
+        }
+    }
     t->max_batch = max_batch;
     t->threads = omp_get_max_threads();
     kiln_rng_seed(&t->rng, seed);
@@ -122,6 +141,10 @@ kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, u
         if (t->fused[i] || view) {
             t->act[i] = t->act[src];
             numel = 0;
+        } else if (t->pool_with[i]) {
+            numel = 0;   /* computed per image and pooled at once: never stored */
+            size_t pw = kiln_conv2d_pool_work_floats(nd, t->threads);
+            work = pw > work ? pw : work;
         } else if (i > 0 && !(t->act[i] = alloc_floats(numel))) {
             goto nomem;
         }
@@ -175,6 +198,17 @@ const float *kiln_tape_forward(kiln_tape_t *t, const float *x, int batch, bool t
         const kiln_node *nd = &g->nodes[i];
         if (t->fused[i] || nd->op == KILN_OP_FLATTEN) {
             t->act[i] = t->act[nd->inputs[0]];
+            continue;
+        }
+        if (t->pooled[i])
+            continue;   /* written by its conv */
+        if (t->pool_with[i]) {
+            int p = t->pool_with[i];
+            double t0 = t->fwd_s ? omp_get_wtime() : 0;
+            kiln_conv2d_pool_forward(g, nd, &g->nodes[p], t->act[nd->inputs[0]], batch, t->act[p], t->argmax[p],
+                                     t->work, t->threads);
+            if (t->fwd_s)
+                t->fwd_s[i] += omp_get_wtime() - t0;
             continue;
         }
         kiln_fwd_args a = {.batch = batch, .training = training, .out = t->act[i], .work = t->work,
