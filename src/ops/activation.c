@@ -6,9 +6,14 @@ void kiln_activation_forward(kiln_op op, float alpha, const float *x, float *y, 
 {
     switch (op) {
     case KILN_OP_RELU:
-        #pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++)
-            y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        if (n > 65536) {   /* a parallel region costs microseconds: only for large tensors */
+            #pragma omp parallel for simd schedule(static)
+            for (size_t i = 0; i < n; i++)
+                y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        } else {
+            for (size_t i = 0; i < n; i++)
+                y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        }
         break;
     case KILN_OP_LEAKY_RELU:
         for (size_t i = 0; i < n; i++)

@@ -112,7 +112,11 @@ void kiln_conv2d_forward(const kiln_graph_t *g, const kiln_node *nd, const float
         return;
     }
     size_t col_n = kiln_conv2d_col_floats(nd);
-    #pragma omp parallel for schedule(static) num_threads(threads) if (batch > 1)
+    if (batch == 1) {   /* no parallel region (it costs microseconds at batch 1) */
+        conv_image(g, nd, in, x, y, col, act);
+        return;
+    }
+    #pragma omp parallel for schedule(static) num_threads(threads)
     for (int b = 0; b < batch; b++)
         conv_image(g, nd, in, x + (size_t)b * in->numel, y + (size_t)b * nd->numel,
                    col + (size_t)kiln_thread_id() * col_n, act);

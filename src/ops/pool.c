@@ -28,10 +28,16 @@ void kiln_maxpool_forward(const kiln_node *nd, const kiln_node *in, const float 
     int planes = batch * c;
     if (a->kernel[0] == 2 && a->kernel[1] == 2 && a->stride[0] == 2 && a->stride[1] == 2 && a->pad[0] == 0 &&
         a->pad[1] == 0) {
-        #pragma omp parallel for schedule(static) if ((size_t)planes * h * w > 32768)
+        if ((size_t)planes * h * w <= 32768) {   /* small: no parallel region */
+            for (int pl = 0; pl < planes; pl++)
+                kiln_maxpool_2x2_plane(x + (size_t)pl * h * w, y + (size_t)pl * ho * wo,
+                                       argmax ? argmax + (size_t)pl * ho * wo : NULL, w, ho, wo);
+            return;
+        }
+        #pragma omp parallel for schedule(static)
         for (int pl = 0; pl < planes; pl++)
-            kiln_maxpool_2x2_plane(x + (size_t)pl * h * w, y + (size_t)pl * ho * wo, argmax ? argmax + (size_t)pl * ho * wo : NULL,
-                        w, ho, wo);
+            kiln_maxpool_2x2_plane(x + (size_t)pl * h * w, y + (size_t)pl * ho * wo,
+                                   argmax ? argmax + (size_t)pl * ho * wo : NULL, w, ho, wo);
         return;
     }
     #pragma omp parallel for schedule(static) if ((size_t)planes * h * w > 32768)
