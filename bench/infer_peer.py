@@ -43,25 +43,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# The reference models, defined once for the tests and the benches.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ref"))
+from torch_ref import CNN, MLP  # noqa: E402
+
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 CALIB_N, CALIB_SEED = 1000, 0
 
-
-class CNN(nn.Module):
-    """The reference CNN, as in tests/ref/torch_ref.py."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.fc1 = nn.Linear(3136, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = torch.flatten(x, 1)
-        return self.fc2(F.relu(self.fc1(x)))
 
 
 class QuantCNN(nn.Module):

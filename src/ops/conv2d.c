@@ -52,7 +52,7 @@ size_t kiln_conv2d_col_floats(const kiln_node *nd)
 }
 
 /* groups = in channels = out channels: one kh x kw kernel per channel plane */
-static bool is_depthwise(const kiln_node *nd, const kiln_node *in)
+bool kiln_conv2d_is_depthwise(const kiln_node *nd, const kiln_node *in)
 {
     return nd->a.groups == in->shape[0] && nd->shape[0] == nd->a.groups;
 }
@@ -107,7 +107,7 @@ void kiln_conv2d_forward(const kiln_graph_t *g, const kiln_node *nd, const float
     const kiln_node *in = &g->nodes[nd->inputs[0]];
     if (threads < 1)
         threads = omp_get_max_threads();
-    if (is_depthwise(nd, in)) {
+    if (kiln_conv2d_is_depthwise(nd, in)) {
         depthwise_forward(g, nd, in, x, batch, y, threads, act);
         return;
     }

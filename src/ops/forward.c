@@ -5,7 +5,9 @@
 size_t kiln_node_work_floats(const kiln_graph_t *g, int id, int threads)
 {
     const kiln_node *nd = &g->nodes[id];
-    return nd->op == KILN_OP_CONV2D ? kiln_conv2d_col_floats(nd) * (size_t)threads : 0;
+    if (nd->op != KILN_OP_CONV2D || kiln_conv2d_is_depthwise(nd, &g->nodes[nd->inputs[0]]))
+        return 0;   /* the depthwise kernel needs no im2col space */
+    return kiln_conv2d_col_floats(nd) * (size_t)threads;
 }
 
 size_t kiln_node_save_floats(const kiln_graph_t *g, int id, int batch)

@@ -39,8 +39,11 @@ void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, float
 size_t kiln_conv2d_col_floats(const kiln_node *nd);
 /* y (batch, units) = x (batch, in) * W^T + b. */
 void kiln_dense_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch, float *y);
-/* Convolution by im2col + GEMM per image, images in parallel on up to threads threads (0: all);
- * col holds one im2col matrix per thread; act (KILN_OP_INPUT for none) is applied in cache. */
+/* Whether conv node nd (input in) is depthwise (groups = in = out channels): a direct kernel. */
+bool kiln_conv2d_is_depthwise(const kiln_node *nd, const kiln_node *in);
+/* Convolution, images in parallel on up to threads threads (0: all): depthwise by the direct
+ * kernel, otherwise im2col + GEMM per image with col holding one im2col matrix per thread; act
+ * (KILN_OP_INPUT for none) is applied while the image is in cache. */
 void kiln_conv2d_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch,
                          float *y, float *col, int threads, kiln_op act);
 /* Max pooling; argmax (may be NULL) receives each output's input offset within its plane. */
