@@ -4,6 +4,7 @@
  * groups of four k per 32-bit lane, [kpad/4][mpad][4] with mpad a multiple of 16, so that one
  * 256-bit load holds eight output channels' next four weights and vpdpbusd adds four products per
  * lane. Padding (k to kpad, m to mpad) is zero weights, contributing nothing. */
+#include <cpuid.h>
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,16 @@ void kiln_qgemm_force_generic(bool on)
 {
     force_generic = on;
 }
+
+#ifndef KILN_GENERIC_ONLY
+/* AVX-VNNI (CPUID leaf 7, sub-leaf 1, EAX bit 4); asked directly since not every compiler's
+ * __builtin_cpu_supports knows the name. */
+static bool has_avx_vnni(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1);
+}
+#endif
 
 kiln_qkernel kiln_qgemm_kernel(void)
 {
@@ -30,7 +41,7 @@ kiln_qkernel kiln_qgemm_kernel(void)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
         return KILN_QK_AVX512VNNI;
-    if (__builtin_cpu_supports("avxvnni"))
+    if (__builtin_cpu_supports("avx2") && has_avx_vnni())
         return KILN_QK_AVXVNNI;
     if (__builtin_cpu_supports("avx2"))
         return KILN_QK_AVX2;
