@@ -30,7 +30,6 @@ All commands run with torch.set_num_threads(1) (and one inter-op thread) unless 
 otherwise.
 """
 import argparse
-import gzip
 import json
 import os
 import resource
@@ -46,10 +45,8 @@ import torch.nn.functional as F
 # The reference models, defined once for the tests and the benches.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ref"))
 from torch_ref import CNN, MLP  # noqa: E402
-
-DATA_DIR = "/usr/share/datasets/fashion-mnist"
+from peer_data import DATA_DIR, load_split  # noqa: E402,F401
 CALIB_N, CALIB_SEED = 1000, 0
-
 
 
 class QuantCNN(nn.Module):
@@ -104,24 +101,6 @@ def load_weights(model, path):
         raise SystemExit(f"{path}: missing tensors {missing}")
     model.load_state_dict({k: sd[k] for k in want}, strict=True)
     return model.eval()
-
-
-def read_idx(path, magic):
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    got = int.from_bytes(raw[0:4], "big")
-    if got != magic:
-        raise SystemExit(f"{path}: magic: expected {magic:#010x}, found {got:#010x}")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def load_split(prefix):
-    images = read_idx(os.path.join(DATA_DIR, f"{prefix}-images-idx3-ubyte.gz"), 0x00000803)
-    labels = read_idx(os.path.join(DATA_DIR, f"{prefix}-labels-idx1-ubyte.gz"), 0x00000801)
-    x = torch.from_numpy(images.astype(np.float32) / np.float32(255)).reshape(-1, 1, 28, 28).contiguous()
-    return x, torch.from_numpy(labels.astype(np.int64))
 
 
 def bench_input():

@@ -25,7 +25,6 @@ Prints one JSON object on stdout; progress goes to stderr.
 usage: torch_peer.py {cnn,mlp} {throughput,train} [--threads N] [--seed S] ...
 """
 import argparse
-import gzip
 import json
 import os
 import sys
@@ -39,29 +38,7 @@ import torch.nn.functional as F
 # The reference models, defined once for the tests and the benches.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ref"))
 from torch_ref import CNN, MLP  # noqa: E402
-
-DATA_DIR = "/usr/share/datasets/fashion-mnist"
-
-
-
-
-def read_idx(path, magic):
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    got = int.from_bytes(raw[0:4], "big")
-    if got != magic:
-        raise SystemExit(f"{path}: magic: expected {magic:#010x}, found {got:#010x}")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def load_split(prefix):
-    images = read_idx(os.path.join(DATA_DIR, f"{prefix}-images-idx3-ubyte.gz"), 0x00000803)
-    labels = read_idx(os.path.join(DATA_DIR, f"{prefix}-labels-idx1-ubyte.gz"), 0x00000801)
-    x = torch.from_numpy(images.astype(np.float32) / np.float32(255)).reshape(-1, 1, 28, 28).contiguous()
-    y = torch.from_numpy(labels.astype(np.int64)).contiguous()
-    return x, y
+from peer_data import DATA_DIR, load_split  # noqa: E402,F401
 
 
 def vm_rss_bytes():
