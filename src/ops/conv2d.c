@@ -35,8 +35,11 @@ void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, float
             const float *s = src + (size_t)iy * w + ox0;
             for (int ox = 0; ox < lo; ox++)
                 d[ox] = 0.0f;
-            if (sw == 1)
+            if (sw == 1 && hi - lo >= 64)
                 memcpy(d + lo, s + lo, (size_t)(hi - lo) * sizeof(float));
+            else if (sw == 1)   /* short rows: a call costs more than the copy */
+                for (int ox = lo; ox < hi; ox++)
+                    d[ox] = s[ox];
             else
                 for (int ox = lo; ox < hi; ox++)
                     d[ox] = s[ox * sw];

@@ -1,10 +1,49 @@
 /* Max, average and global average pooling forward. */
 #include <float.h>
+#include <immintrin.h>
+#include <stdlib.h>
 #include "ops/ops.h"
+
+#if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
+/* 16 outputs at a time: the vertical maximum of the two rows, then of each even/odd pair. */
+__attribute__((target("avx512f"))) static void pool_rows_avx512(const float *r0, const float *r1, float *d, int wo)
+{
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (int ox = 0; ox < wo; ox += 16) {
+        int n = 2 * (wo - ox < 16 ? wo - ox : 16);   /* input columns of this block */
+        __mmask16 k0 = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+        __mmask16 k1 = n >= 32 ? 0xffff : (n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1));
+        __m512 m0 = _mm512_max_ps(_mm512_maskz_loadu_ps(k0, r0 + 2 * ox), _mm512_maskz_loadu_ps(k0, r1 + 2 * ox));
+        __m512 m1 = _mm512_max_ps(_mm512_maskz_loadu_ps(k1, r0 + 2 * ox + 16),
+                                  _mm512_maskz_loadu_ps(k1, r1 + 2 * ox + 16));
+        __m512 v = _mm512_max_ps(_mm512_permutex2var_ps(m0, even, m1), _mm512_permutex2var_ps(m0, odd, m1));
+        _mm512_mask_storeu_ps(d + ox, (__mmask16)(n >= 32 ? 0xffff : (1u << (n / 2)) - 1), v);
+    }
+}
+
+static bool pool_avx512(void)
+{
+    static int ok = -1;
+    if (ok < 0) {
+        __builtin_cpu_init();
+        const char *e = getenv("KILN_GENERIC");
+        ok = __builtin_cpu_supports("avx512f") && !(e && *e && *e != '0');
+    }
+    return ok;
+}
+#endif
 
 /* The common 2x2, stride 2, unpadded window: two input rows per output row, no bounds checks. */
 void kiln_maxpool_2x2_plane(const float *src, float *dst, int32_t *am, int w, int ho, int wo)
 {
+#if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
+    if (!am && pool_avx512()) {   /* inference: no argmax to keep */
+        for (int oy = 0; oy < ho; oy++)
+            pool_rows_avx512(src + (size_t)(2 * oy) * w, src + (size_t)(2 * oy + 1) * w, dst + (size_t)oy * wo, wo);
+        return;
+    }
+#endif
     for (int oy = 0; oy < ho; oy++) {
         const float *r0 = src + (size_t)(2 * oy) * w, *r1 = r0 + w;
         float *d = dst + (size_t)oy * wo;
