@@ -23,8 +23,6 @@ typedef struct {
     int line;
 } spec_pos;
 
-#define SPEC_ERR(pos, col, ...) spec_error(pos, col, __VA_ARGS__)
-
 static kiln_status spec_error(const spec_pos *p, int col, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -99,14 +97,14 @@ static int name_to_id(const kiln_graph_t *g, const spec_pos *p, const char *s, i
 {
     char buf[KILN_NAME_LEN];
     if (len <= 0 || len >= KILN_NAME_LEN) {
-        SPEC_ERR(p, col, "layer name of %d characters, expected 1 to %d", len, KILN_NAME_LEN - 1);
+        spec_error(p, col, "layer name of %d characters, expected 1 to %d", len, KILN_NAME_LEN - 1);
         return -1;
     }
     memcpy(buf, s, (size_t)len);
     buf[len] = 0;
     int id = kiln_graph_find(g, buf);
     if (id < 0)
-        SPEC_ERR(p, col, "no earlier layer is named '%s'", buf);
+        spec_error(p, col, "no earlier layer is named '%s'", buf);
     return id;
 }
 
@@ -118,7 +116,7 @@ static int parse_names(const kiln_graph_t *g, const spec_pos *p, const token *t,
         const char *comma = memchr(s, ',', (size_t)(end - s));
         const char *e = comma ? comma : end;
         if (n >= KILN_MAX_INPUTS) {
-            SPEC_ERR(p, t->col + (int)(s - t->s), "more than %d inputs", KILN_MAX_INPUTS);
+            spec_error(p, t->col + (int)(s - t->s), "more than %d inputs", KILN_MAX_INPUTS);
             return -1;
         }
         int id = name_to_id(g, p, s, (int)(e - s), t->col + (int)(s - t->s));
@@ -184,12 +182,12 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
              a->act == KILN_OP_TANH || a->act == KILN_OP_GELU;
     }
     else {
-        SPEC_ERR(p, t->col, "unknown key '%.*s' for %s", kl, k, kiln_op_name(op));
+        spec_error(p, t->col, "unknown key '%.*s' for %s", kl, k, kiln_op_name(op));
         return false;
     }
 #undef KEY
     if (!ok)
-        SPEC_ERR(p, vcol, "bad value '%.*s' for %.*s", vl, v, kl, k);
+        spec_error(p, vcol, "bad value '%.*s' for %.*s", vl, v, kl, k);
     return ok;
 }
 
@@ -200,21 +198,21 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
     if (t[0].len > 1 && t[0].s[t[0].len - 1] == ':') {
         int nl = t[0].len - 1;
         if (nl >= KILN_NAME_LEN)
-            return SPEC_ERR(p, t[0].col, "layer name longer than %d characters", KILN_NAME_LEN - 1);
+            return spec_error(p, t[0].col, "layer name longer than %d characters", KILN_NAME_LEN - 1);
         for (int i = 0; i < nl; i++)
             if (!isalnum((unsigned char)t[0].s[i]) && t[0].s[i] != '_' && t[0].s[i] != '.')
-                return SPEC_ERR(p, t[0].col + i, "layer names use letters, digits, '_' and '.'");
+                return spec_error(p, t[0].col + i, "layer names use letters, digits, '_' and '.'");
         memcpy(name, t[0].s, (size_t)nl);
         t++;
         n--;
         if (n == 0)
-            return SPEC_ERR(p, t[-1].col + t[-1].len, "expected an op after the layer name");
+            return spec_error(p, t[-1].col + t[-1].len, "expected an op after the layer name");
     }
     kiln_op op = op_from(&t[0]);
     if (op == KILN_OP_COUNT)
-        return SPEC_ERR(p, t[0].col, "unknown op '%.*s'", t[0].len, t[0].s);
+        return spec_error(p, t[0].col, "unknown op '%.*s'", t[0].len, t[0].s);
     if ((op == KILN_OP_INPUT) != (g->n == 0))
-        return SPEC_ERR(p, t[0].col, op == KILN_OP_INPUT ? "input must be the first layer"
+        return spec_error(p, t[0].col, op == KILN_OP_INPUT ? "input must be the first layer"
                                                          : "the first layer must be 'input'");
     kiln_attrs a = {0};
     int ids[KILN_MAX_INPUTS], n_ids = 0, pos = 0, dims[3] = {0, 1, 1};
@@ -260,22 +258,22 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
             ok = false;
         }
         if (!ok)
-            return SPEC_ERR(p, t[i].col, "unexpected argument '%.*s' for %s", t[i].len, t[i].s, kiln_op_name(op));
+            return spec_error(p, t[i].col, "unexpected argument '%.*s' for %s", t[i].len, t[i].s, kiln_op_name(op));
         pos++;
     }
     if (op == KILN_OP_INPUT) {
         if (pos != 1 && pos != 3)
-            return SPEC_ERR(p, t[0].col, "input takes C or C H W, found %d numbers", pos);
+            return spec_error(p, t[0].col, "input takes C or C H W, found %d numbers", pos);
         if (kiln_graph_input(g, dims[0], dims[1], dims[2]) < 0)
-            return SPEC_ERR(p, t[0].col, "%s", kiln_last_error());
+            return spec_error(p, t[0].col, "%s", kiln_last_error());
         return KILN_OK;
     }
     if ((op == KILN_OP_DENSE || op == KILN_OP_CONV2D) && a.units <= 0)
-        return SPEC_ERR(p, t[0].col, "%s needs its output size", kiln_op_name(op));
+        return spec_error(p, t[0].col, "%s needs its output size", kiln_op_name(op));
     if (op == KILN_OP_CONV2D && a.kernel[0] <= 0)
-        return SPEC_ERR(p, t[0].col, "conv2d needs a kernel size");
+        return spec_error(p, t[0].col, "conv2d needs a kernel size");
     if ((op == KILN_OP_MAXPOOL2D || op == KILN_OP_AVGPOOL2D) && a.kernel[0] <= 0)
-        return SPEC_ERR(p, t[0].col, "%s needs a window size", kiln_op_name(op));
+        return spec_error(p, t[0].col, "%s needs a window size", kiln_op_name(op));
     if (op == KILN_OP_DROPOUT && pos == 0)
         a.alpha = 0.5f;
     if ((op == KILN_OP_ADD || op == KILN_OP_CONCAT) && n_ids == 1) {
@@ -284,7 +282,7 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
         n_ids = 2;
     }
     if (kiln_graph_add(g, op, n_ids ? ids : NULL, n_ids, &a, name[0] ? name : NULL) < 0)
-        return SPEC_ERR(p, t[0].col, "%s", kiln_last_error());
+        return spec_error(p, t[0].col, "%s", kiln_last_error());
     return KILN_OK;
 }
 
@@ -304,7 +302,7 @@ kiln_graph_t *kiln_spec_parse(const char *text, const char *origin)
         token t[40];
         int n = tokenize(s, len, t, 40);
         if (n == 40) {
-            SPEC_ERR(&p, 1, "too many words on one line (at most 39)");
+            spec_error(&p, 1, "too many words on one line (at most 39)");
             goto fail;
         }
         if (n > 0 && parse_line(g, &p, t, n) != KILN_OK)

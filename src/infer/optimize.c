@@ -102,8 +102,6 @@ kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *
                     memcpy(kiln_node_tensor(g, nn, u), kiln_node_tensor(src, nd, t), nd->params[t].numel * sizeof(float));
         if (gets_bn && nd->a.no_bias)
             memset(kiln_node_tensor(g, nn, 1), 0, (size_t)nn->shape[0] * sizeof(float));
-        if (nd->op == KILN_OP_FLATTEN)
-            st.views++;
     }
     if (map[n - 1] != g->n - 1) {
         /* the output was absorbed into an earlier node that is not last: impossible, since

@@ -6,7 +6,7 @@
 
 /* What kiln_graph_optimize changed. */
 typedef struct {
-    int batchnorms_folded, dropouts_removed, activations_fused, views;
+    int batchnorms_folded, dropouts_removed, activations_fused;
 } kiln_optimize_stats;
 
 /* A new graph computing src's eval-mode output: batchnorm folded into a preceding conv/dense,

@@ -125,7 +125,6 @@ kiln_status kiln_plan_create(const kiln_graph_t *g, int batch, const int *elem_b
     }
     for (int i = 0; i < n; i++)
         plan->offset[i] = bufs[buf[i]].offset;
-    plan->buffers = nb;
     free(last);
     free(buf);
     free(bufs);

@@ -9,7 +9,6 @@ typedef struct {
     size_t *offset;          /* per node, floats from the arena start */
     size_t arena_floats;     /* the arena's size */
     size_t peak_live_floats; /* most floats live at once: a lower bound for any arena */
-    int buffers;             /* distinct buffers after views and in-place reuse */
     int in_place;            /* nodes writing over their input's buffer */
 } kiln_plan;
 
