@@ -12,6 +12,7 @@
 typedef struct {
     bool tty;
     bool quiet;
+    bool selective;
     int last_pct;
 } progress_view;
 
@@ -25,14 +26,26 @@ static void fmt_time(char *out, size_t n, double s)
         snprintf(out, n, "%02d:%02d", (int)s / 60, (int)s % 60);
 }
 
+/* ", backprop 31% (scored 12345)" for selective runs, else "". */
+static void fmt_selective(char *out, size_t n, const progress_view *v, const kiln_progress *p)
+{
+    const kiln_train_counters *c = &p->counters;
+    if (!v->selective || !c->examples)
+        out[0] = 0;
+    else
+        snprintf(out, n, " backprop %.0f%% (%lld of %lld, %lld scored)", 100.0 * (double)c->backpropagated / (double)c->examples,
+                 (long long)c->backpropagated, (long long)c->examples, (long long)c->scored);
+}
+
 static void on_progress(const kiln_progress *p, void *user)
 {
     progress_view *v = user;
     if (v->quiet)
         return;
     int pct = (int)(100 * p->step / p->steps_per_epoch);
-    char eta[32];
+    char eta[32], sb[96];
     fmt_time(eta, sizeof eta, p->eta_s);
+    fmt_selective(sb, sizeof sb, v, p);
     if (v->tty) {
         if (p->step % 10 != 0 && !p->epoch_end)
             return;
@@ -41,19 +54,19 @@ static void on_progress(const kiln_progress *p, void *user)
         for (int i = 0; i < 30; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[30] = 0;
-        fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %3d%% step %lld/%lld loss %.4f acc %.2f%% %.0f img/s ETA %s",
+        fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %3d%% step %lld/%lld loss %.4f acc %.2f%% %.0f img/s ETA %s%s",
                 p->epoch, p->epochs, bar, pct, (long long)p->step, (long long)p->steps_per_epoch, p->loss,
-                100 * p->accuracy, p->images_per_s, eta);
+                100 * p->accuracy, p->images_per_s, eta, sb);
     } else if (pct / 25 != v->last_pct / 25 && !p->epoch_end) {
-        fprintf(stderr, "epoch %d/%d step %lld/%lld loss %.4f acc %.2f%% %.0f img/s ETA %s\n", p->epoch,
+        fprintf(stderr, "epoch %d/%d step %lld/%lld loss %.4f acc %.2f%% %.0f img/s ETA %s%s\n", p->epoch,
                 p->epochs, (long long)p->step, (long long)p->steps_per_epoch, p->loss, 100 * p->accuracy,
-                p->images_per_s, eta);
+                p->images_per_s, eta, sb);
     }
     v->last_pct = pct;
     if (p->epoch_end) {
         fprintf(stderr, "%sepoch %d/%d done: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.0f img/s, "
-                "%.1f s\n", v->tty ? "\r\033[K" : "", p->epoch, p->epochs, p->loss, 100 * p->accuracy,
-                p->test_loss, 100 * p->test_accuracy, p->images_per_s, p->elapsed_s);
+                "%.1f s%s\n", v->tty ? "\r\033[K" : "", p->epoch, p->epochs, p->loss, 100 * p->accuracy,
+                p->test_loss, 100 * p->test_accuracy, p->images_per_s, p->elapsed_s, sb);
         v->last_pct = 0;
     }
 }
@@ -99,7 +112,7 @@ static char *with_ext(const char *path, const char *ext)
 
 int cmd_train(int argc, char **argv)
 {
-    static const char *const flags[] = {"json", "flip", "quiet", NULL};
+    static const char *const flags[] = {"json", "flip", "quiet", "selective-backprop", NULL};
     cli_args a;
     if (cli_parse(&a, argc, argv, flags) || a.n_pos != 1) {
         fprintf(stderr, "usage: kiln train SPEC.kiln [--data fashion-mnist|DIR] [--epochs N] [--batch N] "
@@ -132,9 +145,13 @@ int cmd_train(int argc, char **argv)
     cfg.checkpoint_every = cli_int(&a, "checkpoint-every", 0, 0, INT64_MAX);
     cfg.resume_path = cli_str(&a, "resume", NULL);
     cfg.stop_after_steps = cli_int(&a, "max-steps", 0, 0, INT64_MAX);
+    cfg.selective.enabled = cli_flag(&a, "selective-backprop");
+    cfg.selective.beta = (float)cli_float(&a, "sb-beta", 3, 0, 1000);
+    cfg.selective.history = (int)cli_int(&a, "sb-history", 1024, 1, 1 << 24);
+    cfg.selective.stale = (int)cli_int(&a, "sb-stale", 0, 0, 100000);
     uint64_t init_seed = (uint64_t)cli_int(&a, "init-seed", (int64_t)cfg.seed, 0, INT64_MAX);
     bool json = cli_flag(&a, "json");
-    progress_view view = {.tty = isatty(2), .quiet = cli_flag(&a, "quiet")};
+    progress_view view = {.tty = isatty(2), .quiet = cli_flag(&a, "quiet"), .selective = cfg.selective.enabled};
     char *def_out = with_ext(a.pos[0], ".safetensors");
     const char *out = cli_str(&a, "out", def_out);
     char *def_metrics = with_ext(out, ".metrics.jsonl"), *def_plot = with_ext(out, ".svg");
@@ -189,7 +206,21 @@ int cmd_train(int argc, char **argv)
             printf("\"test_loss\":null,\"test_accuracy\":null,");
         else
             printf("\"test_loss\":%.6f,\"test_accuracy\":%.6f,", res.test_loss, res.test_accuracy);
-        printf("\"activation_bytes_per_example\":%zu,\"metrics\":", res.activation_bytes_per_example);
+        const kiln_train_counters *c = &res.counters;
+        printf("\"activation_bytes_per_example\":%zu,", res.activation_bytes_per_example);
+        printf("\"selective_backprop\":");
+        if (cfg.selective.enabled)
+            printf("{\"beta\":%g,\"history\":%d,\"stale\":%d},", cfg.selective.beta, cfg.selective.history,
+                   cfg.selective.stale);
+        else
+            printf("null,");
+        printf("\"examples\":%lld,\"scored\":%lld,\"selected\":%lld,\"backpropagated\":%lld,"
+               "\"fraction_backpropagated\":%.6f,\"updates\":%lld,\"time_s\":{\"score\":%.3f,\"forward\":%.3f,"
+               "\"backward\":%.3f,\"update\":%.3f,\"other\":%.3f},\"metrics\":",
+               (long long)c->examples, (long long)c->scored, (long long)c->selected, (long long)c->backpropagated,
+               c->examples ? (double)c->backpropagated / (double)c->examples : 0.0, (long long)c->updates, c->score_s,
+               c->forward_s, c->backward_s, c->update_s,
+               res.seconds - c->score_s - c->forward_s - c->backward_s - c->update_s);
         cli_json_str(cfg.metrics_path);
         printf(",\"plot\":");
         if (plotted)
@@ -201,6 +232,15 @@ int cmd_train(int argc, char **argv)
         printf("saved %s (test accuracy %.2f%%, %lld steps, %.1f s training, %.0f img/s); metrics %s%s%s\n", out,
                100 * res.test_accuracy, (long long)res.steps, res.seconds, res.images_per_s, cfg.metrics_path,
                plotted ? ", plot " : "", plotted ? plot : "");
+        const kiln_train_counters *c = &res.counters;
+        if (cfg.selective.enabled)
+            printf("selective backprop: %lld of %lld examples backpropagated (%.1f%%), %lld scored, %lld updates\n",
+                   (long long)c->backpropagated, (long long)c->examples,
+                   c->examples ? 100.0 * (double)c->backpropagated / (double)c->examples : 0.0, (long long)c->scored,
+                   (long long)c->updates);
+        printf("time: scoring %.1f s, forward %.1f s, backward %.1f s, update %.1f s, other %.1f s\n", c->score_s,
+               c->forward_s, c->backward_s, c->update_s,
+               res.seconds - c->score_s - c->forward_s - c->backward_s - c->update_s);
     }
     rc = 0;
 done:

@@ -15,6 +15,7 @@ static const char usage[] =
     "      --warmup STEPS  --step-size STEPS --gamma X  --min-lr X  --crop PAD  --flip\n"
     "      --out PATH  --metrics PATH  --plot PATH  --checkpoint PATH  --checkpoint-every STEPS\n"
     "      --resume PATH  --init-seed N  --max-steps N  --quiet  --json\n"
+    "      --selective-backprop  --sb-beta X (3)  --sb-history N (1024)  --sb-stale EPOCHS (0)\n"
     "  eval MODEL        test-set accuracy and loss   --data  --batch N  --threads N  --json\n"
     "  run MODEL [IDX]   classify images (default: the first --count test images)\n"
     "      --data  --count N (5)  --top K (3)  --json\n"

@@ -122,6 +122,10 @@ kiln_model_t *kiln_model_load(const char *path);
 /* A model from a graph (copied; g stays the caller's); optimize=false keeps the graph as trained
  * (eval-mode batchnorm, identity dropout), the reference the optimised form is tested against. */
 kiln_model_t *kiln_model_create(const kiln_graph_t *g, bool optimize);
+/* Refreshes an optimised fp32 model's weights from g, the graph it was created from (same
+ * structure, new parameter values: a model being trained), without allocating. No session on
+ * m may be running meanwhile. */
+kiln_status kiln_model_update(kiln_model_t *m, const kiln_graph_t *g);
 /* Frees a model; every session on it must be freed first. */
 void kiln_model_free(kiln_model_t *m);
 /* The graph the model runs (after optimisation). */

@@ -80,6 +80,40 @@ float kiln_optim_step(kiln_optim_t *o, float *params, float *grads, float lr);
 /* The optimizer's state buffers: count (0, 1 or 2), each n floats, and the step counter. */
 int kiln_optim_state(kiln_optim_t *o, float **bufs, int64_t **step);
 
+/* Selective Backprop's selector (arXiv 1910.00762): the last R recorded losses, and from them
+ * each new example's probability of being backpropagated. */
+typedef struct kiln_sb_selector kiln_sb_selector_t;
+
+/* A selector remembering the last history losses, with exponent beta >= 0. NULL on error. */
+kiln_sb_selector_t *kiln_sb_selector_create(int history, float beta);
+/* Frees a selector. */
+void kiln_sb_selector_free(kiln_sb_selector_t *s);
+/* P = (share of the recorded losses strictly below loss)^beta; 1 while nothing is recorded, and
+ * for every loss when beta is 0. A NaN loss ranks above every recorded one. */
+double kiln_sb_probability(const kiln_sb_selector_t *s, float loss);
+/* Records a loss, forgetting the oldest once history losses are held. */
+void kiln_sb_record(kiln_sb_selector_t *s, float loss);
+/* The number of losses held; copies them, oldest first, to out (may be NULL). */
+int kiln_sb_recorded(const kiln_sb_selector_t *s, float *out);
+
+/* Selective Backprop settings of a training run. */
+typedef struct {
+    bool enabled;          /* off: standard training */
+    float beta;            /* selection exponent; 0 keeps every example (standard training) */
+    int history;           /* R, losses the selector ranks against; 0 means 1024 */
+    int stale;             /* reuse an example's loss for this many epochs after scoring it; 0 = off */
+} kiln_sb_config;
+
+/* Counters and time split of a run so far (cumulative over the run, resumes included). */
+typedef struct {
+    int64_t examples;       /* examples drawn from the data (epochs x dataset size when done) */
+    int64_t scored;         /* examples given an inference-mode scoring pass */
+    int64_t selected;       /* examples queued for backprop */
+    int64_t backpropagated; /* examples trained on (forward + backward) */
+    int64_t updates;        /* optimizer steps */
+    double score_s, forward_s, backward_s, update_s;   /* seconds in each phase */
+} kiln_train_counters;
+
 /* One progress report from the trainer. */
 typedef struct {
     int epoch, epochs;              /* 1-based epoch */
@@ -90,6 +124,7 @@ typedef struct {
     double images_per_s, eta_s, elapsed_s;
     bool epoch_end;                 /* test_* valid */
     float test_loss, test_accuracy;
+    kiln_train_counters counters;
 } kiln_progress;
 
 /* Trainer settings. */
@@ -105,7 +140,10 @@ typedef struct {
     const char *resume_path;        /* continue from this checkpoint */
     const char *metrics_path;       /* JSON lines, one per report; NULL = none */
     int64_t stop_after_steps;       /* stop early (tests); 0 = run all */
+    kiln_sb_config selective;       /* Selective Backprop; zeroes: standard training */
     void (*on_progress)(const kiln_progress *p, void *user);
+    /* called with the dataset indices of every batch trained on (may be NULL) */
+    void (*on_batch)(const int *indices, int n, int epoch, void *user);
     void *user;
 } kiln_train_config;
 
@@ -115,10 +153,15 @@ typedef struct {
     double seconds, images_per_s;
     float train_loss, train_accuracy, test_loss, test_accuracy;
     size_t activation_bytes_per_example;
+    kiln_train_counters counters;
 } kiln_train_result;
 
 /* Trains g in place on train, evaluating on test (may be NULL) after every epoch: shuffled
- * mini-batches, augmentation, optimizer and schedule, checkpoints, metrics log. */
+ * mini-batches, augmentation, optimizer and schedule, checkpoints, metrics log. With Selective
+ * Backprop, every epoch after the first scores each incoming batch with an inference session
+ * (eval mode, no stored activations), queues the examples it selects and trains on each full
+ * queue; the last partial queue of an epoch is trained at its end. The schedule advances with
+ * the incoming batches, so the learning rate follows the data position in both modes. */
 kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_dataset *test,
                        const kiln_train_config *cfg, kiln_train_result *res);
 

@@ -13,7 +13,7 @@ kiln_model_t *kiln_model_create(const kiln_graph_t *g, bool optimize)
         return NULL;
     }
     if (optimize) {
-        m->g = kiln_graph_optimize(g, &m->stats);
+        m->g = kiln_graph_optimize(g, &m->stats, &m->origin);
     } else {
         char *spec = kiln_graph_to_spec(g);
         m->g = spec ? kiln_spec_parse(spec, "model") : NULL;
@@ -23,6 +23,7 @@ kiln_model_t *kiln_model_create(const kiln_graph_t *g, bool optimize)
         if (m->g && g->n_buffers)
             memcpy(m->g->buffers, g->buffers, g->n_buffers * sizeof(float));
     }
+    m->src_params = g->n_params;
     if (!m->g) {
         free(m);
         return NULL;
@@ -36,7 +37,23 @@ void kiln_model_free(kiln_model_t *m)
         return;
     kiln_qmodel_free(m->q, m->g ? m->g->n : 0);
     kiln_graph_free(m->g);
+    free(m->origin);
     free(m);
+}
+
+kiln_status kiln_model_update(kiln_model_t *m, const kiln_graph_t *g)
+{
+    if (m->q || !m->origin)
+        return kiln_error(KILN_ERR_ARG, "kiln_model_update needs an fp32 model made by kiln_model_create(g, true)");
+    const kiln_graph_t *d = m->g;
+    for (int id = 1; id < d->n; id++) {   /* structure check: each origin node has the same tensors */
+        const kiln_weight_origin *o = &m->origin[id];
+        if (o->node >= g->n || o->batchnorm >= g->n || g->nodes[o->node].op != d->nodes[id].op ||
+            (o->batchnorm && g->nodes[o->batchnorm].op != KILN_OP_BATCHNORM) || g->n_params != m->src_params)
+            return kiln_error(KILN_ERR_ARG, "kiln_model_update: the graph's structure differs from the model's");
+    }
+    kiln_graph_optimize_weights(m->g, g, m->origin);
+    return KILN_OK;
 }
 
 const kiln_graph_t *kiln_model_graph(const kiln_model_t *m)

@@ -29,16 +29,40 @@ static void fold_batchnorm(kiln_graph_t *g, kiln_node *p, const kiln_graph_t *sr
     }
 }
 
-kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *stats)
+void kiln_graph_optimize_weights(kiln_graph_t *g, const kiln_graph_t *src, const kiln_weight_origin *origin)
+{
+    for (int id = 1; id < g->n; id++) {
+        kiln_node *nn = &g->nodes[id];
+        if (!nn->n_params)
+            continue;
+        const kiln_node *nd = &src->nodes[origin[id].node];
+        for (int u = 0; u < nn->n_params; u++) {   /* tensors by name: a bias may be new */
+            bool found = false;
+            for (int t = 0; t < nd->n_params && !found; t++)
+                if (strcmp(nd->params[t].name, nn->params[u].name) == 0) {
+                    memcpy(kiln_node_tensor(g, nn, u), kiln_node_tensor(src, nd, t), nd->params[t].numel * sizeof(float));
+                    found = true;
+                }
+            if (!found)
+                memset(kiln_node_tensor(g, nn, u), 0, nn->params[u].numel * sizeof(float));
+        }
+        if (origin[id].batchnorm > 0)
+            fold_batchnorm(g, nn, src, &src->nodes[origin[id].batchnorm]);
+    }
+}
+
+kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *stats, kiln_weight_origin **origin_out)
 {
     int n = src->n;
+    /* origin[new id]: the source node whose tensors it takes and the batchnorm folded in */
+    kiln_weight_origin *origin = calloc((size_t)n, sizeof *origin);
     int *map = malloc((size_t)n * sizeof(int)), *consumers = calloc((size_t)n, sizeof(int));
     /* whole[i]: node i's value is all that reads its new node so far (every node absorbed on the
      * way had a single consumer), so the new node may absorb one more */
     bool *whole = calloc((size_t)n, sizeof(bool));
     kiln_graph_t *g = kiln_graph_create();
     kiln_optimize_stats st = {0};
-    if (!map || !consumers || !whole || !g) {
+    if (!map || !consumers || !whole || !g || !origin) {
         kiln_error(KILN_ERR_NOMEM, "out of memory optimising the graph");
         goto fail;
     }
@@ -65,7 +89,7 @@ kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *
         }
         if (nd->op == KILN_OP_BATCHNORM && sole && (pn->op == KILN_OP_CONV2D || pn->op == KILN_OP_DENSE) &&
             pn->a.act == KILN_OP_INPUT && !pn->a.no_bias) {
-            fold_batchnorm(g, pn, src, nd);
+            origin[p].batchnorm = i;
             map[i] = p;
             st.batchnorms_folded++;
             continue;
@@ -95,13 +119,7 @@ kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *
             goto fail;
         map[i] = id;
         whole[i] = true;
-        kiln_node *nn = &g->nodes[id];
-        for (int t = 0; t < nd->n_params; t++)   /* copy tensors by name (bias may be new) */
-            for (int u = 0; u < nn->n_params; u++)
-                if (strcmp(nd->params[t].name, nn->params[u].name) == 0)
-                    memcpy(kiln_node_tensor(g, nn, u), kiln_node_tensor(src, nd, t), nd->params[t].numel * sizeof(float));
-        if (gets_bn && nd->a.no_bias)
-            memset(kiln_node_tensor(g, nn, 1), 0, (size_t)nn->shape[0] * sizeof(float));
+        origin[id].node = i;
     }
     if (map[n - 1] != g->n - 1) {
         /* the output was absorbed into an earlier node that is not last: impossible, since
@@ -109,13 +127,19 @@ kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *
         kiln_error(KILN_ERR_ARG, "internal: optimised output is not the last node");
         goto fail;
     }
+    kiln_graph_optimize_weights(g, src, origin);
     if (stats)
         *stats = st;
+    if (origin_out)
+        *origin_out = origin;
+    else
+        free(origin);
     free(map);
     free(consumers);
     free(whole);
     return g;
 fail:
+    free(origin);
     free(map);
     free(consumers);
     free(whole);

@@ -41,6 +41,8 @@ struct kiln_model {
     kiln_graph_t *g;              /* optimised graph, owns the fp32 weights */
     kiln_optimize_stats stats;
     kiln_qmodel *q;               /* NULL for fp32 models */
+    kiln_weight_origin *origin;   /* per node of g, for kiln_model_update; NULL if not optimised */
+    size_t src_params;            /* trainable floats of the graph g was made from */
 };
 
 struct kiln_session {

@@ -1,0 +1,97 @@
+/* Selective Backprop's selector (Jiang et al., arXiv 1910.00762): an example is backpropagated
+ * with probability P = (share of the last R recorded losses below its loss)^beta. The history is
+ * a ring (arrival order, for dropping the oldest) mirrored by a sorted array (for the share). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+#include "kiln/kiln_train.h"
+
+struct kiln_sb_selector {
+    int cap, len, head;   /* head: the oldest entry of ring when full, else the next free slot */
+    float beta;
+    float *ring, *sorted;
+};
+
+kiln_sb_selector_t *kiln_sb_selector_create(int history, float beta)
+{
+    if (history < 1 || !(beta >= 0) || !isfinite(beta)) {
+        kiln_error(KILN_ERR_ARG, "selective backprop: history (%d) must be >= 1 and beta (%g) finite and >= 0",
+                   history, beta);
+        return NULL;
+    }
+    kiln_sb_selector_t *s = calloc(1, sizeof *s);
+    if (s) {
+        s->ring = malloc((size_t)history * sizeof(float));
+        s->sorted = malloc((size_t)history * sizeof(float));
+    }
+    if (!s || !s->ring || !s->sorted) {
+        kiln_sb_selector_free(s);
+        kiln_error(KILN_ERR_NOMEM, "out of memory for a %d-loss history", history);
+        return NULL;
+    }
+    s->cap = history;
+    s->beta = beta;
+    return s;
+}
+
+void kiln_sb_selector_free(kiln_sb_selector_t *s)
+{
+    if (!s)
+        return;
+    free(s->ring);
+    free(s->sorted);
+    free(s);
+}
+
+/* Entries of the sorted history strictly below v (NaN counts as above everything). */
+static int count_below(const kiln_sb_selector_t *s, float v)
+{
+    if (isnan(v))
+        return s->len;
+    int lo = 0, hi = s->len;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (s->sorted[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+double kiln_sb_probability(const kiln_sb_selector_t *s, float loss)
+{
+    if (s->len == 0)
+        return 1.0;
+    double share = (double)count_below(s, loss) / s->len;
+    return s->beta == 0 ? 1.0 : pow(share, (double)s->beta);
+}
+
+void kiln_sb_record(kiln_sb_selector_t *s, float loss)
+{
+    if (isnan(loss))
+        loss = INFINITY;   /* keeps the sorted order total */
+    if (s->len == s->cap) {   /* drop the oldest: any equal value in sorted is the same number */
+        float old = s->ring[s->head];
+        int at = count_below(s, old);
+        memmove(s->sorted + at, s->sorted + at + 1, (size_t)(s->len - at - 1) * sizeof(float));
+        s->len--;
+    }
+    int at = count_below(s, loss);
+    memmove(s->sorted + at + 1, s->sorted + at, (size_t)(s->len - at) * sizeof(float));
+    s->sorted[at] = loss;
+    s->len++;
+    s->ring[s->head] = loss;
+    s->head = (s->head + 1) % s->cap;
+}
+
+int kiln_sb_recorded(const kiln_sb_selector_t *s, float *out)
+{
+    if (out) {
+        int first = s->len == s->cap ? s->head : 0;
+        for (int i = 0; i < s->len; i++)
+            out[i] = s->ring[(first + i) % s->cap];
+    }
+    return s->len;
+}
