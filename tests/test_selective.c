@@ -192,11 +192,11 @@ static void test_beta_zero(const kiln_dataset *d)
     kiln_graph_free(sel);
 }
 
-static void check_queue(const kiln_dataset *d, int stale)
+static void check_queue(const kiln_dataset *d, int stale, kiln_sb_scorer scorer)
 {
     enum { E = 5 };
     kiln_train_config c = base_config(E);
-    c.selective = (kiln_sb_config){.enabled = true, .beta = 2, .history = 128, .stale = stale};
+    c.selective = (kiln_sb_config){.enabled = true, .beta = 2, .history = 128, .stale = stale, .scorer = scorer};
     log_t l = {.epochs = E, .seen = calloc((size_t)E * N, sizeof(int))};
     c.on_batch = on_batch;
     c.on_progress = on_progress;
@@ -222,8 +222,14 @@ static void check_queue(const kiln_dataset *d, int stale)
               e + 1);
     }
     double frac = (double)(r.counters.backpropagated - N) / (double)((E - 1) * N);
-    printf("stale %d: epochs 2..%d backpropagated %.1f%% of examples, %lld scored, %lld updates\n", stale, E,
-           100 * frac, (long long)r.counters.scored, (long long)r.counters.updates);
+    printf("stale %d, scorer %d: epochs 2..%d backpropagated %.1f%% of examples, %lld scored (%lld int8), %lld updates\n",
+           stale, (int)scorer, E, 100 * frac, (long long)r.counters.scored, (long long)r.counters.scored_int8,
+           (long long)r.counters.updates);
+    if (scorer == KILN_SB_SCORER_INT8)
+        CHECK(r.counters.scored_int8 == r.counters.scored, "int8 scorer: %lld of %lld scored in int8",
+              (long long)r.counters.scored_int8, (long long)r.counters.scored);
+    if (scorer == KILN_SB_SCORER_FP32)
+        CHECK(r.counters.scored_int8 == 0, "fp32 scorer scored %lld in int8", (long long)r.counters.scored_int8);
     CHECK(frac > 0.15 && frac < 0.6, "beta 2: fraction %.3f far from about 1/3", frac);
     int64_t want_scored = 0;   /* stale s: scored in epoch e (0-based, e >= 1) iff (e - 0) % (s+1) == 0 */
     for (int e = 1; e < E; e++)
@@ -235,16 +241,32 @@ static void check_queue(const kiln_dataset *d, int stale)
     kiln_graph_free(g);
 }
 
+static void test_rank_correlation(void)
+{
+    float a[] = {1, 2, 3, 4, 5}, up[] = {10, 20, 30, 40, 50}, down[] = {5, 4, 3, 2, 1}, sw[] = {2, 1, 3, 4, 5};
+    float ties[] = {1, 1, 2, 2, 3}, flat[] = {7, 7, 7, 7, 7};
+    CHECK(kiln_rank_correlation(a, up, 5) == 1.0, "monotone: 1, got %g", kiln_rank_correlation(a, up, 5));
+    CHECK(check_close(kiln_rank_correlation(a, down, 5), -1.0, 1e-12), "reversed: -1");
+    /* one swap of the lowest two: rho = 1 - 6*2/(5*24) = 0.9 */
+    CHECK(check_close(kiln_rank_correlation(a, sw, 5), 0.9, 1e-12), "one swap: 0.9, got %g",
+          kiln_rank_correlation(a, sw, 5));
+    /* ties get mean ranks: ranks 0.5 0.5 2.5 2.5 4 vs 0 1 2 3 4: rho = 9/sqrt(9*10) */
+    CHECK(check_close(kiln_rank_correlation(a, ties, 5), 9.0 / sqrt(90.0), 1e-12), "ties: %g, want %g",
+          kiln_rank_correlation(a, ties, 5), 9.0 / sqrt(90.0));
+    CHECK(isnan(kiln_rank_correlation(a, flat, 5)) && isnan(kiln_rank_correlation(a, up, 1)),
+          "constant or single inputs: NaN");
+}
+
 /* A selective run stopped mid-epoch (queue partly full) and resumed ends bit-identical. */
-static void test_resume(const kiln_dataset *d, int stale)
+static void test_resume(const kiln_dataset *d, int stale, kiln_sb_scorer scorer)
 {
     const char *dir = getenv("KILN_BINARY_DIR");
     char ck[1024];
-    snprintf(ck, sizeof ck, "%s/selective_ck_%d.safetensors", dir ? dir : ".", stale);
+    snprintf(ck, sizeof ck, "%s/selective_ck_%d_%d.safetensors", dir ? dir : ".", stale, (int)scorer);
     kiln_train_config c = base_config(4);
-    c.selective = (kiln_sb_config){.enabled = true, .beta = 1, .history = 100, .stale = stale};
-    kiln_train_result r;
-    kiln_graph_t *full = train(d, &c, &r);
+    c.selective = (kiln_sb_config){.enabled = true, .beta = 1, .history = 100, .stale = stale, .scorer = scorer};
+    kiln_train_result r, rf;
+    kiln_graph_t *full = train(d, &c, &rf);
     c.checkpoint_path = ck;
     c.checkpoint_every = 7;
     c.stop_after_steps = 22 * 2 + 9;   /* 22 steps per epoch: mid third epoch */
@@ -254,7 +276,17 @@ static void test_resume(const kiln_dataset *d, int stale)
     c.resume_path = ck;
     kiln_train_result rr;
     kiln_graph_t *resumed = train(d, &c, &rr);
-    CHECK(same_weights(full, resumed), "stale %d: resumed selective run differs from the uninterrupted one", stale);
+    CHECK(same_weights(full, resumed), "stale %d scorer %d: resumed selective run differs from the uninterrupted one",
+          stale, (int)scorer);
+    CHECK(rr.counters.examples == rf.counters.examples && rr.counters.scored == rf.counters.scored &&
+          rr.counters.scored_int8 == rf.counters.scored_int8 && rr.counters.backpropagated == rf.counters.backpropagated &&
+          rr.counters.updates == rf.counters.updates,
+          "stale %d scorer %d: resumed counters differ (scored %lld/%lld, int8 %lld/%lld, backprop %lld/%lld)", stale,
+          (int)scorer, (long long)rr.counters.scored, (long long)rf.counters.scored, (long long)rr.counters.scored_int8,
+          (long long)rf.counters.scored_int8, (long long)rr.counters.backpropagated,
+          (long long)rf.counters.backpropagated);
+    if (scorer == KILN_SB_SCORER_INT8)
+        CHECK(rf.counters.scored_int8 > 0 && rf.counters.scored_int8 == rf.counters.scored, "int8 scorer unused");
     kiln_train_config other = c;
     other.selective.beta = 2;
     kiln_graph_t *g = make_model();
@@ -311,11 +343,16 @@ int main(void)
     kiln_dataset d = {0};
     make_data(&d);
     test_beta_zero(&d);
-    check_queue(&d, 0);
-    check_queue(&d, 1);
-    check_queue(&d, 2);
-    test_resume(&d, 0);
-    test_resume(&d, 1);
+    test_rank_correlation();
+    check_queue(&d, 0, KILN_SB_SCORER_FP32);
+    check_queue(&d, 1, KILN_SB_SCORER_FP32);
+    check_queue(&d, 2, KILN_SB_SCORER_FP32);
+    check_queue(&d, 0, KILN_SB_SCORER_INT8);
+    check_queue(&d, 1, KILN_SB_SCORER_AUTO);
+    test_resume(&d, 0, KILN_SB_SCORER_FP32);
+    test_resume(&d, 1, KILN_SB_SCORER_FP32);
+    test_resume(&d, 0, KILN_SB_SCORER_INT8);
+    test_resume(&d, 1, KILN_SB_SCORER_AUTO);
     kiln_dataset_free(&d);
     return check_report();
 }

@@ -95,6 +95,18 @@ static int parse_sched(const char *s, kiln_sched_kind *k)
     return -1;
 }
 
+static int parse_scorer(const char *s, kiln_sb_scorer *k)
+{
+    static const char *const names[] = {"auto", "fp32", "int8"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *k = (kiln_sb_scorer)i;
+            return 0;
+        }
+    fprintf(stderr, "kiln train: --sb-scorer: expected auto, fp32 or int8, found '%s'\n", s);
+    return -1;
+}
+
 /* Replaces the extension of path (or appends) with ext. */
 static char *with_ext(const char *path, const char *ext)
 {
@@ -149,6 +161,9 @@ int cmd_train(int argc, char **argv)
     cfg.selective.beta = (float)cli_float(&a, "sb-beta", 3, 0, 1000);
     cfg.selective.history = (int)cli_int(&a, "sb-history", 1024, 1, 1 << 24);
     cfg.selective.stale = (int)cli_int(&a, "sb-stale", 0, 0, 100000);
+    cfg.selective.min_rank_correlation = (float)cli_float(&a, "sb-min-rank", 0.95, -1, 1);
+    if (parse_scorer(cli_str(&a, "sb-scorer", "auto"), &cfg.selective.scorer))
+        return 2;
     uint64_t init_seed = (uint64_t)cli_int(&a, "init-seed", (int64_t)cfg.seed, 0, INT64_MAX);
     bool json = cli_flag(&a, "json");
     progress_view view = {.tty = isatty(2), .quiet = cli_flag(&a, "quiet"), .selective = cfg.selective.enabled};
@@ -210,10 +225,12 @@ int cmd_train(int argc, char **argv)
         printf("\"activation_bytes_per_example\":%zu,", res.activation_bytes_per_example);
         printf("\"selective_backprop\":");
         if (cfg.selective.enabled)
-            printf("{\"beta\":%g,\"history\":%d,\"stale\":%d},", cfg.selective.beta, cfg.selective.history,
-                   cfg.selective.stale);
+            printf("{\"beta\":%g,\"history\":%d,\"stale\":%d,\"scorer\":\"%s\",\"min_rank_correlation\":%g},",
+                   cfg.selective.beta, cfg.selective.history, cfg.selective.stale,
+                   cli_str(&a, "sb-scorer", "auto"), cfg.selective.min_rank_correlation);
         else
             printf("null,");
+        printf("\"scored_int8\":%lld,", (long long)c->scored_int8);
         printf("\"examples\":%lld,\"scored\":%lld,\"selected\":%lld,\"backpropagated\":%lld,"
                "\"fraction_backpropagated\":%.6f,\"updates\":%lld,\"time_s\":{\"score\":%.3f,\"forward\":%.3f,"
                "\"backward\":%.3f,\"update\":%.3f,\"other\":%.3f},\"metrics\":",
@@ -234,10 +251,10 @@ int cmd_train(int argc, char **argv)
                plotted ? ", plot " : "", plotted ? plot : "");
         const kiln_train_counters *c = &res.counters;
         if (cfg.selective.enabled)
-            printf("selective backprop: %lld of %lld examples backpropagated (%.1f%%), %lld scored, %lld updates\n",
-                   (long long)c->backpropagated, (long long)c->examples,
+            printf("selective backprop: %lld of %lld examples backpropagated (%.1f%%), %lld scored (%lld in int8), "
+                   "%lld updates\n", (long long)c->backpropagated, (long long)c->examples,
                    c->examples ? 100.0 * (double)c->backpropagated / (double)c->examples : 0.0, (long long)c->scored,
-                   (long long)c->updates);
+                   (long long)c->scored_int8, (long long)c->updates);
         printf("time: scoring %.1f s, forward %.1f s, backward %.1f s, update %.1f s, other %.1f s\n", c->score_s,
                c->forward_s, c->backward_s, c->update_s,
                res.seconds - c->score_s - c->forward_s - c->backward_s - c->update_s);

@@ -16,6 +16,7 @@ static const char usage[] =
     "      --out PATH  --metrics PATH  --plot PATH  --checkpoint PATH  --checkpoint-every STEPS\n"
     "      --resume PATH  --init-seed N  --max-steps N  --quiet  --json\n"
     "      --selective-backprop  --sb-beta X (3)  --sb-history N (1024)  --sb-stale EPOCHS (0)\n"
+    "      --sb-scorer auto|fp32|int8 (auto)  --sb-min-rank X (0.95)\n"
     "  eval MODEL        test-set accuracy and loss   --data  --batch N  --threads N  --json\n"
     "  run MODEL [IDX]   classify images (default: the first --count test images)\n"
     "      --data  --count N (5)  --top K (3)  --json\n"

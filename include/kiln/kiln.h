@@ -148,6 +148,9 @@ typedef enum {
  * activations per tensor (u8 with a zero point) from n_calib calibration inputs (NCHW fp32).
  * conv2d (groups 1), dense and max pooling run in int8; other ops in fp32. NULL on error. */
 kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const float *calib, int n_calib, kiln_calibration method);
+/* Re-quantises an int8 model's weights from m, the fp32 model it was quantised from, after m's
+ * weights changed (kiln_model_update), keeping the calibrated activation ranges. */
+kiln_status kiln_model_requantize(kiln_model_t *qm, const kiln_model_t *m);
 /* The calibration a quantised model used ("minmax", "percentile"), or NULL for fp32 models. */
 const char *kiln_model_calibration(const kiln_model_t *m);
 /* Saves a model (fp32 or int8) as safetensors, atomically; fp16_weights stores an fp32 model's

@@ -96,18 +96,32 @@ void kiln_sb_record(kiln_sb_selector_t *s, float loss);
 /* The number of losses held; copies them, oldest first, to out (may be NULL). */
 int kiln_sb_recorded(const kiln_sb_selector_t *s, float *out);
 
+/* Spearman rank correlation of a[0..n) and b[0..n) (ties get their mean rank): 1 when both
+ * order the examples alike. NaN if n < 2 or either is constant. */
+double kiln_rank_correlation(const float *a, const float *b, int n);
+
+/* Which inference model scores examples for Selective Backprop. */
+typedef enum {
+    KILN_SB_SCORER_AUTO,   /* int8 in every epoch where it ranks the calibration set like fp32 */
+    KILN_SB_SCORER_FP32,
+    KILN_SB_SCORER_INT8
+} kiln_sb_scorer;
+
 /* Selective Backprop settings of a training run. */
 typedef struct {
     bool enabled;          /* off: standard training */
     float beta;            /* selection exponent; 0 keeps every example (standard training) */
     int history;           /* R, losses the selector ranks against; 0 means 1024 */
     int stale;             /* reuse an example's loss for this many epochs after scoring it; 0 = off */
+    kiln_sb_scorer scorer; /* int8 scoring recalibrates on 512 training images each scoring epoch */
+    float min_rank_correlation; /* auto: int8 needs at least this Spearman correlation; 0 means 0.95 */
 } kiln_sb_config;
 
 /* Counters and time split of a run so far (cumulative over the run, resumes included). */
 typedef struct {
     int64_t examples;       /* examples drawn from the data (epochs x dataset size when done) */
     int64_t scored;         /* examples given an inference-mode scoring pass */
+    int64_t scored_int8;    /* of those, examples the int8 model scored */
     int64_t selected;       /* examples queued for backprop */
     int64_t backpropagated; /* examples trained on (forward + backward) */
     int64_t updates;        /* optimizer steps */
@@ -125,6 +139,8 @@ typedef struct {
     bool epoch_end;                 /* test_* valid */
     float test_loss, test_accuracy;
     kiln_train_counters counters;
+    int scorer_int8;                /* selective: the current epoch scores in int8 (1), fp32 (0), unknown (-1) */
+    float scorer_rank_correlation;  /* int8 vs fp32 losses on the calibration set; NaN if not measured */
 } kiln_progress;
 
 /* Trainer settings. */

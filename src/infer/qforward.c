@@ -35,23 +35,13 @@ void kiln_qtensor_dims(const kiln_graph_t *g, int id, int *c, size_t *hw)
     *hw = (size_t)s->shape[1] * s->shape[2];
 }
 
-kiln_status kiln_qweights_prepare(const kiln_graph_t *g, kiln_qmodel *q, int id)
+void kiln_qweights_derive(const kiln_graph_t *g, kiln_qmodel *q, int id, int8_t *hwc)
 {
     kiln_qweights *qw = &q->qw[id];
     const kiln_node *nd = &g->nodes[id];
     kiln_qparams in = q->qp[nd->inputs[0]];
     int m = qw->m, k = qw->k;
-    free(qw->packed), free(qw->bias_q), free(qw->deq), free(qw->requant);
     qw->kernel = q->kernel;
-    qw->requant = malloc((size_t)m * sizeof(float));
-    qw->packed = malloc(kiln_qgemm_packed_bytes(m, k));
-    qw->bias_q = malloc((size_t)m * sizeof(int32_t));
-    qw->deq = malloc((size_t)m * sizeof(float));
-    int8_t *hwc = malloc((size_t)m * k);
-    if (!qw->packed || !qw->bias_q || !qw->deq || !qw->requant || !hwc) {
-        free(hwc);
-        return kiln_error(KILN_ERR_NOMEM, "out of memory for int8 weights");
-    }
     /* u8 activations are NHWC: reorder weight columns from (c, y, x) to (y, x, c) */
     int c = 1;
     size_t hw = 1;
@@ -68,7 +58,6 @@ kiln_status kiln_qweights_prepare(const kiln_graph_t *g, kiln_qmodel *q, int id)
             for (size_t s = 0; s < hw; s++)
                 hwc[(size_t)j * k + s * c + ci] = qw->w[(size_t)j * k + (size_t)ci * hw + s];
     kiln_qgemm_pack(q->kernel, hwc, m, k, qw->packed);
-    free(hwc);
     for (int j = 0; j < m; j++) {
         int64_t wsum = 0;
         for (int t = 0; t < k; t++)
@@ -80,6 +69,24 @@ kiln_status kiln_qweights_prepare(const kiln_graph_t *g, kiln_qmodel *q, int id)
         if (b < -1e9) b = -1e9;
         qw->bias_q[j] = (int32_t)(llround(b) - (int64_t)in.zero * wsum);
     }
+}
+
+kiln_status kiln_qweights_prepare(const kiln_graph_t *g, kiln_qmodel *q, int id)
+{
+    kiln_qweights *qw = &q->qw[id];
+    int m = qw->m, k = qw->k;
+    free(qw->packed), free(qw->bias_q), free(qw->deq), free(qw->requant);
+    qw->requant = malloc((size_t)m * sizeof(float));
+    qw->packed = malloc(kiln_qgemm_packed_bytes(m, k));
+    qw->bias_q = malloc((size_t)m * sizeof(int32_t));
+    qw->deq = malloc((size_t)m * sizeof(float));
+    int8_t *hwc = malloc((size_t)m * k);
+    if (!qw->packed || !qw->bias_q || !qw->deq || !qw->requant || !hwc) {
+        free(hwc);
+        return kiln_error(KILN_ERR_NOMEM, "out of memory for int8 weights");
+    }
+    kiln_qweights_derive(g, q, id, hwc);
+    free(hwc);
     return KILN_OK;
 }
 

@@ -4,6 +4,7 @@
 #include <math.h>
 #include "core/omp_compat.h"
 #include <stdlib.h>
+#include <string.h>
 #include "core/error.h"
 #include "infer/runtime.h"
 #include "ops/ops.h"
@@ -154,18 +155,10 @@ static kiln_qparams range_params(double lo, double hi)
     return qp;
 }
 
-/* Quantises node i's weights per output channel and prepares them for the kernel. */
-static kiln_status quantize_weights(const kiln_graph_t *g, int i, kiln_qmodel *q)
+/* Quantises node i's fp32 weights per output channel into qw's (allocated) w, w_scale, bias. */
+static void quantize_values(const kiln_graph_t *g, int i, kiln_qweights *qw)
 {
     const kiln_node *nd = &g->nodes[i];
-    kiln_qweights *qw = &q->qw[i];
-    qw->m = nd->shape[0];
-    qw->k = (int)(nd->params[0].numel / (size_t)qw->m);
-    qw->w = malloc(nd->params[0].numel);
-    qw->w_scale = malloc((size_t)qw->m * sizeof(float));
-    qw->bias = calloc((size_t)qw->m, sizeof(float));
-    if (!qw->w || !qw->w_scale || !qw->bias)
-        return kiln_error(KILN_ERR_NOMEM, "out of memory quantising %s", nd->name);
     const float *w = kiln_node_tensor(g, nd, 0);
     for (int j = 0; j < qw->m; j++) {
         float mx = 0;
@@ -178,12 +171,30 @@ static kiln_status quantize_weights(const kiln_graph_t *g, int i, kiln_qmodel *q
         }
         qw->bias[j] = nd->a.no_bias ? 0.0f : kiln_node_tensor(g, nd, 1)[j];
     }
+}
+
+/* Quantises node i's weights per output channel and prepares them for the kernel. */
+static kiln_status quantize_weights(const kiln_graph_t *g, int i, kiln_qmodel *q)
+{
+    const kiln_node *nd = &g->nodes[i];
+    kiln_qweights *qw = &q->qw[i];
+    qw->m = nd->shape[0];
+    qw->k = (int)(nd->params[0].numel / (size_t)qw->m);
+    qw->w = malloc(nd->params[0].numel);
+    qw->w_scale = malloc((size_t)qw->m * sizeof(float));
+    qw->bias = calloc((size_t)qw->m, sizeof(float));
+    if (!qw->w || !qw->w_scale || !qw->bias)
+        return kiln_error(KILN_ERR_NOMEM, "out of memory quantising %s", nd->name);
+    quantize_values(g, i, qw);
     return kiln_qweights_prepare(g, q, i);
 }
 
-/* A quantised copy of fp32 model m with the given per-node ranges. */
-static kiln_model_t *build(const kiln_model_t *m, const node_stats *st, kiln_calibration method)
+kiln_model_t *kiln_model_quantize_with(const kiln_model_t *m, const kiln_qparams *qp, kiln_calibration method)
 {
+    if (m->q) {
+        kiln_error(KILN_ERR_ARG, "the model is already quantised");
+        return NULL;
+    }
     kiln_model_t *qm = kiln_model_create(m->g, false);
     if (!qm)
         return NULL;
@@ -193,14 +204,8 @@ static kiln_model_t *build(const kiln_model_t *m, const node_stats *st, kiln_cal
         goto fail;
     q->kernel = kiln_qgemm_kernel();
     q->method = method;
-    for (int i = 0; i < qm->g->n; i++) {
-        double lo = st[i].min, hi = st[i].max;
-        if (method == KILN_CALIBRATE_PERCENTILE) {
-            lo = st[i].min < 0 ? hist_quantile(&st[i], 0.0001) : 0;
-            hi = hist_quantile(&st[i], 0.9999);
-        }
-        q->qp[i] = range_params(lo, hi);
-    }
+    for (int i = 0; i < qm->g->n; i++)
+        q->qp[i] = qp[i];
     for (int i = 0; i < qm->g->n; i++)
         if (q->int8[i] && qm->g->nodes[i].op != KILN_OP_MAXPOOL2D && quantize_weights(qm->g, i, q) != KILN_OK)
             goto fail;
@@ -208,6 +213,63 @@ static kiln_model_t *build(const kiln_model_t *m, const node_stats *st, kiln_cal
 fail:
     kiln_model_free(qm);
     return NULL;
+}
+
+/* A quantised copy of fp32 model m with the given per-node ranges. */
+static kiln_model_t *build(const kiln_model_t *m, const node_stats *st, kiln_calibration method)
+{
+    kiln_qparams *qp = malloc((size_t)m->g->n * sizeof *qp);
+    if (!qp) {
+        kiln_error(KILN_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < m->g->n; i++) {
+        double lo = st[i].min, hi = st[i].max;
+        if (method == KILN_CALIBRATE_PERCENTILE) {
+            lo = st[i].min < 0 ? hist_quantile(&st[i], 0.0001) : 0;
+            hi = hist_quantile(&st[i], 0.9999);
+        }
+        qp[i] = range_params(lo, hi);
+    }
+    kiln_model_t *qm = kiln_model_quantize_with(m, qp, method);
+    free(qp);
+    return qm;
+}
+
+const kiln_qparams *kiln_model_qparams(const kiln_model_t *m)
+{
+    return m->q ? m->q->qp : NULL;
+}
+
+kiln_status kiln_model_requantize(kiln_model_t *qm, const kiln_model_t *m)
+{
+    const kiln_graph_t *src = m->g;
+    kiln_graph_t *g = qm->g;
+    if (!qm->q || m->q)
+        return kiln_error(KILN_ERR_ARG, "kiln_model_requantize: needs an int8 model and an fp32 one");
+    if (g->n != src->n || g->n_params != src->n_params || g->n_buffers != src->n_buffers)
+        return kiln_error(KILN_ERR_ARG, "kiln_model_requantize: the models' structures differ");
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op != src->nodes[i].op || g->nodes[i].numel != src->nodes[i].numel)
+            return kiln_error(KILN_ERR_ARG, "kiln_model_requantize: the models differ at node %d", i);
+    size_t most = 0;
+    for (int i = 0; i < g->n; i++)
+        if (qm->q->qw[i].m && (size_t)qm->q->qw[i].m * (size_t)qm->q->qw[i].k > most)
+            most = (size_t)qm->q->qw[i].m * (size_t)qm->q->qw[i].k;
+    int8_t *hwc = malloc(most ? most : 1);
+    if (!hwc)
+        return kiln_error(KILN_ERR_NOMEM, "out of memory requantising");
+    if (g->n_params)
+        memcpy(g->params, src->params, g->n_params * sizeof(float));
+    if (g->n_buffers)
+        memcpy(g->buffers, src->buffers, g->n_buffers * sizeof(float));
+    for (int i = 0; i < g->n; i++)
+        if (qm->q->qw[i].m) {
+            quantize_values(g, i, &qm->q->qw[i]);
+            kiln_qweights_derive(g, qm->q, i, hwc);
+        }
+    free(hwc);
+    return KILN_OK;
 }
 
 /* Top-1 agreement (and output error) of a model with reference outputs on the calibration set. */

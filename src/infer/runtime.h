@@ -60,6 +60,14 @@ struct kiln_session {
 kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q);
 /* Frees a quantisation record. */
 void kiln_qmodel_free(kiln_qmodel *q, int n);
+/* Recomputes node id's packed weights, bias_q, deq and requant (allocated already) from w,
+ * w_scale, bias and the quantisation parameters; hwc is m x k bytes of scratch. */
+void kiln_qweights_derive(const kiln_graph_t *g, kiln_qmodel *q, int id, int8_t *hwc);
+/* An int8 copy of fp32 model m with each node's output quantised by qp[node] (as recorded by an
+ * earlier kiln_model_quantize of a model with m's structure). NULL on error. */
+kiln_model_t *kiln_model_quantize_with(const kiln_model_t *m, const kiln_qparams *qp, kiln_calibration method);
+/* The quantisation parameters of every node of an int8 model (NULL for fp32 models). */
+const kiln_qparams *kiln_model_qparams(const kiln_model_t *m);
 /* Fills the derived fields of node id's int8 weights (packed in NHWC column order, bias_q, deq)
  * from w, w_scale, bias and the input's quantisation; allocates them. */
 kiln_status kiln_qweights_prepare(const kiln_graph_t *g, kiln_qmodel *q, int id);

@@ -2,6 +2,7 @@
  * and (with Selective Backprop) the loss history, per-example losses and the queue. Everything a
  * resumed run needs to retrace the uninterrupted one bit for bit. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 #include "io/graph_file.h"
 #include "train/trainer.h"
 
-enum { MAX_EXTRA = 8 };
+enum { MAX_EXTRA = 10 };
 
 static void extra_tensor(kiln_st_tensor *t, const char *name, kiln_dtype dt, int64_t n, const void *data)
 {
@@ -36,7 +37,7 @@ kiln_status kiln_checkpoint_save(const kiln_graph_t *g, kiln_optim_t *opt, kiln_
         snprintf(name, sizeof name, "optimizer.state%d", i);
         extra_tensor(&extra[ne++], name, KILN_DT_F32, (int64_t)g->n_params, bufs[i]);
     }
-    char sbm[96] = "off";
+    char sbm[128] = "off", qs[64] = "none";
     if (sb) {
         int hn = kiln_sb_recorded(sb->sel, NULL);
         if (!(hist = malloc(((size_t)hn + 1) * sizeof(float))))
@@ -48,7 +49,11 @@ kiln_status kiln_checkpoint_save(const kiln_graph_t *g, kiln_optim_t *opt, kiln_
         extra_tensor(&extra[ne++], "selective.queue_images", KILN_DT_F32, (int64_t)sb->qn * (int64_t)sb->numel, sb->qx);
         extra_tensor(&extra[ne++], "selective.queue_labels", KILN_DT_I32, sb->qn, sb->qy);
         extra_tensor(&extra[ne++], "selective.queue_indices", KILN_DT_I32, sb->qn, sb->qidx);
-        snprintf(sbm, sizeof sbm, "%a %d %d", cfg->selective.beta, cfg->selective.history, cfg->selective.stale);
+        extra_tensor(&extra[ne++], "selective.scorer_scale", KILN_DT_F32, sb->q_nodes, sb->q_scale);
+        extra_tensor(&extra[ne++], "selective.scorer_zero", KILN_DT_I32, sb->q_nodes, sb->q_zero);
+        snprintf(sbm, sizeof sbm, "%a %d %d %d %a", cfg->selective.beta, cfg->selective.history, cfg->selective.stale,
+                 (int)cfg->selective.scorer, cfg->selective.min_rank_correlation);
+        snprintf(qs, sizeof qs, "%d %d %a", sb->q_epoch, (int)sb->q_int8, sb->q_rank);
     }
     const uint64_t *r = kiln_tape_rng_state(tape);
     const kiln_train_counters *c = &s->c;
@@ -61,14 +66,15 @@ kiln_status kiln_checkpoint_save(const kiln_graph_t *g, kiln_optim_t *opt, kiln_
     snprintf(el, sizeof el, "%a", s->elapsed);
     snprintf(seed, sizeof seed, "%" PRIu64, cfg->seed);
     snprintf(batch, sizeof batch, "%d", cfg->batch);
-    snprintf(cn, sizeof cn, "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %a %a %a %a", c->examples,
-             c->scored, c->selected, c->backpropagated, c->updates, c->score_s, c->forward_s, c->backward_s,
-             c->update_s);
+    snprintf(cn, sizeof cn, "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %a %a %a %a",
+             c->examples, c->scored, c->scored_int8, c->selected, c->backpropagated, c->updates, c->score_s,
+             c->forward_s, c->backward_s, c->update_s);
     const char *meta[] = {"kiln.checkpoint.global_step", gs, "kiln.checkpoint.optimizer_step", os,
                           "kiln.checkpoint.rng", rng, "kiln.checkpoint.loss_sum", ls,
                           "kiln.checkpoint.correct_seen", cs, "kiln.checkpoint.elapsed", el,
                           "kiln.checkpoint.seed", seed, "kiln.checkpoint.batch", batch,
-                          "kiln.checkpoint.counters", cn, "kiln.checkpoint.selective", sbm, NULL};
+                          "kiln.checkpoint.counters", cn, "kiln.checkpoint.selective", sbm,
+                          "kiln.checkpoint.scorer", qs, NULL};
     kiln_status st = kiln_graph_save_with(g, cfg->checkpoint_path, meta, extra, ne);
     free(hist);
     return st;
@@ -109,15 +115,33 @@ static kiln_status load_selective(const kiln_st_file *f, kiln_sb_state *sb, cons
 {
     const char *path = kiln_st_path(f);
     const kiln_sb_config *sc = &cfg->selective;
-    float beta;
-    int history, stale;
-    char want[96];
-    snprintf(want, sizeof want, "%a %d %d", sc->beta, sc->history, sc->stale);
+    float beta, min_rank;
+    int history, stale, scorer;
+    char want[128];
+    snprintf(want, sizeof want, "%a %d %d %d %a", sc->beta, sc->history, sc->stale, (int)sc->scorer,
+             sc->min_rank_correlation);
     const char *v = kiln_st_meta(f, "kiln.checkpoint.selective");
-    if (!v || sscanf(v, "%a %d %d", &beta, &history, &stale) != 3 || beta != sc->beta || history != sc->history ||
-        stale != sc->stale)
+    if (!v || sscanf(v, "%a %d %d %d %a", &beta, &history, &stale, &scorer, &min_rank) != 5 || beta != sc->beta ||
+        history != sc->history || stale != sc->stale || scorer != (int)sc->scorer || min_rank != sc->min_rank_correlation)
         return kiln_error(KILN_ERR_ARG, "%s: __metadata__ \"kiln.checkpoint.selective\": expected \"%s\" (this run's "
-                          "--sb-beta, --sb-history, --sb-stale), found \"%.60s\"", path, want, v ? v : "nothing");
+                          "--sb-beta, --sb-history, --sb-stale, --sb-scorer, --sb-min-rank), found \"%.60s\"", path, want,
+                          v ? v : "nothing");
+    int q_epoch, q_int8;
+    float q_rank;
+    const char *qv = kiln_st_meta(f, "kiln.checkpoint.scorer");
+    if (!qv || sscanf(qv, "%d %d %a", &q_epoch, &q_int8, &q_rank) != 3 || q_epoch < -1 || (q_int8 != 0 && q_int8 != 1))
+        return kiln_error(KILN_ERR_FORMAT, "%s: __metadata__ \"kiln.checkpoint.scorer\": expected \"EPOCH INT8 RANK\" "
+                          "(epoch >= -1, int8 0 or 1), found \"%.60s\"", path, qv ? qv : "nothing");
+    const kiln_st_tensor *qsc = find_1d(f, "selective.scorer_scale", KILN_DT_F32, sb->q_nodes, "scorer quantisation");
+    const kiln_st_tensor *qz = find_1d(f, "selective.scorer_zero", KILN_DT_I32, sb->q_nodes, "scorer zero points");
+    if (!qsc || !qz)
+        return KILN_ERR_FORMAT;
+    const float *scv = qsc->data;
+    const int32_t *zv = qz->data;
+    for (int i = 0; q_epoch >= 0 && i < sb->q_nodes; i++)
+        if (!(scv[i] > 0) || !isfinite(scv[i]) || zv[i] < 0 || zv[i] > 255)
+            return kiln_error(KILN_ERR_FORMAT, "%s: scorer quantisation of node %d: expected a finite scale > 0 and "
+                              "a zero point in 0..255, found %g and %d", path, i, scv[i], zv[i]);
     const kiln_st_tensor *h = find_1d(f, "selective.history", KILN_DT_F32, -(int64_t)history, "the loss history");
     const kiln_st_tensor *l = find_1d(f, "selective.loss", KILN_DT_F32, sb->n, "each example's loss");
     const kiln_st_tensor *le = find_1d(f, "selective.loss_epoch", KILN_DT_I32, sb->n, "each loss's epoch");
@@ -151,6 +175,11 @@ static kiln_status load_selective(const kiln_st_file *f, kiln_sb_state *sb, cons
         sb->qidx[i] = ii[i];
     }
     sb->qn = qn;
+    sb->q_epoch = q_epoch;
+    sb->q_int8 = q_int8;
+    sb->q_rank = q_rank;
+    memcpy(sb->q_scale, qsc->data, qsc->nbytes);
+    memcpy(sb->q_zero, qz->data, qz->nbytes);
     return KILN_OK;
 }
 
@@ -197,10 +226,10 @@ kiln_status kiln_checkpoint_load(kiln_graph_t *g, kiln_optim_t *opt, kiln_tape_t
         meta_field(f, "kiln.checkpoint.elapsed", "a hex float", 1, "%la", &ns.elapsed) ||
         meta_field(f, "kiln.checkpoint.seed", "the seed", 1, "%" SCNu64, &seed) ||
         meta_field(f, "kiln.checkpoint.batch", "the batch size", 1, "%d", &batch) ||
-        meta_field(f, "kiln.checkpoint.counters", "5 counts and 4 hex floats", 9,
-                   "%" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %la %la %la %la", &c->examples,
-                   &c->scored, &c->selected, &c->backpropagated, &c->updates, &c->score_s, &c->forward_s,
-                   &c->backward_s, &c->update_s))
+        meta_field(f, "kiln.checkpoint.counters", "6 counts and 4 hex floats", 10,
+                   "%" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %la %la %la %la",
+                   &c->examples, &c->scored, &c->scored_int8, &c->selected, &c->backpropagated, &c->updates,
+                   &c->score_s, &c->forward_s, &c->backward_s, &c->update_s))
         goto done;
     if (seed != cfg->seed || batch != cfg->batch) {
         kiln_error(KILN_ERR_ARG, "%s: checkpoint was made with --seed %" PRIu64 " --batch %d; this run has "

@@ -95,3 +95,61 @@ int kiln_sb_recorded(const kiln_sb_selector_t *s, float *out)
     }
     return s->len;
 }
+
+typedef struct {
+    float v;
+    int i;
+} ranked;
+
+static int cmp_ranked(const void *a, const void *b)
+{
+    float x = ((const ranked *)a)->v, y = ((const ranked *)b)->v;
+    return (x > y) - (x < y);
+}
+
+/* Mean ranks (0-based, ties averaged) of v[0..n) into r; false if out of memory. */
+static bool ranks(const float *v, int n, double *r)
+{
+    ranked *t = malloc((size_t)n * sizeof *t);
+    if (!t)
+        return false;
+    for (int i = 0; i < n; i++)
+        t[i] = (ranked){isnan(v[i]) ? INFINITY : v[i], i};
+    qsort(t, (size_t)n, sizeof *t, cmp_ranked);
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j + 1 < n && t[j + 1].v == t[i].v)
+            j++;
+        for (int k = i; k <= j; k++)
+            r[t[k].i] = (i + j) / 2.0;
+        i = j + 1;
+    }
+    free(t);
+    return true;
+}
+
+double kiln_rank_correlation(const float *a, const float *b, int n)
+{
+    if (n < 2)
+        return NAN;
+    double *ra = malloc((size_t)n * sizeof(double)), *rb = malloc((size_t)n * sizeof(double));
+    double r = NAN;
+    if (ra && rb && ranks(a, n, ra) && ranks(b, n, rb)) {
+        double ma = 0, mb = 0, sab = 0, saa = 0, sbb = 0;
+        for (int i = 0; i < n; i++) {
+            ma += ra[i];
+            mb += rb[i];
+        }
+        ma /= n;
+        mb /= n;
+        for (int i = 0; i < n; i++) {
+            sab += (ra[i] - ma) * (rb[i] - mb);
+            saa += (ra[i] - ma) * (ra[i] - ma);
+            sbb += (rb[i] - mb) * (rb[i] - mb);
+        }
+        r = saa > 0 && sbb > 0 ? sab / sqrt(saa * sbb) : NAN;
+    }
+    free(ra);
+    free(rb);
+    return r;
+}

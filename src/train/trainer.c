@@ -11,7 +11,10 @@
 #include <time.h>
 #include "core/error.h"
 #include "core/graph.h"
+#include "infer/runtime.h"
 #include "train/trainer.h"
+
+enum { CALIB = 512 };   /* training images the int8 scorer calibrates on and is checked against */
 
 typedef struct {
     kiln_graph_t *g;
@@ -30,6 +33,11 @@ typedef struct {
     kiln_model_t *scorer;          /* inference copy of g, refreshed when the weights changed */
     kiln_session_t *session;
     int64_t scorer_version;        /* s.c.updates when the scorer was last refreshed; -1 never */
+    kiln_model_t *qscorer;         /* int8 copy of scorer, calibrated once per scoring epoch */
+    kiln_session_t *qsession;
+    int64_t qscorer_version;
+    float *calib_x, *calib_loss, *calib_qloss;   /* the calibration images and their losses */
+    int *calib_y, n_calib;
     double win_loss;               /* sums since the last metrics line */
     int64_t win_correct, win_seen;
     float lr;
@@ -42,12 +50,16 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-kiln_status kiln_sb_state_init(kiln_sb_state *sb, const kiln_sb_config *cfg, int n, size_t numel, int batch)
+kiln_status kiln_sb_state_init(kiln_sb_state *sb, const kiln_sb_config *cfg, int n, size_t numel, int batch,
+                               int q_nodes)
 {
     memset(sb, 0, sizeof *sb);
     sb->n = n;
     sb->numel = numel;
     sb->batch = batch;
+    sb->q_epoch = -1;
+    sb->q_rank = NAN;
+    sb->q_nodes = q_nodes;
     sb->sel = kiln_sb_selector_create(cfg->history, cfg->beta);
     if (!sb->sel)
         return KILN_ERR_ARG;   /* the selector named the bad setting */
@@ -56,7 +68,9 @@ kiln_status kiln_sb_state_init(kiln_sb_state *sb, const kiln_sb_config *cfg, int
     sb->qx = malloc((size_t)batch * numel * sizeof(float));
     sb->qy = malloc((size_t)batch * sizeof(int));
     sb->qidx = malloc((size_t)batch * sizeof(int));
-    if (!sb->loss || !sb->loss_epoch || !sb->qx || !sb->qy || !sb->qidx) {
+    sb->q_scale = malloc(((size_t)q_nodes + 1) * sizeof(float));
+    sb->q_zero = malloc(((size_t)q_nodes + 1) * sizeof(int32_t));
+    if (!sb->loss || !sb->loss_epoch || !sb->qx || !sb->qy || !sb->qidx || !sb->q_scale || !sb->q_zero) {
         kiln_sb_state_free(sb);
         return kiln_error(KILN_ERR_NOMEM, "out of memory for selective backprop state");
     }
@@ -75,6 +89,8 @@ void kiln_sb_state_free(kiln_sb_state *sb)
     free(sb->qx);
     free(sb->qy);
     free(sb->qidx);
+    free(sb->q_scale);
+    free(sb->q_zero);
     memset(sb, 0, sizeof *sb);
 }
 
@@ -128,17 +144,104 @@ static kiln_status train_batch(trainer *t, const float *x, const int *y, const i
     return KILN_OK;
 }
 
-/* Per-example losses of the b examples in x (labels y) from the inference copy of the model. */
-static kiln_status score(trainer *t, const float *x, const int *y, int b, float *loss)
+/* Brings the fp32 scorer to the current weights. */
+static kiln_status refresh_scorer(trainer *t)
 {
-    if (t->scorer_version != t->s.c.updates) {
-        kiln_status st = kiln_model_update(t->scorer, t->g);
+    if (t->scorer_version == t->s.c.updates)
+        return KILN_OK;
+    kiln_status st = kiln_model_update(t->scorer, t->g);
+    if (st == KILN_OK)
+        t->scorer_version = t->s.c.updates;
+    return st;
+}
+
+/* Builds the int8 scorer from the recorded quantisation parameters and the current weights. */
+static kiln_status build_qscorer(trainer *t)
+{
+    kiln_sb_state *sb = &t->sb;
+    kiln_session_free(t->qsession);
+    kiln_model_free(t->qscorer);
+    t->qsession = NULL;
+    t->qscorer_version = t->s.c.updates;
+    kiln_qparams *qp = malloc((size_t)sb->q_nodes * sizeof *qp);
+    if (!qp)
+        return kiln_error(KILN_ERR_NOMEM, "out of memory for the int8 scorer");
+    for (int i = 0; i < sb->q_nodes; i++)
+        qp[i] = (kiln_qparams){sb->q_scale[i], sb->q_zero[i]};
+    t->qscorer = kiln_model_quantize_with(t->scorer, qp, KILN_CALIBRATE_MINMAX);
+    free(qp);
+    if (t->qscorer)
+        t->qsession = kiln_session_create(t->qscorer, &(kiln_session_options){.max_batch = t->B,
+                                                                              .threads = omp_get_max_threads()});
+    return t->qsession ? KILN_OK : KILN_ERR_NOMEM;
+}
+
+/* Losses of the calibration images under model m. */
+static kiln_status calib_losses(trainer *t, kiln_session_t *sess, float *loss)
+{
+    for (int off = 0; off < t->n_calib; off += t->B) {
+        int b = t->n_calib - off < t->B ? t->n_calib - off : t->B;
+        kiln_status st = kiln_session_run(sess, t->calib_x + (size_t)off * t->numel, b, t->logits);
         if (st != KILN_OK)
             return st;
-        t->scorer_version = t->s.c.updates;
+        kiln_loss_softmax_ce_each(t->logits, t->calib_y + off, b, t->classes, loss + off);
     }
-    kiln_status st = kiln_session_run(t->session, x, b, t->logits);
+    return KILN_OK;
+}
+
+/* At the first scoring of an epoch: calibrates an int8 scorer on the calibration images and
+ * decides whether it scores this epoch (it must rank them as fp32 does). */
+static kiln_status calibrate_scorer(trainer *t, int epoch)
+{
+    kiln_sb_state *sb = &t->sb;
+    kiln_sb_scorer mode = t->cfg->selective.scorer;
+    sb->q_epoch = epoch;
+    sb->q_int8 = false;
+    sb->q_rank = NAN;
+    kiln_model_t *q = kiln_model_quantize(t->scorer, t->calib_x, t->n_calib, KILN_CALIBRATE_MINMAX);
+    if (!q)
+        return mode == KILN_SB_SCORER_INT8 ? KILN_ERR_NOMEM : KILN_OK;   /* auto: stay in fp32 */
+    const kiln_qparams *qp = kiln_model_qparams(q);
+    for (int i = 0; i < sb->q_nodes; i++) {
+        sb->q_scale[i] = qp[i].scale;
+        sb->q_zero[i] = qp[i].zero;
+    }
+    kiln_model_free(q);
+    kiln_status st = build_qscorer(t);
+    if (st == KILN_OK)
+        st = calib_losses(t, t->session, t->calib_loss);
+    if (st == KILN_OK)
+        st = calib_losses(t, t->qsession, t->calib_qloss);
     if (st != KILN_OK)
+        return st;
+    sb->q_rank = (float)kiln_rank_correlation(t->calib_loss, t->calib_qloss, t->n_calib);
+    float need = t->cfg->selective.min_rank_correlation > 0 ? t->cfg->selective.min_rank_correlation : 0.95f;
+    sb->q_int8 = mode == KILN_SB_SCORER_INT8 || sb->q_rank >= need;
+    return KILN_OK;
+}
+
+/* Per-example losses of the b examples in x (labels y) from the inference copy of the model:
+ * int8 when this epoch's calibration chose it. */
+static kiln_status score(trainer *t, const float *x, const int *y, int b, float *loss, int epoch)
+{
+    kiln_status st = refresh_scorer(t);
+    if (st == KILN_OK && t->cfg->selective.scorer != KILN_SB_SCORER_FP32 && t->sb.q_epoch != epoch)
+        st = calibrate_scorer(t, epoch);
+    if (st != KILN_OK)
+        return st;
+    kiln_session_t *sess = t->session;
+    if (t->sb.q_int8) {
+        if (!t->qscorer && (st = build_qscorer(t)) != KILN_OK)   /* after a resume */
+            return st;
+        if (t->qscorer_version != t->s.c.updates) {
+            if ((st = kiln_model_requantize(t->qscorer, t->scorer)) != KILN_OK)
+                return st;
+            t->qscorer_version = t->s.c.updates;
+        }
+        sess = t->qsession;
+        t->s.c.scored_int8 += b;
+    }
+    if ((st = kiln_session_run(sess, x, b, t->logits)) != KILN_OK)
         return st;
     kiln_loss_softmax_ce_each(t->logits, y, b, t->classes, loss);
     return KILN_OK;
@@ -165,7 +268,7 @@ static kiln_status selective_step(trainer *t, const int *idx, int b, int epoch)
         }
     if (ns) {
         double t0 = now_s();
-        kiln_status st = score(t, t->xs, t->ys, ns, t->each);
+        kiln_status st = score(t, t->xs, t->ys, ns, t->each, epoch);
         if (st != KILN_OK)
             return st;
         for (int i = 0, k = 0; i < b; i++)
@@ -219,6 +322,10 @@ static void write_metrics(FILE *m, const kiln_progress *p, double win_loss, doub
             p->lr, p->images_per_s, p->elapsed_s, c->examples, c->scored, c->backpropagated,
             c->examples ? (double)c->backpropagated / (double)c->examples : 0.0, c->updates, c->score_s, c->forward_s,
             c->backward_s, c->update_s);
+    if (p->scorer_int8 >= 0)
+        fprintf(m, ",\"scorer\":\"%s\",\"scored_int8\":%" PRId64, p->scorer_int8 ? "int8" : "fp32", c->scored_int8);
+    if (isfinite(p->scorer_rank_correlation))
+        fprintf(m, ",\"rank_correlation\":%.4f", p->scorer_rank_correlation);
     if (p->epoch_end && !isnan(p->test_accuracy))
         fprintf(m, ",\"epoch_end\":true,\"test_loss\":%.6f,\"test_accuracy\":%.6f", p->test_loss, p->test_accuracy);
     else if (p->epoch_end)
@@ -253,9 +360,6 @@ static kiln_status trainer_init(trainer *t, kiln_graph_t *g, const kiln_dataset 
         return kiln_error(KILN_ERR_NOMEM, "out of memory setting up training");
     if (!t->selective)
         return KILN_OK;
-    kiln_status st = kiln_sb_state_init(&t->sb, &cfg->selective, train->n, t->numel, t->B);
-    if (st != KILN_OK)
-        return st;
     t->xs = malloc(B * t->numel * sizeof(float));
     t->ys = malloc(B * sizeof(int));
     t->logits = malloc(B * (size_t)t->classes * sizeof(float));
@@ -263,9 +367,17 @@ static kiln_status trainer_init(trainer *t, kiln_graph_t *g, const kiln_dataset 
     t->session = t->scorer ? kiln_session_create(t->scorer, &(kiln_session_options){.max_batch = t->B,
                                                                                      .threads = omp_get_max_threads()})
                            : NULL;
-    if (!t->xs || !t->ys || !t->logits || !t->scorer || !t->session)
+    t->n_calib = train->n < CALIB ? train->n : CALIB;
+    t->calib_x = malloc((size_t)t->n_calib * t->numel * sizeof(float));
+    t->calib_y = malloc((size_t)t->n_calib * sizeof(int));
+    t->calib_loss = malloc((size_t)t->n_calib * sizeof(float));
+    t->calib_qloss = malloc((size_t)t->n_calib * sizeof(float));
+    if (!t->xs || !t->ys || !t->logits || !t->scorer || !t->session || !t->calib_x || !t->calib_y || !t->calib_loss ||
+        !t->calib_qloss)
         return kiln_error(KILN_ERR_NOMEM, "out of memory setting up the selective backprop scorer");
-    return KILN_OK;
+    for (int i = 0; i < t->n_calib; i++)   /* the first images, in file order */
+        kiln_dataset_gather(train, &i, 1, t->calib_x + (size_t)i * t->numel, t->calib_y + i);
+    return kiln_sb_state_init(&t->sb, &cfg->selective, train->n, t->numel, t->B, kiln_model_graph(t->scorer)->n);
 }
 
 static void trainer_free(trainer *t)
@@ -274,6 +386,12 @@ static void trainer_free(trainer *t)
     kiln_optim_free(t->opt);
     kiln_session_free(t->session);
     kiln_model_free(t->scorer);
+    kiln_session_free(t->qsession);
+    kiln_model_free(t->qscorer);
+    free(t->calib_x);
+    free(t->calib_y);
+    free(t->calib_loss);
+    free(t->calib_qloss);
     kiln_sb_state_free(&t->sb);
     free(t->x);
     free(t->tmp);
@@ -379,6 +497,10 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
             p.eta_s = s->global_step > start_step ? el / (double)(s->global_step - start_step) *
                                                         (double)(total - s->global_step) : 0;
             p.counters = s->c;
+            p.scorer_int8 = !t.selective || epoch == 0 ? -1
+                            : cfg->selective.scorer == KILN_SB_SCORER_FP32 ? 0
+                            : t.sb.q_epoch == epoch ? t.sb.q_int8 : -1;
+            p.scorer_rank_correlation = t.selective && t.sb.q_epoch == epoch ? t.sb.q_rank : NAN;
             if (p.epoch_end) {
                 p.test_loss = p.test_accuracy = NAN;
                 double te = now_s();

@@ -26,10 +26,19 @@ typedef struct {
     float *qx;              /* [batch x numel] queued (augmented) images */
     int *qy, *qidx;         /* [batch] their labels and dataset indices */
     int qn;                 /* queued now */
+    /* the int8 scorer's calibration, made at the first scoring of epoch q_epoch (-1: none) */
+    int q_epoch;
+    bool q_int8;            /* that epoch scores in int8 */
+    float q_rank;           /* the rank correlation that decided it */
+    int q_nodes;            /* nodes of the scorer's graph */
+    float *q_scale;         /* [q_nodes] activation quantisation of each node's output */
+    int32_t *q_zero;        /* [q_nodes] */
 } kiln_sb_state;
 
-/* Allocates Selective Backprop state for n examples of numel floats and batch-sized queues. */
-kiln_status kiln_sb_state_init(kiln_sb_state *sb, const kiln_sb_config *cfg, int n, size_t numel, int batch);
+/* Allocates Selective Backprop state for n examples of numel floats, batch-sized queues and a
+ * scorer of q_nodes nodes. */
+kiln_status kiln_sb_state_init(kiln_sb_state *sb, const kiln_sb_config *cfg, int n, size_t numel, int batch,
+                               int q_nodes);
 /* Frees what kiln_sb_state_init allocated. */
 void kiln_sb_state_free(kiln_sb_state *sb);
 
