@@ -160,14 +160,24 @@ static void quantize_values(const kiln_graph_t *g, int i, kiln_qweights *qw)
 {
     const kiln_node *nd = &g->nodes[i];
     const float *w = kiln_node_tensor(g, nd, 0);
-    for (int j = 0; j < qw->m; j++) {
+    const int k = qw->k, m = qw->m;   /* locals: stores through int8_t* could alias qw */
+    #pragma omp parallel for if ((size_t)m * k > 65536)
+    for (int j = 0; j < m; j++) {
+        const float *row = w + (size_t)j * k;
+        int8_t *out = qw->w + (size_t)j * k;
         float mx = 0;
-        for (int t = 0; t < qw->k; t++)
-            mx = fmaxf(mx, fabsf(w[(size_t)j * qw->k + t]));
+        for (int t = 0; t < k; t++) {
+            float a = fabsf(row[t]);
+            mx = a > mx ? a : mx;
+        }
         qw->w_scale[j] = mx > 0 ? mx / 127.0f : 1.0f;
-        for (int t = 0; t < qw->k; t++) {
-            long v = lroundf(w[(size_t)j * qw->k + t] / qw->w_scale[j]);
-            qw->w[(size_t)j * qw->k + t] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
+        float inv = mx > 0 ? 127.0f / mx : 1.0f;
+        for (int t = 0; t < k; t++) {   /* round half away from zero; branch-free, vectorises */
+            float v = row[t] * inv;
+            v = v == v ? v : 0.0f;
+            v = v > 127.0f ? 127.0f : v;
+            v = v < -127.0f ? -127.0f : v;
+            out[t] = (int8_t)(int32_t)(v + (v < 0 ? -0.5f : 0.5f));
         }
         qw->bias[j] = nd->a.no_bias ? 0.0f : kiln_node_tensor(g, nd, 1)[j];
     }
