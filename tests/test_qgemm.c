@@ -15,8 +15,8 @@ int main(void)
     printf("best int8 kernel here: %s\n", kiln_qkernel_name(best));
     for (int kind = KILN_QK_GENERIC; kind <= (int)best; kind++) {
         int bad = 0;
-        for (int rep = 0; rep < 50; rep++) {
-            int n = 1 + (int)kiln_rng_below(&rng, 40), m = 1 + (int)kiln_rng_below(&rng, 70);
+        for (int rep = 0; rep < 120; rep++) {
+            int n = 1 + (int)kiln_rng_below(&rng, 40), m = 1 + (int)kiln_rng_below(&rng, rep % 2 ? 70 : 200);
             int k = 1 + (int)kiln_rng_below(&rng, rep < 10 ? 20 : 600), kp = kiln_qgemm_kpad(k);
             bool extreme = rep % 5 == 0;
             uint8_t *x = calloc((size_t)n * kp, 1);
@@ -45,7 +45,7 @@ int main(void)
             free(x), free(w), free(packed), free(c);
         }
         CHECK(bad == 0, "kernel %s: %d wrong sums", kiln_qkernel_name((kiln_qkernel)kind), bad);
-        printf("kernel %s: 50 random products exact\n", kiln_qkernel_name((kiln_qkernel)kind));
+        printf("kernel %s: 120 random products exact\n", kiln_qkernel_name((kiln_qkernel)kind));
     }
     return check_report();
 }

@@ -91,6 +91,33 @@ int main(void)
     CHECK(acc_fp > 0.80f, "the test model trained only to %.3f", acc_fp);
     CHECK(fabsf(acc_fp - acc_q) < 0.01f, "int8 accuracy %.4f vs fp32 %.4f", acc_q, acc_fp);
 
+    /* every int8 kernel family this CPU runs (products, requantisation, pooling) gives the same
+     * outputs bit for bit */
+    {
+        enum { NB = 64 };
+        float *xb = malloc((size_t)NB * 784 * sizeof(float)), *ya = malloc(NB * 10 * sizeof(float)),
+              *yb = malloc(NB * 10 * sizeof(float));
+        int ti[NB];
+        for (int i = 0; i < NB; i++)
+            ti[i] = i * 31 % test.n;
+        kiln_dataset_gather(&test, ti, NB, xb, NULL);
+        outputs(q, xb, NB, ya);
+        for (int kind = KILN_QK_GENERIC; kind <= (int)kiln_qgemm_kernel(); kind++) {
+            kiln_model_t *qk = kiln_model_quantize_with(fp, kiln_model_qparams(q), q->q->method);
+            qk->q->kernel = (kiln_qkernel)kind;
+            for (int i = 0; i < qk->g->n; i++)
+                if (qk->q->qw[i].m)
+                    kiln_qweights_prepare(qk->g, qk->q, i);
+            outputs(qk, xb, NB, yb);
+            CHECK(memcmp(ya, yb, NB * 10 * sizeof(float)) == 0, "kernel %s: int8 outputs differ from kernel %s",
+                  kiln_qkernel_name((kiln_qkernel)kind), kiln_qkernel_name(q->q->kernel));
+            kiln_model_free(qk);
+        }
+        free(xb);
+        free(ya);
+        free(yb);
+    }
+
     /* files: int8 about 4x smaller than fp32, fp16 about 2x; reloads */
     CHECK(kiln_model_save(fp, "quant_fp32.safetensors", false, NULL) == KILN_OK, "%s", kiln_last_error());
     CHECK(kiln_model_save(q, "quant_int8.safetensors", false, NULL) == KILN_OK, "%s", kiln_last_error());

@@ -185,62 +185,157 @@ __attribute__((target("avx2,fma,avxvnni"))) static void qgemm_vnni(const uint8_t
     }
 }
 
-/* AVX-512 VNNI: tiles of 4 rows x 32 channels, eight 512-bit accumulators; channel tails by
- * masked stores (the packing pads channels to 32 with zero weights). */
+/* acc += dot4(u8 b, s8 w) per lane, in place: GCC 12 copies the accumulator around
+ * _mm512_dpbusd_epi32 in loops, doubling the instruction count, so the instruction is written out. */
+#define DPBUSD(acc, b, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(b), "vm"(w))
+
+/* AVX-512 VNNI: register tiles of R rows x 16*NV channels (R*NV <= 16 accumulators), each step
+ * of 4 inputs loading NV weight vectors and broadcasting R input words. A single row (a dense
+ * layer at batch 1) runs two accumulator sets over alternate steps, so the dependency chains do
+ * not bound it. Channel tails by masked stores (the packing pads channels to 32 with zero
+ * weights, so full-width loads stay in bounds). */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vnni"))) void
+vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, int R, int NV, int32_t *c, int m,
+             const __mmask16 *mask)
+{
+    __m512i acc[4][4], acc2[4];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = _mm512_setzero_si512();
+    for (int v = 0; v < NV; v++)
+        acc2[v] = _mm512_setzero_si512();
+    int q = 0;
+    if (R == 1)
+        for (; q + 2 <= kq; q += 2) {
+            const int8_t *wq = w + ((size_t)q * mp + j0) * 4;
+            int32_t u0, u1;
+            memcpy(&u0, x + 4 * q, 4);
+            memcpy(&u1, x + 4 * q + 4, 4);
+            __m512i b0 = _mm512_set1_epi32(u0), b1 = _mm512_set1_epi32(u1);
+            for (int v = 0; v < NV; v++) {
+                DPBUSD(acc[0][v], b0, _mm512_loadu_si512(wq + 64 * v));
+                DPBUSD(acc2[v], b1, _mm512_loadu_si512(wq + (size_t)mp * 4 + 64 * v));
+            }
+        }
+    for (; q < kq; q++) {
+        const int8_t *wq = w + ((size_t)q * mp + j0) * 4;
+        __m512i wv[4];
+        for (int v = 0; v < NV; v++)
+            wv[v] = _mm512_loadu_si512(wq + 64 * v);
+        for (int r = 0; r < R; r++) {
+            int32_t u;
+            memcpy(&u, x + (size_t)r * kp + 4 * q, 4);
+            __m512i b = _mm512_set1_epi32(u);
+            for (int v = 0; v < NV; v++)
+                DPBUSD(acc[r][v], b, wv[v]);
+        }
+    }
+    if (R == 1)
+        for (int v = 0; v < NV; v++)
+            acc[0][v] = _mm512_add_epi32(acc[0][v], acc2[v]);
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++)
+            _mm512_mask_storeu_epi32(c + (size_t)r * m + j0 + 16 * v, mask[v], acc[r][v]);
+}
+
+/* The main tile written out: 4 rows x 64 channels, sixteen named accumulators. */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void vnni512_4x64(const uint8_t *x, int kp,
+                                                                               const int8_t *w, int mp, int j0,
+                                                                               int kq, int32_t *c, int m,
+                                                                               const __mmask16 *mask)
+{
+    __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
+            c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    const int8_t *wq = w + (size_t)j0 * 4;
+    const uint8_t *x1 = x + kp, *x2 = x + 2 * (size_t)kp, *x3 = x + 3 * (size_t)kp;
+    for (int q = 0; q < kq; q++, wq += (size_t)mp * 4) {
+        __m512i w0 = _mm512_loadu_si512(wq), w1 = _mm512_loadu_si512(wq + 64), w2 = _mm512_loadu_si512(wq + 128),
+                w3 = _mm512_loadu_si512(wq + 192);
+        int32_t u;
+        memcpy(&u, x + 4 * q, 4);
+        __m512i b = _mm512_set1_epi32(u);
+        DPBUSD(c00, b, w0);
+        DPBUSD(c01, b, w1);
+        DPBUSD(c02, b, w2);
+        DPBUSD(c03, b, w3);
+        memcpy(&u, x1 + 4 * q, 4);
+        b = _mm512_set1_epi32(u);
+        DPBUSD(c10, b, w0);
+        DPBUSD(c11, b, w1);
+        DPBUSD(c12, b, w2);
+        DPBUSD(c13, b, w3);
+        memcpy(&u, x2 + 4 * q, 4);
+        b = _mm512_set1_epi32(u);
+        DPBUSD(c20, b, w0);
+        DPBUSD(c21, b, w1);
+        DPBUSD(c22, b, w2);
+        DPBUSD(c23, b, w3);
+        memcpy(&u, x3 + 4 * q, 4);
+        b = _mm512_set1_epi32(u);
+        DPBUSD(c30, b, w0);
+        DPBUSD(c31, b, w1);
+        DPBUSD(c32, b, w2);
+        DPBUSD(c33, b, w3);
+    }
+    int32_t *o = c + j0;
+    _mm512_mask_storeu_epi32(o, mask[0], c00), _mm512_mask_storeu_epi32(o + 16, mask[1], c01);
+    _mm512_mask_storeu_epi32(o + 32, mask[2], c02), _mm512_mask_storeu_epi32(o + 48, mask[3], c03);
+    o += m;
+    _mm512_mask_storeu_epi32(o, mask[0], c10), _mm512_mask_storeu_epi32(o + 16, mask[1], c11);
+    _mm512_mask_storeu_epi32(o + 32, mask[2], c12), _mm512_mask_storeu_epi32(o + 48, mask[3], c13);
+    o += m;
+    _mm512_mask_storeu_epi32(o, mask[0], c20), _mm512_mask_storeu_epi32(o + 16, mask[1], c21);
+    _mm512_mask_storeu_epi32(o + 32, mask[2], c22), _mm512_mask_storeu_epi32(o + 48, mask[3], c23);
+    o += m;
+    _mm512_mask_storeu_epi32(o, mask[0], c30), _mm512_mask_storeu_epi32(o + 16, mask[1], c31);
+    _mm512_mask_storeu_epi32(o + 32, mask[2], c32), _mm512_mask_storeu_epi32(o + 48, mask[3], c33);
+}
+
+/* The rows of one channel block j0 (NV vectors): 4-row tiles, then the remaining rows. */
+#define VNNI512_ROWS(NV)                                                                              \
+    do {                                                                                              \
+        int i = 0;                                                                                    \
+        for (; i + 4 <= n; i += 4)                                                                    \
+            vnni512_tile(x + (size_t)i * kp, kp, w, mp, j0, kq, 4, NV, c + (size_t)i * m, m, mask);   \
+        switch (n - i) {                                                                              \
+        case 4: vnni512_tile(x + (size_t)i * kp, kp, w, mp, j0, kq, 4, NV, c + (size_t)i * m, m, mask); break; \
+        case 3: vnni512_tile(x + (size_t)i * kp, kp, w, mp, j0, kq, 3, NV, c + (size_t)i * m, m, mask); break; \
+        case 2: vnni512_tile(x + (size_t)i * kp, kp, w, mp, j0, kq, 2, NV, c + (size_t)i * m, m, mask); break; \
+        case 1: vnni512_tile(x + (size_t)i * kp, kp, w, mp, j0, kq, 1, NV, c + (size_t)i * m, m, mask); break; \
+        default: break;                                                                               \
+        }                                                                                             \
+    } while (0)
+
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void qgemm_vnni512(const uint8_t *x, int n, int kp,
                                                                                 const int8_t *w, int m, int32_t *c)
 {
     int mp = mpad16(m), kq = kp / 4;
-    for (int j0 = 0; j0 < m; j0 += 32) {
-        int cnt = m - j0 < 32 ? m - j0 : 32;
-        __mmask16 k0 = cnt >= 16 ? 0xffff : (__mmask16)((1u << cnt) - 1);
-        __mmask16 k1 = cnt >= 32 ? 0xffff : (cnt <= 16 ? 0 : (__mmask16)((1u << (cnt - 16)) - 1));
-        int i = 0;
-        for (; i + 4 <= n; i += 4) {
-            __m512i a00 = _mm512_setzero_si512(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
-                    a30 = a00, a31 = a00;
-            const uint8_t *x0 = x + (size_t)i * kp;
-            for (int q = 0; q < kq; q++) {
-                const int8_t *wq = w + ((size_t)q * mp + j0) * 4;
-                __m512i w0 = _mm512_loadu_si512(wq), w1 = _mm512_loadu_si512(wq + 64);
-                int32_t v0, v1, v2, v3;
-                memcpy(&v0, x0 + 4 * q, 4);
-                memcpy(&v1, x0 + kp + 4 * q, 4);
-                memcpy(&v2, x0 + 2 * (size_t)kp + 4 * q, 4);
-                memcpy(&v3, x0 + 3 * (size_t)kp + 4 * q, 4);
-                __m512i b0 = _mm512_set1_epi32(v0), b1 = _mm512_set1_epi32(v1), b2 = _mm512_set1_epi32(v2),
-                        b3 = _mm512_set1_epi32(v3);
-                a00 = _mm512_dpbusd_epi32(a00, b0, w0);
-                a01 = _mm512_dpbusd_epi32(a01, b0, w1);
-                a10 = _mm512_dpbusd_epi32(a10, b1, w0);
-                a11 = _mm512_dpbusd_epi32(a11, b1, w1);
-                a20 = _mm512_dpbusd_epi32(a20, b2, w0);
-                a21 = _mm512_dpbusd_epi32(a21, b2, w1);
-                a30 = _mm512_dpbusd_epi32(a30, b3, w0);
-                a31 = _mm512_dpbusd_epi32(a31, b3, w1);
-            }
-            int32_t *c0 = c + (size_t)i * m + j0;
-            _mm512_mask_storeu_epi32(c0, k0, a00), _mm512_mask_storeu_epi32(c0 + 16, k1, a01);
-            _mm512_mask_storeu_epi32(c0 + m, k0, a10), _mm512_mask_storeu_epi32(c0 + m + 16, k1, a11);
-            _mm512_mask_storeu_epi32(c0 + 2 * (size_t)m, k0, a20), _mm512_mask_storeu_epi32(c0 + 2 * (size_t)m + 16, k1, a21);
-            _mm512_mask_storeu_epi32(c0 + 3 * (size_t)m, k0, a30), _mm512_mask_storeu_epi32(c0 + 3 * (size_t)m + 16, k1, a31);
+    for (int j0 = 0; j0 < m; j0 += 64) {
+        int cnt = m - j0 < 64 ? m - j0 : 64;
+        __mmask16 mask[4];
+        for (int v = 0; v < 4; v++) {
+            int left = cnt - 16 * v;
+            mask[v] = left >= 16 ? 0xffff : (left <= 0 ? 0 : (__mmask16)((1u << left) - 1));
         }
-        for (; i < n; i++) {
-            __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+        if (cnt > 32) {   /* the padded width is a multiple of 32: 64 columns are loadable */
+            int i = 0;
+            for (; i + 4 <= n; i += 4)
+                vnni512_4x64(x + (size_t)i * kp, kp, w, mp, j0, kq, c + (size_t)i * m, m, mask);
+            int r = n - i;
             const uint8_t *xr = x + (size_t)i * kp;
-            for (int q = 0; q < kq; q++) {
-                const int8_t *wq = w + ((size_t)q * mp + j0) * 4;
-                int32_t v;
-                memcpy(&v, xr + 4 * q, 4);
-                __m512i b = _mm512_set1_epi32(v);
-                a0 = _mm512_dpbusd_epi32(a0, b, _mm512_loadu_si512(wq));
-                a1 = _mm512_dpbusd_epi32(a1, b, _mm512_loadu_si512(wq + 64));
-            }
-            _mm512_mask_storeu_epi32(c + (size_t)i * m + j0, k0, a0);
-            _mm512_mask_storeu_epi32(c + (size_t)i * m + j0 + 16, k1, a1);
+            int32_t *cr = c + (size_t)i * m;
+            if (r == 3)
+                vnni512_tile(xr, kp, w, mp, j0, kq, 3, 4, cr, m, mask);
+            else if (r == 2)
+                vnni512_tile(xr, kp, w, mp, j0, kq, 2, 4, cr, m, mask);
+            else if (r == 1)
+                vnni512_tile(xr, kp, w, mp, j0, kq, 1, 4, cr, m, mask);
+        } else {
+            VNNI512_ROWS(2);
         }
     }
 }
+#undef VNNI512_ROWS
 #endif
 
 void kiln_qgemm(kiln_qkernel kind, const uint8_t *x, int n, int k, const int8_t *packed, int m, int32_t *c)
