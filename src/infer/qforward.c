@@ -226,35 +226,58 @@ static void requantize(const kiln_qweights *qw, const kiln_node *nd, const int32
     }
 }
 
+/* Copies len bytes (a window row) from s to r. Short rows move as one 4- or 8-byte word when
+ * r_room and s_room (bytes writable at r in this row, readable at s in this image) allow: the
+ * extra bytes land where later segments or the row's zero tail are written afterwards. */
+static inline void copy_segment(uint8_t *r, const uint8_t *s, size_t len, size_t r_room, size_t s_room)
+{
+    if (len <= 4 && r_room >= 4 && s_room >= 4) {
+        uint32_t v;
+        memcpy(&v, s, 4);
+        memcpy(r, &v, 4);
+    } else if (len <= 8 && r_room >= 8 && s_room >= 8) {
+        uint64_t v;
+        memcpy(&v, s, 8);
+        memcpy(r, &v, 8);
+    } else if (len >= 32) {   /* 32-byte moves, the last one overlapping: no call */
+        size_t t = 0;
+        for (; t + 32 <= len; t += 32)
+            memcpy(r + t, s + t, 32);
+        if (t < len)
+            memcpy(r + len - 32, s + len - 32, 32);
+    } else {
+        for (size_t t = 0; t < len; t++)
+            r[t] = s[t];
+    }
+}
+
 /* One NHWC u8 image's im2col as rows: pixel p's row holds its window in (ky, kx, c) order
  * (padding reads as the zero point), then zeros up to kpad. */
 static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x, uint8_t zero, int kp, uint8_t *rows)
 {
-    const kiln_attrs *a = &nd->a;
-    int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
-    int kh = a->kernel[0], kw = a->kernel[1], k = kh * kw * c;
+    /* every attribute in a local: stores through uint8_t* may alias any of them */
+    const int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
+    const int kh = nd->a.kernel[0], kw = nd->a.kernel[1], k = kh * kw * c;
+    const int sy = nd->a.stride[0], sx = nd->a.stride[1], py = nd->a.pad[0], px = nd->a.pad[1];
+    const int dy = nd->a.dilation[0], dx = nd->a.dilation[1];
+    const size_t image = (size_t)c * h * w, len = (size_t)kw * c, tail = (size_t)(kp - k);
     for (int oy = 0; oy < ho; oy++)
         for (int ox = 0; ox < wo; ox++) {
-            uint8_t *r = rows + ((size_t)oy * wo + ox) * kp;
-            int ix0 = ox * a->stride[1] - a->pad[1];
-            bool row_inside = a->dilation[1] == 1 && ix0 >= 0 && ix0 + kw <= w;
+            uint8_t *row = rows + ((size_t)oy * wo + ox) * kp, *r = row;
+            const int ix0 = ox * sx - px;
+            const bool row_inside = dx == 1 && ix0 >= 0 && ix0 + kw <= w;
             for (int ky = 0; ky < kh; ky++) {
-                int iy = oy * a->stride[0] - a->pad[0] + ky * a->dilation[0];
+                const int iy = oy * sy - py + ky * dy;
                 if (row_inside && iy >= 0 && iy < h) {
                     /* the window's row is kw * c contiguous bytes of the NHWC input */
-                    const uint8_t *s = x + ((size_t)iy * w + ix0) * c;
-                    size_t len = (size_t)kw * c;
-                    if (len >= 32)
-                        memcpy(r, s, len);
-                    else
-                        for (size_t t = 0; t < len; t++)
-                            r[t] = s[t];
+                    size_t at = ((size_t)iy * w + ix0) * c;
+                    copy_segment(r, x + at, len, (size_t)kp - (size_t)(r - row), image - at);
                     r += len;
                     continue;
                 }
                 for (int kx = 0; kx < kw; kx++, r += c) {
-                    int ix = ox * a->stride[1] - a->pad[1] + kx * a->dilation[1];
-                    bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
+                    const int ix = ix0 + kx * dx;
+                    const bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
                     const uint8_t *s = x + ((size_t)iy * w + ix) * c;
                     if (c >= 16)
                         inside ? memcpy(r, s, (size_t)c) : memset(r, zero, (size_t)c);
@@ -263,7 +286,8 @@ static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x
                             r[k2] = inside ? s[k2] : zero;
                 }
             }
-            memset(r, 0, (size_t)(kp - k));
+            for (size_t t = 0; t < tail; t++)
+                r[t] = 0;
         }
 }
 
@@ -331,11 +355,32 @@ static void dense_forward(const kiln_model_t *m, int id, const uint8_t *x, void 
     requantize(qw, nd, acc, batch, out_u8, m->q->qp[id], out);
 }
 
+/* d = the channel-wise maximum of four pixels (vectorises). */
+static void max4_u8(uint8_t *restrict d, const uint8_t *restrict p, const uint8_t *restrict q,
+                    const uint8_t *restrict u, const uint8_t *restrict v, int c)
+{
+    for (int k = 0; k < c; k++) {
+        uint8_t a = p[k] > q[k] ? p[k] : q[k], b = u[k] > v[k] ? u[k] : v[k];
+        d[k] = a > b ? a : b;
+    }
+}
+
 /* Max pooling over NHWC u8: per output pixel, the channel-wise maximum of the window's pixels. */
 static void maxpool_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x, uint8_t *y, int batch)
 {
     const kiln_attrs *a = &nd->a;
     int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
+    if (a->kernel[0] == 2 && a->kernel[1] == 2 && a->stride[0] == 2 && a->stride[1] == 2 && a->pad[0] == 0 &&
+        a->pad[1] == 0) {   /* the common 2x2 window, every pixel inside */
+        for (int b = 0; b < batch; b++)
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++) {
+                    const uint8_t *p = x + (size_t)b * in->numel + ((size_t)2 * oy * w + 2 * ox) * c;
+                    max4_u8(y + (size_t)b * nd->numel + ((size_t)oy * wo + ox) * c, p, p + c, p + (size_t)w * c,
+                            p + (size_t)w * c + c, c);
+                }
+        return;
+    }
     for (int b = 0; b < batch; b++) {
         const uint8_t *src = x + (size_t)b * in->numel;
         uint8_t *dst = y + (size_t)b * nd->numel;
