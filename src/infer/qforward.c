@@ -335,7 +335,8 @@ static void conv_forward(const kiln_model_t *m, int id, const uint8_t *x, void *
     }
 }
 
-static void dense_forward(const kiln_model_t *m, int id, const uint8_t *x, void *out, int batch, float *scratch)
+static void dense_forward(const kiln_model_t *m, int id, const uint8_t *x, void *out, int batch, float *scratch,
+                          int threads)
 {
     const kiln_node *nd = &m->g->nodes[id];
     const kiln_qweights *qw = &m->q->qw[id];
@@ -351,8 +352,15 @@ static void dense_forward(const kiln_model_t *m, int id, const uint8_t *x, void 
         rows = padded;
     }
     int32_t *acc = (int32_t *)(scratch + ((size_t)batch * kp + 3) / 4);
-    kiln_qgemm(m->q->kernel, rows, batch, qw->k, qw->packed, qw->m, acc);
-    requantize(qw, nd, acc, batch, out_u8, m->q->qp[id], out);
+    size_t ob = out_u8 ? 1 : sizeof(float);
+    int parts = batch >= 16 && threads > 1 ? threads : 1;   /* rows split across threads */
+    #pragma omp parallel for schedule(static) num_threads(parts) if (parts > 1)
+    for (int t = 0; t < parts; t++) {
+        int r0 = (int)((int64_t)batch * t / parts), r1 = (int)((int64_t)batch * (t + 1) / parts);
+        kiln_qgemm(m->q->kernel, rows + (size_t)r0 * kp, r1 - r0, qw->k, qw->packed, qw->m, acc + (size_t)r0 * qw->m);
+        requantize(qw, nd, acc + (size_t)r0 * qw->m, r1 - r0, out_u8, m->q->qp[id],
+                   (char *)out + (size_t)r0 * qw->m * ob);
+    }
 }
 
 /* d = the channel-wise maximum of four pixels (vectorises). */
@@ -412,7 +420,7 @@ void kiln_qnode_forward(const kiln_model_t *m, int id, const void *const *in, vo
         conv_forward(m, id, in[0], out, batch, scratch, threads);
         break;
     case KILN_OP_DENSE:
-        dense_forward(m, id, in[0], out, batch, scratch);
+        dense_forward(m, id, in[0], out, batch, scratch, threads);
         break;
     case KILN_OP_MAXPOOL2D:
         maxpool_u8(nd, &m->g->nodes[nd->inputs[0]], in[0], out, batch);

@@ -3,9 +3,39 @@
  * per group written straight into the output. Images run in parallel, each GEMM single-threaded.
  * Depthwise convolutions (groups = in channels = out channels) skip both: a direct kernel per
  * channel plane (src/ops/depthwise.c), planes in parallel. */
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include "ops/gemm.h"
 #include "ops/ops.h"
+#if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
+#include <immintrin.h>
+
+/* One stride-1 output row of an im2col row: d[ox] = s[ox] for ox in [lo, hi), 0 elsewhere in
+ * [0, wo); 16 columns per masked load and store (masked-off lanes are not read). */
+__attribute__((target("avx512f"))) static void im2col_row_avx512(float *d, const float *s, int lo, int hi, int wo)
+{
+    for (int ox = 0; ox < wo; ox += 16) {
+        int a = lo - ox, b = hi - ox, n = wo - ox;
+        a = a < 0 ? 0 : (a > 16 ? 16 : a);
+        b = b < 0 ? 0 : (b > 16 ? 16 : b);
+        __mmask16 in = (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
+        __mmask16 all = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+        _mm512_mask_storeu_ps(d + ox, all, _mm512_maskz_loadu_ps(in, s + ox));
+    }
+}
+
+static bool im2col_avx512(void)
+{
+    static int ok = -1;
+    if (ok < 0) {
+        __builtin_cpu_init();
+        const char *e = getenv("KILN_GENERIC");
+        ok = __builtin_cpu_supports("avx512f") && !(e && *e && *e != '0');
+    }
+    return ok;
+}
+#endif
 
 void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, float *col)
 {
@@ -15,6 +45,9 @@ void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, float
     int sh = a->stride[0], sw = a->stride[1];
     size_t p = (size_t)ho * wo;
     int rows = c * kh * kw;
+#if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
+    bool fast = sw == 1 && im2col_avx512();
+#endif
     for (int r = 0; r < rows; r++) {
         int ci = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw;
         int oy0 = ki * a->dilation[0] - a->pad[0], ox0 = kj * a->dilation[1] - a->pad[1];
@@ -33,6 +66,12 @@ void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, float
                 continue;
             }
             const float *s = src + (size_t)iy * w + ox0;
+#if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
+            if (fast) {
+                im2col_row_avx512(d, s, lo, hi, wo);
+                continue;
+            }
+#endif
             for (int ox = 0; ox < lo; ox++)
                 d[ox] = 0.0f;
             if (sw == 1 && hi - lo >= 64)
