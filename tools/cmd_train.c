@@ -26,15 +26,20 @@ static void fmt_time(char *out, size_t n, double s)
         snprintf(out, n, "%02d:%02d", (int)s / 60, (int)s % 60);
 }
 
-/* ", backprop 31% (scored 12345)" for selective runs, else "". */
+/* " backprop 31% (2345 of 12345, 6789 scored)" for selective runs, else ""; at an epoch's end
+ * also the time split so far. */
 static void fmt_selective(char *out, size_t n, const progress_view *v, const kiln_progress *p)
 {
     const kiln_train_counters *c = &p->counters;
+    out[0] = 0;
     if (!v->selective || !c->examples)
-        out[0] = 0;
-    else
-        snprintf(out, n, " backprop %.0f%% (%lld of %lld, %lld scored)", 100.0 * (double)c->backpropagated / (double)c->examples,
-                 (long long)c->backpropagated, (long long)c->examples, (long long)c->scored);
+        return;
+    int k = snprintf(out, n, " backprop %.0f%% (%lld of %lld, %lld scored)",
+                     100.0 * (double)c->backpropagated / (double)c->examples, (long long)c->backpropagated,
+                     (long long)c->examples, (long long)c->scored);
+    if (p->epoch_end && k > 0 && (size_t)k < n)
+        snprintf(out + k, n - (size_t)k, "; time: scoring %.1f s, forward %.1f s, backward %.1f s, update %.1f s",
+                 c->score_s, c->forward_s, c->backward_s, c->update_s);
 }
 
 static void on_progress(const kiln_progress *p, void *user)
@@ -43,7 +48,7 @@ static void on_progress(const kiln_progress *p, void *user)
     if (v->quiet)
         return;
     int pct = (int)(100 * p->step / p->steps_per_epoch);
-    char eta[32], sb[96];
+    char eta[32], sb[192];
     fmt_time(eta, sizeof eta, p->eta_s);
     fmt_selective(sb, sizeof sb, v, p);
     if (v->tty) {
