@@ -199,9 +199,38 @@ static void test_exec_vs_tape(void)
     kiln_graph_free(g);
 }
 
+/* The training pool (2x2, stride 2, with argmax) against the plain rule: strict comparisons, the
+ * first candidate on ties; values drawn from a few levels so ties are common. */
+static void test_pool_argmax(void)
+{
+    int bad = 0;
+    for (int rep = 0; rep < 60; rep++) {
+        int wo = rnd(1, 40), ho = rnd(1, 6), w = 2 * wo + rnd(0, 1), h = 2 * ho + rnd(0, 1);
+        float *x = malloc((size_t)h * w * 4), *y = malloc((size_t)ho * wo * 4);
+        int32_t *am = malloc((size_t)ho * wo * 4);
+        for (int i = 0; i < h * w; i++)
+            x[i] = (float)rnd(0, 4) - 2.0f;
+        kiln_maxpool_2x2_plane(x, y, am, w, ho, wo);
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++) {
+                int c[4] = {2 * oy * w + 2 * ox, 2 * oy * w + 2 * ox + 1, (2 * oy + 1) * w + 2 * ox,
+                            (2 * oy + 1) * w + 2 * ox + 1};
+                int top = x[c[1]] > x[c[0]] ? c[1] : c[0], bot = x[c[3]] > x[c[2]] ? c[3] : c[2];
+                int best = x[bot] > x[top] ? bot : top;
+                bad += am[oy * wo + ox] != best || y[oy * wo + ox] != x[best];
+            }
+        free(x);
+        free(y);
+        free(am);
+    }
+    printf("2x2 max pooling with argmax: 60 random planes, %d mismatches\n", bad);
+    CHECK(bad == 0, "%d pooled values or argmax indices differ from the plain rule", bad);
+}
+
 int main(void)
 {
     kiln_rng_seed(&rng, 77);
+    test_pool_argmax();
     test_gemm();
     test_conv_pool();
     test_exec_vs_tape();

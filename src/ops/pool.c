@@ -32,15 +32,48 @@ static bool pool_avx512(void)
     }
     return ok;
 }
+/* The same with the argmax (index into the plane) of each output, for training; picks exactly as
+ * the scalar loop does (strict comparisons, the first candidate on ties and NaN). */
+__attribute__((target("avx512f"))) static void pool_rows_argmax_avx512(const float *r0, const float *r1, float *d,
+                                                                      int32_t *am, int wo, int i0, int w)
+{
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512i lane2 = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i one = _mm512_set1_epi32(1);
+    for (int ox = 0; ox < wo; ox += 16) {
+        int n = 2 * (wo - ox < 16 ? wo - ox : 16);
+        __mmask16 k0 = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+        __mmask16 k1 = n >= 32 ? 0xffff : (n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1));
+        __mmask16 ko = (__mmask16)(n >= 32 ? 0xffff : (1u << (n / 2)) - 1);
+        __m512 p0 = _mm512_maskz_loadu_ps(k0, r0 + 2 * ox), p1 = _mm512_maskz_loadu_ps(k1, r0 + 2 * ox + 16);
+        __m512 q0 = _mm512_maskz_loadu_ps(k0, r1 + 2 * ox), q1 = _mm512_maskz_loadu_ps(k1, r1 + 2 * ox + 16);
+        __m512 a0 = _mm512_permutex2var_ps(p0, even, p1), a1 = _mm512_permutex2var_ps(p0, odd, p1);
+        __m512 b0 = _mm512_permutex2var_ps(q0, even, q1), b1 = _mm512_permutex2var_ps(q0, odd, q1);
+        __mmask16 ga = _mm512_cmp_ps_mask(a1, a0, _CMP_GT_OQ), gb = _mm512_cmp_ps_mask(b1, b0, _CMP_GT_OQ);
+        __m512 m0 = _mm512_mask_blend_ps(ga, a0, a1), m1 = _mm512_mask_blend_ps(gb, b0, b1);
+        __mmask16 g = _mm512_cmp_ps_mask(m1, m0, _CMP_GT_OQ);
+        __m512i base = _mm512_add_epi32(_mm512_set1_epi32(i0 + 2 * ox), lane2);
+        __m512i ia = _mm512_mask_add_epi32(base, ga, base, one);
+        __m512i ib = _mm512_add_epi32(_mm512_mask_add_epi32(base, gb, base, one), _mm512_set1_epi32(w));
+        _mm512_mask_storeu_ps(d + ox, ko, _mm512_mask_blend_ps(g, m0, m1));
+        _mm512_mask_storeu_epi32(am + ox, ko, _mm512_mask_blend_epi32(g, ia, ib));
+    }
+}
 #endif
 
 /* The common 2x2, stride 2, unpadded window: two input rows per output row, no bounds checks. */
 void kiln_maxpool_2x2_plane(const float *src, float *dst, int32_t *am, int w, int ho, int wo)
 {
 #if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
-    if (!am && pool_avx512()) {   /* inference: no argmax to keep */
-        for (int oy = 0; oy < ho; oy++)
-            pool_rows_avx512(src + (size_t)(2 * oy) * w, src + (size_t)(2 * oy + 1) * w, dst + (size_t)oy * wo, wo);
+    if (pool_avx512()) {
+        for (int oy = 0; oy < ho; oy++) {
+            const float *r0 = src + (size_t)(2 * oy) * w, *r1 = r0 + w;
+            if (am)   /* training: keep the argmax */
+                pool_rows_argmax_avx512(r0, r1, dst + (size_t)oy * wo, am + (size_t)oy * wo, wo, 2 * oy * w, w);
+            else
+                pool_rows_avx512(r0, r1, dst + (size_t)oy * wo, wo);
+        }
         return;
     }
 #endif

@@ -3,9 +3,51 @@
  * through memory costs more than lowering it again). Weight and bias gradients accumulate into
  * per-thread partials, summed in a fixed order, so results repeat bit for bit at a given thread
  * count; the input gradient goes by GEMM into the same buffer, then col2im. */
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include "ops/gemm.h"
 #include "train/backward.h"
+#ifndef KILN_GENERIC_ONLY
+#include <immintrin.h>
+
+/* d[ox] += s[ox] for ox in [lo, hi): 16 columns per masked load, add and store. */
+__attribute__((target("avx512f"))) static void add_row_avx512(float *d, const float *s, int lo, int hi)
+{
+    for (int ox = lo; ox < hi; ox += 16) {
+        int n = hi - ox;
+        __mmask16 k = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+        _mm512_mask_storeu_ps(d + ox, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, d + ox), _mm512_maskz_loadu_ps(k, s + ox)));
+    }
+}
+
+static bool col2im_avx512(void)
+{
+    static int ok = -1;
+    if (ok < 0) {
+        __builtin_cpu_init();
+        const char *e = getenv("KILN_GENERIC");
+        ok = __builtin_cpu_supports("avx512f") && !(e && *e && *e != '0');
+    }
+    return ok;
+}
+#endif
+
+/* Sum of n floats in 16 interleaved partial sums (a fixed order; vectorises). */
+static float sum_floats(const float *x, int n)
+{
+    float part[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++)
+            part[j] += x[i + j];
+    for (int j = 0; i < n; i++, j++)
+        part[j] += x[i];
+    float s = 0.0f;
+    for (int j = 0; j < 16; j++)
+        s += part[j];
+    return s;
+}
 
 /* Adds one image's column matrix back into image layout dx (c, h, w). */
 static void col2im(const kiln_node *nd, const kiln_node *in, const float *col, float *dx)
@@ -15,6 +57,9 @@ static void col2im(const kiln_node *nd, const kiln_node *in, const float *col, f
     int ho = nd->shape[1], wo = nd->shape[2], kh = a->kernel[0], kw = a->kernel[1];
     int sw = a->stride[1];
     size_t p = (size_t)ho * wo;
+#ifndef KILN_GENERIC_ONLY
+    bool fast = sw == 1 && col2im_avx512();
+#endif
     for (int r = 0; r < c * kh * kw; r++) {
         int ci = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw;
         int oy0 = ki * a->dilation[0] - a->pad[0], ox0 = kj * a->dilation[1] - a->pad[1];
@@ -30,6 +75,12 @@ static void col2im(const kiln_node *nd, const kiln_node *in, const float *col, f
                 continue;
             float *d = dst + (size_t)iy * w + ox0;
             const float *s = src + (size_t)oy * wo;
+#ifndef KILN_GENERIC_ONLY
+            if (fast) {
+                add_row_avx512(d, s, lo, hi);
+                continue;
+            }
+#endif
             if (sw == 1)
                 for (int ox = lo; ox < hi; ox++)
                     d[ox] += s[ox];
@@ -68,12 +119,8 @@ void kiln_conv2d_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln
         for (int b = b0; b < b1; b++) {
             const float *dy = a->dy + (size_t)b * nd->numel;
             kiln_im2col(nd, in, a->in[0] + (size_t)b * in->numel, col);
-            for (int co = 0; co < cout; co++) {
-                float s = 0.0f;
-                for (int i = 0; i < p; i++)
-                    s += dy[(size_t)co * p + i];
-                pb[co] += s;
-            }
+            for (int co = 0; co < cout; co++)
+                pb[co] += sum_floats(dy + (size_t)co * p, p);
             for (int gi = 0; gi < groups; gi++) {
                 /* dW_g (cg, kg) += dY_g (cg, p) * col_g^T (p, kg) */
                 kiln_sgemm(false, true, cg, kg, p, 1.0f, dy + (size_t)gi * cg * p, p, col + (size_t)gi * kg * p, p,
