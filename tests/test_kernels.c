@@ -38,7 +38,7 @@ static void test_gemm(void)
     int bad = 0;
     for (int rep = 0; rep < 60; rep++) {
         bool ta = rnd(0, 1), tb = rnd(0, 1);
-        int m = rnd(1, rep < 30 ? 40 : 300), n = rnd(1, rep < 30 ? 40 : 300), k = rnd(1, 200);
+        int m = rnd(1, rep < 30 ? 40 : 300), n = rnd(1, rep < 30 ? 40 : 300), k = rnd(1, rep % 3 ? 200 : 600);
         int lda = (ta ? m : k) + rnd(0, 3), ldb = (tb ? k : n) + rnd(0, 3), ldc = n + rnd(0, 3);
         float alpha = rnd(0, 1) ? 1.0f : 0.5f, beta = (float)rnd(0, 2) * 0.5f;
         size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
