@@ -21,6 +21,38 @@ __attribute__((target("avx512f"))) static void add_row_avx512(float *d, const fl
     }
 }
 
+/* col2im for stride 1, dilation 1 and rows of at most 16: each input row gathers every (ky, kx)
+ * contribution in one register and is stored once (adding shifted rows through memory would
+ * stall on store forwarding). */
+__attribute__((target("avx512f"))) static void col2im_narrow_avx512(const kiln_node *nd, const kiln_node *in,
+                                                                   const float *col, float *dx)
+{
+    const int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
+    const int kh = nd->a.kernel[0], kw = nd->a.kernel[1], py = nd->a.pad[0], px = nd->a.pad[1];
+    const size_t p = (size_t)ho * wo;
+    const __mmask16 wm = (__mmask16)((1u << w) - 1);
+    for (int ci = 0; ci < c; ci++)
+        for (int iy = 0; iy < h; iy++) {
+            float *d = dx + ((size_t)ci * h + iy) * w;
+            __m512 acc = _mm512_maskz_loadu_ps(wm, d);
+            for (int ky = 0; ky < kh; ky++) {
+                int oy = iy + py - ky;
+                if (oy < 0 || oy >= ho)
+                    continue;
+                for (int kx = 0; kx < kw; kx++) {
+                    int ox0 = kx - px;   /* input column ix = ox + ox0 */
+                    int lo = ox0 > 0 ? ox0 : 0, hi = wo + ox0 < w ? wo + ox0 : w;
+                    if (lo >= hi)
+                        continue;
+                    __mmask16 k = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+                    const float *s = col + ((size_t)(ci * kh + ky) * kw + kx) * p + (size_t)oy * wo;
+                    acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(k, s - ox0));
+                }
+            }
+            _mm512_mask_storeu_ps(d, wm, acc);
+        }
+}
+
 static bool col2im_avx512(void)
 {
     static int ok = -1;
@@ -59,6 +91,10 @@ static void col2im(const kiln_node *nd, const kiln_node *in, const float *col, f
     size_t p = (size_t)ho * wo;
 #ifndef KILN_GENERIC_ONLY
     bool fast = sw == 1 && col2im_avx512();
+    if (fast && a->stride[0] == 1 && a->dilation[0] == 1 && a->dilation[1] == 1 && w <= 16) {
+        col2im_narrow_avx512(nd, in, col, dx);
+        return;
+    }
 #endif
     for (int r = 0; r < c * kh * kw; r++) {
         int ci = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw;
