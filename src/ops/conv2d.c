@@ -25,6 +25,32 @@ __attribute__((target("avx512f"))) static void im2col_row_avx512(float *d, const
     }
 }
 
+/* im2col for stride 1, dilation 1 and output rows of at most 16: per (channel, ky, kx) row one
+ * precomputed lane mask, then one masked load and store per output row. */
+__attribute__((target("avx512f"))) static void im2col_narrow_avx512(const kiln_node *nd, const kiln_node *in,
+                                                                   const float *x, float *col)
+{
+    const int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
+    const int kh = nd->a.kernel[0], kw = nd->a.kernel[1], py = nd->a.pad[0], px = nd->a.pad[1];
+    const size_t p = (size_t)ho * wo;
+    const __mmask16 out = (__mmask16)((1u << wo) - 1);
+    const __m512 zero = _mm512_setzero_ps();
+    float *d = col;
+    for (int ci = 0; ci < c; ci++)
+        for (int ky = 0; ky < kh; ky++)
+            for (int kx = 0; kx < kw; kx++, d += p) {
+                int ox0 = kx - px;   /* output column ox reads input column ox + ox0 */
+                int lo = -ox0 > 0 ? -ox0 : 0, hi = w - ox0 < wo ? w - ox0 : wo;
+                __mmask16 k = lo < hi ? (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1)) : 0;
+                const float *src = x + (size_t)ci * h * w + ox0;
+                for (int oy = 0; oy < ho; oy++) {
+                    int iy = oy - py + ky;
+                    __m512 v = iy >= 0 && iy < h ? _mm512_maskz_loadu_ps(k, src + (size_t)iy * w) : zero;
+                    _mm512_mask_storeu_ps(d + (size_t)oy * wo, out, v);
+                }
+            }
+}
+
 static bool im2col_avx512(void)
 {
     static int ok = -1;
@@ -47,6 +73,10 @@ void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, float
     int rows = c * kh * kw;
 #if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
     bool fast = sw == 1 && im2col_avx512();
+    if (fast && sh == 1 && a->dilation[0] == 1 && a->dilation[1] == 1 && wo <= 16) {
+        im2col_narrow_avx512(nd, in, x, col);
+        return;
+    }
 #endif
     for (int r = 0; r < rows; r++) {
         int ci = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw;
