@@ -148,6 +148,44 @@ __attribute__((target("avx512f"))) static void kernel(int kc, const float *ap, c
     }
 }
 
+/* The same product for a tile of at most R = 4 or 8 rows (the last rows of m when m is not a
+ * multiple of 12): fewer accumulators, so no work on padding rows. The packed A keeps its stride
+ * of MR floats per p. */
+#define SMALL_KERNEL(NAME, R)                                                                            \
+    __attribute__((target("avx512f"))) static void NAME(int kc, const float *ap, const float *bp, float *c, \
+                                                       int ldc, int mr, int nr, float alpha, float beta)  \
+    {                                                                                                    \
+        __m512 acc[R][2];                                                                                \
+        for (int r = 0; r < R; r++)                                                                      \
+            acc[r][0] = acc[r][1] = _mm512_setzero_ps();                                                 \
+        for (int p = 0; p < kc; p++) {                                                                   \
+            __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);                                \
+            for (int r = 0; r < R; r++) {                                                                \
+                __m512 a = _mm512_set1_ps(ap[r]);                                                        \
+                acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);                                           \
+                acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);                                           \
+            }                                                                                            \
+            ap += MR;                                                                                    \
+            bp += NR;                                                                                    \
+        }                                                                                                \
+        __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                                    \
+        __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);                                  \
+        __mmask16 m1 = nr >= 32 ? 0xffff : (nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1));          \
+        for (int r = 0; r < mr; r++) {                                                                   \
+            float *cr = c + (size_t)r * ldc;                                                             \
+            __m512 x0 = _mm512_mul_ps(acc[r][0], va), x1 = _mm512_mul_ps(acc[r][1], va);                 \
+            if (beta != 0.0f) {                                                                          \
+                x0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, cr), vb, x0);                             \
+                x1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, cr + 16), vb, x1);                        \
+            }                                                                                            \
+            _mm512_mask_storeu_ps(cr, m0, x0);                                                           \
+            _mm512_mask_storeu_ps(cr + 16, m1, x1);                                                      \
+        }                                                                                                \
+    }
+SMALL_KERNEL(kernel4, 4)
+SMALL_KERNEL(kernel8, 8)
+#undef SMALL_KERNEL
+
 void kiln_sgemm_avx512(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                        int ldb, float beta, float *c, int ldc)
 {
@@ -162,7 +200,7 @@ void kiln_sgemm_avx512(bool ta, bool tb, int m, int n, int k, float alpha, const
                 pack_a_block(ta, a, lda, i0, mc, p0, kc, pack_a);
                 for (int jr = 0; jr < nc; jr += NR)
                     for (int ir = 0; ir < mc; ir += MR)
-                        kernel(kc, pack_a + (size_t)ir * kc, pack_b + (size_t)jr * kc,
+                        (mc - ir <= 4 ? kernel4 : mc - ir <= 8 ? kernel8 : kernel)(kc, pack_a + (size_t)ir * kc, pack_b + (size_t)jr * kc,
                                c + (size_t)(i0 + ir) * ldc + j0 + jr, ldc, mc - ir < MR ? mc - ir : MR,
                                nc - jr < NR ? nc - jr : NR, alpha, bt);
             }
