@@ -164,7 +164,7 @@ __attribute__((target("avx2,fma"))) static void requant_rows_avx2(const int32_t 
 
 /* The same, 16 channels at a time on AVX-512: clamp in float, convert (nearest even), add the
  * zero point, narrow with unsigned saturation. Equal to the AVX2 path value for value. */
-__attribute__((target("avx512f,avx512bw"))) static void requant_rows_avx512(const int32_t *acc, int rows, int m,
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void requant_rows_avx512(const int32_t *acc, int rows, int m,
                                                                           const int32_t *bq, const float *rq, int zero,
                                                                           float lo, uint8_t *out)
 {

@@ -39,7 +39,7 @@ kiln_qkernel kiln_qgemm_kernel(void)
     if (force_generic)
         return KILN_QK_GENERIC;
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
         return KILN_QK_AVX512VNNI;
     if (__builtin_cpu_supports("avx2") && has_avx_vnni())
         return KILN_QK_AVXVNNI;
