@@ -51,16 +51,6 @@ __attribute__((target("avx512f"))) static void im2col_narrow_avx512(const kiln_n
             }
 }
 
-static bool im2col_avx512(void)
-{
-    static int ok = -1;
-    if (ok < 0) {
-        __builtin_cpu_init();
-        const char *e = getenv("KILN_GENERIC");
-        ok = __builtin_cpu_supports("avx512f") && !(e && *e && *e != '0');
-    }
-    return ok;
-}
 #endif
 
 void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, float *col)
@@ -72,7 +62,7 @@ void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, float
     size_t p = (size_t)ho * wo;
     int rows = c * kh * kw;
 #if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
-    bool fast = sw == 1 && im2col_avx512();
+    bool fast = sw == 1 && kiln_f32_avx512();
     if (fast && sh == 1 && a->dilation[0] == 1 && a->dilation[1] == 1 && wo <= 16) {
         im2col_narrow_avx512(nd, in, x, col);
         return;

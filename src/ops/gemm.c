@@ -47,18 +47,19 @@ static void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float al
 }
 #endif
 
-#if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
-/* Whether the AVX-512 kernel runs here (not forced off by KILN_GENERIC). */
-static bool avx512_ok(void)
+bool kiln_f32_avx512(void)
 {
+#if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
     static int ok = -1;
     if (ok < 0) {
         __builtin_cpu_init();
         ok = __builtin_cpu_supports("avx512f");
     }
     return ok && kiln_f32_avx2();   /* kiln_f32_avx2 is false when generic kernels are forced */
-}
+#else
+    return false;
 #endif
+}
 
 /* One single-threaded product: the AVX-512 kernel where it pays (it packs both operands, so the
  * product must be large enough in every dimension), else BLAS (or the portable GEMM). */
@@ -66,7 +67,7 @@ static void gemm1(bool ta, bool tb, int m, int n, int k, float alpha, const floa
                   int ldb, float beta, float *c, int ldc)
 {
 #if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
-    if (m >= 8 && n >= 24 && k >= 8 && avx512_ok()) {
+    if (m >= 8 && n >= 24 && k >= 8 && kiln_f32_avx512()) {
         kiln_sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }

@@ -27,6 +27,9 @@ void kiln_sgemm_portable(bool trans_a, bool trans_b, int m, int n, int k, float 
  * AVX2/FMA one: the CPU has AVX2 and FMA, the environment has no KILN_GENERIC (other than "0"),
  * nothing forced the C versions, and the build is not KILN_GENERIC_ONLY. */
 bool kiln_f32_avx2(void);
+/* Whether the AVX-512 fp32 paths (GEMM, im2col/col2im rows, pooling) run: the CPU has AVX-512F,
+ * the build allows it, and generic kernels are not forced (KILN_GENERIC). */
+bool kiln_f32_avx512(void);
 /* Forces the plain C versions of those kernels (true) or lets the CPU decide (false); returns the
  * previous setting. For tests; not to be called while kernels run. */
 bool kiln_f32_force_generic(bool on);

@@ -2,6 +2,7 @@
 #include <float.h>
 #include <immintrin.h>
 #include <stdlib.h>
+#include "ops/gemm.h"
 #include "ops/ops.h"
 
 #if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
@@ -22,16 +23,6 @@ __attribute__((target("avx512f"))) static void pool_rows_avx512(const float *r0,
     }
 }
 
-static bool pool_avx512(void)
-{
-    static int ok = -1;
-    if (ok < 0) {
-        __builtin_cpu_init();
-        const char *e = getenv("KILN_GENERIC");
-        ok = __builtin_cpu_supports("avx512f") && !(e && *e && *e != '0');
-    }
-    return ok;
-}
 /* The same with the argmax (index into the plane) of each output, for training; picks exactly as
  * the scalar loop does (strict comparisons, the first candidate on ties and NaN). */
 __attribute__((target("avx512f"))) static void pool_rows_argmax_avx512(const float *r0, const float *r1, float *d,
@@ -66,7 +57,7 @@ __attribute__((target("avx512f"))) static void pool_rows_argmax_avx512(const flo
 void kiln_maxpool_2x2_plane(const float *src, float *dst, int32_t *am, int w, int ho, int wo)
 {
 #if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
-    if (pool_avx512()) {
+    if (kiln_f32_avx512()) {
         for (int oy = 0; oy < ho; oy++) {
             const float *r0 = src + (size_t)(2 * oy) * w, *r1 = r0 + w;
             if (am)   /* training: keep the argmax */

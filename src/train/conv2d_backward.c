@@ -53,16 +53,6 @@ __attribute__((target("avx512f"))) static void col2im_narrow_avx512(const kiln_n
         }
 }
 
-static bool col2im_avx512(void)
-{
-    static int ok = -1;
-    if (ok < 0) {
-        __builtin_cpu_init();
-        const char *e = getenv("KILN_GENERIC");
-        ok = __builtin_cpu_supports("avx512f") && !(e && *e && *e != '0');
-    }
-    return ok;
-}
 #endif
 
 /* Sum of n floats in 16 interleaved partial sums (a fixed order; vectorises). */
@@ -90,7 +80,7 @@ static void col2im(const kiln_node *nd, const kiln_node *in, const float *col, f
     int sw = a->stride[1];
     size_t p = (size_t)ho * wo;
 #ifndef KILN_GENERIC_ONLY
-    bool fast = sw == 1 && col2im_avx512();
+    bool fast = sw == 1 && kiln_f32_avx512();
     if (fast && a->stride[0] == 1 && a->dilation[0] == 1 && a->dilation[1] == 1 && w <= 16) {
         col2im_narrow_avx512(nd, in, col, dx);
         return;

@@ -2,6 +2,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include "ops/gemm.h"
 #include "train/backward.h"
 #ifndef KILN_GENERIC_ONLY
 #include <immintrin.h>
@@ -50,16 +51,6 @@ __attribute__((target("avx512f"))) static void pool2x2_back_plane(float *dx, con
         }
 }
 
-static bool pool_back_avx512(void)
-{
-    static int ok = -1;
-    if (ok < 0) {
-        __builtin_cpu_init();
-        const char *e = getenv("KILN_GENERIC");
-        ok = __builtin_cpu_supports("avx512f") && !(e && *e && *e != '0');
-    }
-    return ok;
-}
 #endif
 
 static void maxpool_backward(const kiln_node *nd, const kiln_node *in, const kiln_bwd_args *a)
@@ -69,7 +60,7 @@ static void maxpool_backward(const kiln_node *nd, const kiln_node *in, const kil
 #ifndef KILN_GENERIC_ONLY
     const kiln_attrs *at = &nd->a;
     bool fast = at->kernel[0] == 2 && at->kernel[1] == 2 && at->stride[0] == 2 && at->stride[1] == 2 &&
-                at->pad[0] == 0 && at->pad[1] == 0 && pool_back_avx512();
+                at->pad[0] == 0 && at->pad[1] == 0 && kiln_f32_avx512();
 #endif
     #pragma omp parallel for schedule(static) if ((size_t)planes * hw > 32768)
     for (int pl = 0; pl < planes; pl++) {
