@@ -238,59 +238,6 @@ vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, 
             _mm512_mask_storeu_epi32(c + (size_t)r * m + j0 + 16 * v, mask[v], acc[r][v]);
 }
 
-/* The main tile written out: 4 rows x 64 channels, sixteen named accumulators. */
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void vnni512_4x64(const uint8_t *x, int kp,
-                                                                               const int8_t *w, int mp, int j0,
-                                                                               int kq, int32_t *c, int m,
-                                                                               const __mmask16 *mask)
-{
-    __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
-            c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
-    const int8_t *wq = w + (size_t)j0 * 4;
-    const uint8_t *x1 = x + kp, *x2 = x + 2 * (size_t)kp, *x3 = x + 3 * (size_t)kp;
-    for (int q = 0; q < kq; q++, wq += (size_t)mp * 4) {
-        __m512i w0 = _mm512_loadu_si512(wq), w1 = _mm512_loadu_si512(wq + 64), w2 = _mm512_loadu_si512(wq + 128),
-                w3 = _mm512_loadu_si512(wq + 192);
-        int32_t u;
-        memcpy(&u, x + 4 * q, 4);
-        __m512i b = _mm512_set1_epi32(u);
-        DPBUSD(c00, b, w0);
-        DPBUSD(c01, b, w1);
-        DPBUSD(c02, b, w2);
-        DPBUSD(c03, b, w3);
-        memcpy(&u, x1 + 4 * q, 4);
-        b = _mm512_set1_epi32(u);
-        DPBUSD(c10, b, w0);
-        DPBUSD(c11, b, w1);
-        DPBUSD(c12, b, w2);
-        DPBUSD(c13, b, w3);
-        memcpy(&u, x2 + 4 * q, 4);
-        b = _mm512_set1_epi32(u);
-        DPBUSD(c20, b, w0);
-        DPBUSD(c21, b, w1);
-        DPBUSD(c22, b, w2);
-        DPBUSD(c23, b, w3);
-        memcpy(&u, x3 + 4 * q, 4);
-        b = _mm512_set1_epi32(u);
-        DPBUSD(c30, b, w0);
-        DPBUSD(c31, b, w1);
-        DPBUSD(c32, b, w2);
-        DPBUSD(c33, b, w3);
-    }
-    int32_t *o = c + j0;
-    _mm512_mask_storeu_epi32(o, mask[0], c00), _mm512_mask_storeu_epi32(o + 16, mask[1], c01);
-    _mm512_mask_storeu_epi32(o + 32, mask[2], c02), _mm512_mask_storeu_epi32(o + 48, mask[3], c03);
-    o += m;
-    _mm512_mask_storeu_epi32(o, mask[0], c10), _mm512_mask_storeu_epi32(o + 16, mask[1], c11);
-    _mm512_mask_storeu_epi32(o + 32, mask[2], c12), _mm512_mask_storeu_epi32(o + 48, mask[3], c13);
-    o += m;
-    _mm512_mask_storeu_epi32(o, mask[0], c20), _mm512_mask_storeu_epi32(o + 16, mask[1], c21);
-    _mm512_mask_storeu_epi32(o + 32, mask[2], c22), _mm512_mask_storeu_epi32(o + 48, mask[3], c23);
-    o += m;
-    _mm512_mask_storeu_epi32(o, mask[0], c30), _mm512_mask_storeu_epi32(o + 16, mask[1], c31);
-    _mm512_mask_storeu_epi32(o + 32, mask[2], c32), _mm512_mask_storeu_epi32(o + 48, mask[3], c33);
-}
-
 /* The rows of one channel block j0 (NV vectors): 4-row tiles, then the remaining rows. */
 #define VNNI512_ROWS(NV)                                                                              \
     do {                                                                                              \
@@ -318,18 +265,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void qgemm_vnni512
             mask[v] = left >= 16 ? 0xffff : (left <= 0 ? 0 : (__mmask16)((1u << left) - 1));
         }
         if (cnt > 32) {   /* the padded width is a multiple of 32: 64 columns are loadable */
-            int i = 0;
-            for (; i + 4 <= n; i += 4)
-                vnni512_4x64(x + (size_t)i * kp, kp, w, mp, j0, kq, c + (size_t)i * m, m, mask);
-            int r = n - i;
-            const uint8_t *xr = x + (size_t)i * kp;
-            int32_t *cr = c + (size_t)i * m;
-            if (r == 3)
-                vnni512_tile(xr, kp, w, mp, j0, kq, 3, 4, cr, m, mask);
-            else if (r == 2)
-                vnni512_tile(xr, kp, w, mp, j0, kq, 2, 4, cr, m, mask);
-            else if (r == 1)
-                vnni512_tile(xr, kp, w, mp, j0, kq, 1, 4, cr, m, mask);
+            VNNI512_ROWS(4);
         } else {
             VNNI512_ROWS(2);
         }
