@@ -152,6 +152,22 @@ def run_proc(argv, workdir, tag, monitor=None, poll=0.25):
     return res
 
 
+def merge_section(results_md, heading, text):
+    """Replaces the section of results_md that starts with the line `heading` (up to the next
+    level-2 heading) by text, or appends text. Later bench stages put their sections into
+    RESULTS.md this way."""
+    old = results_md.read_text() if results_md.exists() else ""
+    lines = old.splitlines()
+    start = next((i for i, l in enumerate(lines) if l.strip() == heading), None)
+    if start is None:
+        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        gap = [""] if end < len(lines) else []   # a blank line before the next section
+        new = "\n".join(lines[:start] + text.rstrip("\n").splitlines() + gap + lines[end:]).rstrip("\n") + "\n"
+    results_md.write_text(new)
+
+
 def last_json(text):
     for line in reversed(text.strip().splitlines()):
         line = line.strip()

@@ -551,20 +551,6 @@ def section(res):
     return "\n".join(L)
 
 
-def merge_section(results_md, text):
-    """Replaces the "## Inference (issue 3)" section of results_md (up to the next level-2 heading)
-    or appends it."""
-    old = results_md.read_text() if results_md.exists() else ""
-    lines = old.splitlines()
-    start = next((i for i, l in enumerate(lines) if l.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + text.rstrip("\n").splitlines() + lines[end:]).rstrip("\n") + "\n"
-    results_md.write_text(new)
-
-
 def section_of_infer_md(path):
     text = path.read_text()
     i = text.find(SECTION)
@@ -579,7 +565,7 @@ def write_outputs(res, out_dir):
     (out_dir / "RESULTS_INFER.md").write_text(
         "# Kiln inference bench results\n\n" + text)
     if (out_dir / "RESULTS.md").exists():
-        merge_section(out_dir / "RESULTS.md", text)
+        rb.merge_section(out_dir / "RESULTS.md", SECTION, text)
 
 
 # ---------------------------------------------------------------- main
@@ -590,7 +576,7 @@ def main():
         out_dir = Path(os.environ["KILN_BENCH_OUT"]).resolve() if os.environ.get("KILN_BENCH_OUT") else ROOT / "bench"
         src = out_dir / "RESULTS_INFER.md"
         if src.exists() and (out_dir / "RESULTS.md").exists():
-            merge_section(out_dir / "RESULTS.md", section_of_infer_md(src))
+            rb.merge_section(out_dir / "RESULTS.md", SECTION, section_of_infer_md(src))
             print(f"merged {src} into {out_dir / 'RESULTS.md'}")
         return
     if len(args) not in (1, 2):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_bench import (BATCH, LR, MOMENTUM, KILN_THREADS, ROOT, SPECS, RunFailed, env_int, log,  # noqa: E402
-                       median, read_metrics, run_proc, wait_idle)
+                       median, merge_section, read_metrics, run_proc, wait_idle)
 
 SECTION = "## Selective Backprop (issue 4)"
 TARGET = 0.90
@@ -192,19 +192,6 @@ def section(res):
     return "\n".join(L) + "\n"
 
 
-def merge_section(results_md, text):
-    """Replaces the SECTION of results_md (up to the next level-2 heading) or appends it."""
-    old = results_md.read_text() if results_md.exists() else ""
-    lines = old.splitlines()
-    start = next((i for i, l in enumerate(lines) if l.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + text.rstrip("\n").splitlines() + lines[end:]).rstrip("\n") + "\n"
-    results_md.write_text(new)
-
-
 def main():
     args = sys.argv[1:]
     out_dir = Path(os.environ["KILN_BENCH_OUT"]).resolve() if os.environ.get("KILN_BENCH_OUT") else ROOT / "bench"
@@ -212,7 +199,7 @@ def main():
         src = out_dir / "RESULTS_SELECTIVE.md"
         if src.exists() and (out_dir / "RESULTS.md").exists():
             text = src.read_text()
-            merge_section(out_dir / "RESULTS.md", text[text.find(SECTION):])
+            merge_section(out_dir / "RESULTS.md", SECTION, text[text.find(SECTION):])
             print(f"merged {src} into {out_dir / 'RESULTS.md'}")
         return
     if len(args) != 1:
@@ -282,7 +269,7 @@ def main():
     (out_dir / "results_selective.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
     (out_dir / "RESULTS_SELECTIVE.md").write_text("# Kiln Selective Backprop bench results\n\n" + text)
     if (out_dir / "RESULTS.md").exists():
-        merge_section(out_dir / "RESULTS.md", text)
+        merge_section(out_dir / "RESULTS.md", SECTION, text)
     for name, ok in verdicts:
         print(f"{verdict(ok):4s}  {name}")
     print(f"report: {out_dir / 'RESULTS_SELECTIVE.md'}")
