@@ -17,7 +17,7 @@ void kiln_qmodel_free(kiln_qmodel *q, int n)
         kiln_qweights *w = &q->qw[i];
         free(w->w), free(w->packed), free(w->w_scale), free(w->bias), free(w->bias_q), free(w->deq), free(w->requant);
     }
-    free(q->qw), free(q->qp), free(q->int8), free(q->elem_bytes);
+    free(q->qw), free(q->qp), free(q->int8), free(q->elem_bytes), free(q->repack);
     free(q);
 }
 

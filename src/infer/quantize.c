@@ -262,13 +262,14 @@ kiln_status kiln_model_requantize(kiln_model_t *qm, const kiln_model_t *m)
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].op != src->nodes[i].op || g->nodes[i].numel != src->nodes[i].numel)
             return kiln_error(KILN_ERR_ARG, "kiln_model_requantize: the models differ at node %d", i);
-    size_t most = 0;
-    for (int i = 0; i < g->n; i++)
-        if (qm->q->qw[i].m && (size_t)qm->q->qw[i].m * (size_t)qm->q->qw[i].k > most)
-            most = (size_t)qm->q->qw[i].m * (size_t)qm->q->qw[i].k;
-    int8_t *hwc = malloc(most ? most : 1);
-    if (!hwc)
-        return kiln_error(KILN_ERR_NOMEM, "out of memory requantising");
+    if (!qm->q->repack) {   /* the reordering scratch, kept for later calls */
+        size_t most = 1;
+        for (int i = 0; i < g->n; i++)
+            if (qm->q->qw[i].m && (size_t)qm->q->qw[i].m * (size_t)qm->q->qw[i].k > most)
+                most = (size_t)qm->q->qw[i].m * (size_t)qm->q->qw[i].k;
+        if (!(qm->q->repack = malloc(most)))
+            return kiln_error(KILN_ERR_NOMEM, "out of memory requantising");
+    }
     if (g->n_params)
         memcpy(g->params, src->params, g->n_params * sizeof(float));
     if (g->n_buffers)
@@ -276,9 +277,8 @@ kiln_status kiln_model_requantize(kiln_model_t *qm, const kiln_model_t *m)
     for (int i = 0; i < g->n; i++)
         if (qm->q->qw[i].m) {
             quantize_values(g, i, &qm->q->qw[i]);
-            kiln_qweights_derive(g, qm->q, i, hwc);
+            kiln_qweights_derive(g, qm->q, i, qm->q->repack);
         }
-    free(hwc);
     return KILN_OK;
 }
 

@@ -35,6 +35,7 @@ typedef struct {
     bool *int8;          /* per node: computes on u8 inputs */
     kiln_qparams *qp;    /* per node output (also for fp32 outputs an int8 node may read) */
     kiln_qweights *qw;   /* per node; m = 0 where not an int8 conv/dense */
+    int8_t *repack;      /* kiln_model_requantize's reordering scratch (NULL until its first call) */
 } kiln_qmodel;
 
 struct kiln_model {
