@@ -1,6 +1,6 @@
 /* Forward kernels against plain reference implementations on random shapes: GEMM (BLAS and the
- * threaded split, every transpose) against loops, convolution (im2col + GEMM, every stride, pad,
- * dilation and group setting) against a direct seven-loop convolution, pooling against direct
+ * threaded split, every transpose, the one-row case) against loops, convolution (im2col + GEMM,
+ * every stride, pad, dilation and group setting; Winograd) against a direct seven-loop convolution, pooling against direct
  * window loops, and an inference session against the training tape's eval forward. */
 #include <float.h>
 #include <stdio.h>
@@ -11,7 +11,9 @@
 #include "core/rng.h"
 #include "kiln/kiln_train.h"
 #include "ops/gemm.h"
+#include "infer/runtime.h"
 #include "ops/ops.h"
+#include "ops/winograd.h"
 
 static kiln_rng rng;
 static int rnd(int lo, int hi) { return lo + (int)kiln_rng_below(&rng, (uint32_t)(hi - lo + 1)); }
@@ -38,7 +40,7 @@ static void test_gemm(void)
     int bad = 0;
     for (int rep = 0; rep < 60; rep++) {
         bool ta = rnd(0, 1), tb = rnd(0, 1);
-        int m = rnd(1, rep < 30 ? 40 : 300), n = rnd(1, rep < 30 ? 40 : 300), k = rnd(1, rep % 3 ? 200 : 600);
+        int m = rep % 5 == 0 ? 1 : rnd(1, rep < 30 ? 40 : 300), n = rnd(1, rep < 30 ? 40 : 300), k = rnd(1, rep % 3 ? 200 : 600);
         int lda = (ta ? m : k) + rnd(0, 3), ldb = (tb ? k : n) + rnd(0, 3), ldc = n + rnd(0, 3);
         float alpha = rnd(0, 1) ? 1.0f : 0.5f, beta = (float)rnd(0, 2) * 0.5f;
         size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
@@ -163,6 +165,63 @@ static void test_conv_pool(void)
     CHECK(bad == 0, "%d of %d random conv/pool shapes differ from the direct reference", bad, tried);
 }
 
+/* Winograd F(2x2, 3x3) in an inference session against the direct convolution: random channel
+ * counts (partial blocks of 16 included), sizes (odd ones leave half tiles), padding, batch,
+ * threads, bias and fused activation; and the session's im2col + GEMM option on the same model. */
+static void test_winograd(void)
+{
+    if (!kiln_f32_avx512()) {
+        printf("winograd: no AVX-512 here (or generic kernels forced); the im2col path is tested above\n");
+        return;
+    }
+    int bad = 0, used = 0;
+    double worst = 0;
+    for (int rep = 0; rep < 40; rep++) {
+        int cin = rnd(KILN_WINOGRAD_MIN_CIN, 40), cout = rnd(1, 80), pad = rnd(0, 2);
+        int h = rnd(3 - 2 * pad > 1 ? 3 - 2 * pad : 1, 20), w = rnd(3 - 2 * pad > 1 ? 3 - 2 * pad : 1, 36);
+        int batch = rnd(1, 3), threads = rnd(1, 2), act = rnd(0, 2);
+        char spec[256];
+        snprintf(spec, sizeof spec, "input %d %d %d\nconv2d %d 3 pad=%d%s\n%s", cin, h, w, cout, pad,
+                 rnd(0, 1) ? " bias=0" : "", act == 1 ? "relu\n" : act == 2 ? "sigmoid\n" : "");
+        kiln_graph_t *g = kiln_spec_parse(spec, "winograd");
+        CHECK(g != NULL, "%s: %s", spec, kiln_last_error());
+        if (!g)
+            continue;
+        kiln_graph_init_params(g, kiln_rng_next(&rng));
+        const kiln_node *nd = &g->nodes[1];
+        size_t nx = g->nodes[0].numel * (size_t)batch, ny = nd->numel * (size_t)batch;
+        float *x = malloc(nx * 4), *y = malloc(ny * 4), *yg = malloc(ny * 4), *r = malloc(ny * 4);
+        fill(x, nx);
+        conv_ref(g, nd, x, batch, r);
+        for (size_t i = 0; i < ny && act; i++)
+            r[i] = act == 1 ? (r[i] > 0 ? r[i] : 0) : 1.0f / (1.0f + expf(-r[i]));
+        kiln_model_t *m = kiln_model_create(g, true);   /* the activation fused into the conv */
+        used += m->wino && m->wino[1] && m->g->nodes[1].a.act == (act == 1 ? KILN_OP_RELU : act == 2 ? KILN_OP_SIGMOID
+                                                                                                     : KILN_OP_INPUT);
+        kiln_session_t *s = kiln_session_create(m, &(kiln_session_options){.max_batch = batch, .threads = threads});
+        kiln_session_t *sg = kiln_session_create(m, &(kiln_session_options){.max_batch = batch, .gemm_conv = true});
+        kiln_session_run(s, x, batch, y);
+        kiln_session_run(sg, x, batch, yg);
+        double e = rel_err(y, r, ny), eg = rel_err(yg, r, ny);
+        worst = e > worst ? e : worst;
+        if (!(e < 1e-5) || !(eg < 1e-5)) {
+            fprintf(stderr, "winograd error %.3e, im2col %.3e, batch %d threads %d:\n%s", e, eg, batch, threads, spec);
+            bad++;
+        }
+        kiln_session_free(s);
+        kiln_session_free(sg);
+        kiln_model_free(m);
+        free(x);
+        free(y);
+        free(yg);
+        free(r);
+        kiln_graph_free(g);
+    }
+    printf("winograd: 40 random convolutions, largest error %.2e relative to the largest output\n", worst);
+    CHECK(used == 40, "only %d of 40 eligible convolutions ran by Winograd with the activation fused", used);
+    CHECK(bad == 0, "%d of 40 Winograd convolutions differ from the direct reference", bad);
+}
+
 /* The executor and the tape's eval-mode forward agree on a model using every op. */
 static void test_exec_vs_tape(void)
 {
@@ -233,6 +292,7 @@ int main(void)
     test_pool_argmax();
     test_gemm();
     test_conv_pool();
+    test_winograd();
     test_exec_vs_tape();
     return check_report();
 }

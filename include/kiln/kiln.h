@@ -115,6 +115,8 @@ typedef struct kiln_session kiln_session_t;
 typedef struct {
     int max_batch;        /* largest batch a run takes; 0 means 1 */
     int threads;          /* OpenMP threads a run uses; 0 means 1 */
+    bool gemm_conv;       /* every fp32 convolution by im2col + GEMM (default: 3x3 stride-1
+                           * ones by Winograd F(2x2, 3x3) where the CPU has AVX-512) */
 } kiln_session_options;
 
 /* Loads a model file (see kiln_graph_load) and optimises it for inference. NULL on error. */

@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "infer/optimize.h"
 #include "infer/runtime.h"
+#include "ops/winograd.h"
 
 kiln_model_t *kiln_model_create(const kiln_graph_t *g, bool optimize)
 {
@@ -24,11 +25,39 @@ kiln_model_t *kiln_model_create(const kiln_graph_t *g, bool optimize)
             memcpy(m->g->buffers, g->buffers, g->n_buffers * sizeof(float));
     }
     m->src_params = g->n_params;
-    if (!m->g) {
-        free(m);
+    if (!m->g || kiln_model_prepare_winograd(m) != KILN_OK) {
+        kiln_model_free(m);
         return NULL;
     }
     return m;
+}
+
+/* Transforms every Winograd conv's kernel into m->wino (allocated already). */
+static void transform_winograd(kiln_model_t *m)
+{
+    const kiln_graph_t *g = m->g;
+    for (int i = 1; i < g->n; i++)
+        if (m->wino[i])
+            kiln_winograd_weights(&g->nodes[i], &g->nodes[g->nodes[i].inputs[0]], kiln_node_tensor(g, &g->nodes[i], 0),
+                                  m->wino[i]);
+}
+
+kiln_status kiln_model_prepare_winograd(kiln_model_t *m)
+{
+    const kiln_graph_t *g = m->g;
+    if (m->q)
+        return KILN_OK;
+    if (!(m->wino = calloc((size_t)g->n, sizeof *m->wino)))
+        return kiln_error(KILN_ERR_NOMEM, "out of memory");
+    for (int i = 1; i < g->n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        if (nd->op == KILN_OP_CONV2D && kiln_winograd_applies(nd, &g->nodes[nd->inputs[0]]) &&
+            !(m->wino[i] = aligned_alloc(64, (kiln_winograd_weight_floats(nd, &g->nodes[nd->inputs[0]]) + 15) / 16 *
+                                                 16 * sizeof(float))))
+            return kiln_error(KILN_ERR_NOMEM, "out of memory");
+    }
+    transform_winograd(m);
+    return KILN_OK;
 }
 
 void kiln_model_free(kiln_model_t *m)
@@ -36,6 +65,9 @@ void kiln_model_free(kiln_model_t *m)
     if (!m)
         return;
     kiln_qmodel_free(m->q, m->g ? m->g->n : 0);
+    for (int i = 0; m->wino && i < m->g->n; i++)
+        free(m->wino[i]);
+    free(m->wino);
     kiln_graph_free(m->g);
     free(m->origin);
     free(m);
@@ -53,6 +85,7 @@ kiln_status kiln_model_update(kiln_model_t *m, const kiln_graph_t *g)
             return kiln_error(KILN_ERR_ARG, "kiln_model_update: the graph's structure differs from the model's");
     }
     kiln_graph_optimize_weights(m->g, g, m->origin);
+    transform_winograd(m);
     return KILN_OK;
 }
 

@@ -214,8 +214,13 @@ kiln_model_t *kiln_model_quantize_with(const kiln_model_t *m, const kiln_qparams
         goto fail;
     q->kernel = kiln_qgemm_kernel();
     q->method = method;
-    for (int i = 0; i < qm->g->n; i++)
+    for (int i = 0; i < qm->g->n; i++) {
         q->qp[i] = qp[i];
+        if (q->int8[i] && qm->wino && qm->wino[i]) {   /* runs in int8 instead */
+            free(qm->wino[i]);
+            qm->wino[i] = NULL;
+        }
+    }
     for (int i = 0; i < qm->g->n; i++)
         if (q->int8[i] && qm->g->nodes[i].op != KILN_OP_MAXPOOL2D && quantize_weights(qm->g, i, q) != KILN_OK)
             goto fail;

@@ -44,11 +44,14 @@ struct kiln_model {
     kiln_qmodel *q;               /* NULL for fp32 models */
     kiln_weight_origin *origin;   /* per node of g, for kiln_model_update; NULL if not optimised */
     size_t src_params;            /* trainable floats of the graph g was made from */
+    float **wino;                 /* per node of g: the Winograd-transformed kernel of a conv that
+                                   * runs by Winograd (kiln_winograd_applies), else NULL */
 };
 
 struct kiln_session {
     const kiln_model_t *m;
     int max_batch, threads;
+    bool winograd;                /* runs the model's Winograd convolutions by Winograd */
     kiln_plan plan;
     float *arena;                 /* plan.arena_floats */
     float *scratch;               /* per-thread im2col space (fp32 and int8 kernels) */
@@ -56,6 +59,8 @@ struct kiln_session {
     float *convert[KILN_MAX_INPUTS]; /* dtype conversions of inputs (int8 models) */
 };
 
+/* Allocates and fills m->wino for an fp32 model (no-op for int8 models). */
+kiln_status kiln_model_prepare_winograd(kiln_model_t *m);
 /* Decides which nodes run in int8 and which outputs are u8 (from the graph alone, so a loaded
  * model derives the same); allocates q's per-node arrays. */
 kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q);

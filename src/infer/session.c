@@ -6,6 +6,7 @@
 #include "infer/runtime.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
+#include "ops/winograd.h"
 
 /* Element bytes node id needs of its inputs. */
 static int needs_bytes(const kiln_model_t *m, int id)
@@ -18,6 +19,12 @@ static int has_bytes(const kiln_model_t *m, int id)
     return m->q ? m->q->elem_bytes[id] : 4;
 }
 
+/* Whether node id runs by Winograd in session s. */
+static bool winograd_node(const kiln_session_t *s, int id)
+{
+    return s->winograd && s->m->wino && s->m->wino[id];
+}
+
 kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_options *opt)
 {
     kiln_session_t *s = calloc(1, sizeof *s);
@@ -28,6 +35,7 @@ kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_op
     s->m = m;
     s->max_batch = opt && opt->max_batch > 0 ? opt->max_batch : 1;
     s->threads = opt && opt->threads > 0 ? opt->threads : 1;
+    s->winograd = !(opt && opt->gemm_conv);
     kiln_gemm_init();
     const kiln_graph_t *g = m->g;
     if (kiln_plan_create(g, s->max_batch, m->q ? m->q->elem_bytes : NULL, &s->plan) != KILN_OK) {
@@ -41,6 +49,10 @@ kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_op
         size_t w = m->q && m->q->int8[i]
                        ? kiln_qnode_scratch_floats(m, i, s->max_batch) * (nd->op == KILN_OP_CONV2D ? (size_t)s->threads : 1)
                        : kiln_node_work_floats(g, i, s->threads);
+        if (winograd_node(s, i)) {
+            size_t wf = kiln_winograd_work_floats(nd, &g->nodes[nd->inputs[0]]) * (size_t)s->threads;
+            w = wf > w ? wf : w;
+        }
         s->scratch_floats = w > s->scratch_floats ? w : s->scratch_floats;
         for (int j = 0; j < nd->n_inputs && nd->op != KILN_OP_FLATTEN; j++)
             if (has_bytes(m, nd->inputs[j]) != needs_bytes(m, i)) {
@@ -115,6 +127,11 @@ kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, f
             for (int j = 0; j < nd->n_inputs; j++)
                 in[j] = input_for(s, i, j, batch);
             kiln_qnode_forward(m, i, in, out, batch, s->scratch, s->threads);
+            continue;
+        }
+        if (winograd_node(s, i)) {
+            kiln_conv2d_winograd(g, nd, m->wino[i], input_for(s, i, 0, batch), batch, out, s->scratch, s->threads,
+                                 nd->a.act);
             continue;
         }
         kiln_fwd_args a = {.batch = batch, .out = out, .work = s->scratch, .threads = s->threads};

@@ -4,6 +4,7 @@
 #include <immintrin.h>
 #include <stdbool.h>
 #include <string.h>
+#include "ops/avx512_transpose.h"
 #include "ops/sgemm_avx512.h"
 
 #define MR 12
@@ -15,32 +16,6 @@
 static _Thread_local float pack_a[MC * KC] __attribute__((aligned(64)));
 static _Thread_local float pack_b[KC * NC] __attribute__((aligned(64)));
 
-/* In-register transpose of 16 rows of 16 floats: r[i][j] -> r[j][i]. */
-__attribute__((target("avx512f"))) static inline void transpose16(__m512 r[16])
-{
-    __m512 t[16], u[16], v[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int g = 0; g < 4; g++) {   /* u[4g + c]: column 4L + c of rows 4g..4g+3 in 128-bit lane L */
-        __m512 *tg = t + 4 * g;
-        u[4 * g] = _mm512_shuffle_ps(tg[0], tg[2], 0x44);
-        u[4 * g + 1] = _mm512_shuffle_ps(tg[0], tg[2], 0xEE);
-        u[4 * g + 2] = _mm512_shuffle_ps(tg[1], tg[3], 0x44);
-        u[4 * g + 3] = _mm512_shuffle_ps(tg[1], tg[3], 0xEE);
-    }
-    for (int h = 0; h < 2; h++)     /* rows 8h..8h+7 */
-        for (int c = 0; c < 4; c++) {
-            v[8 * h + c] = _mm512_shuffle_f32x4(u[8 * h + c], u[8 * h + c + 4], 0x88);
-            v[8 * h + c + 4] = _mm512_shuffle_f32x4(u[8 * h + c], u[8 * h + c + 4], 0xDD);
-        }
-    for (int c = 0; c < 8; c++) {
-        r[c] = _mm512_shuffle_f32x4(v[c], v[c + 8], 0x88);
-        r[c + 8] = _mm512_shuffle_f32x4(v[c], v[c + 8], 0xDD);
-    }
-}
-
 /* pack_a_block's non-transposed case, 16 values of p at a time through transposes. */
 __attribute__((target("avx512f"))) static void pack_a_rows_avx512(const float *a, int lda, int row0, int mr, int p0,
                                                                   int kc, float *d)
@@ -51,7 +26,7 @@ __attribute__((target("avx512f"))) static void pack_a_rows_avx512(const float *a
         __m512 r[16];
         for (int i = 0; i < 16; i++)
             r[i] = i < mr ? _mm512_maskz_loadu_ps(kp, a + (size_t)(row0 + i) * lda + p0 + p) : _mm512_setzero_ps();
-        transpose16(r);
+        kiln_transpose16_avx512(r);
         for (int j = 0; j < np; j++)
             _mm512_mask_storeu_ps(d + (size_t)(p + j) * MR, 0x0fff, r[j]);
     }
@@ -71,7 +46,7 @@ __attribute__((target("avx512f"))) static void pack_b_rows_avx512(const float *b
                 int j = 16 * half + i;
                 r[i] = j < nr ? _mm512_maskz_loadu_ps(kp, b + (size_t)(col0 + j) * ldb + p0 + p) : _mm512_setzero_ps();
             }
-            transpose16(r);
+            kiln_transpose16_avx512(r);
             for (int q = 0; q < np; q++)
                 _mm512_storeu_ps(d + (size_t)(p + q) * NR + 16 * half, r[q]);
         }

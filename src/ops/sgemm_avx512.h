@@ -8,5 +8,9 @@
  * __builtin_cpu_supports("avx512f")). */
 void kiln_sgemm_avx512(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                        int ldb, float beta, float *c, int ldc);
+/* The one-row case (src/ops/sgemv_avx512.c): c (n) = alpha * op(B) a + beta * c, with B n x k
+ * (tb) or k x n, row stride ldb; needs AVX-512F. */
+void kiln_sgemv_avx512(bool tb, int n, int k, float alpha, const float *a, const float *b, int ldb, float beta,
+                       float *c);
 
 #endif
