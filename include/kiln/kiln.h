@@ -117,6 +117,7 @@ typedef struct {
     int threads;          /* OpenMP threads a run uses; 0 means 1 */
     bool gemm_conv;       /* every fp32 convolution by im2col + GEMM (default: 3x3 stride-1
                            * ones by Winograd F(2x2, 3x3) where the CPU has AVX-512) */
+    bool profile;         /* time every node of every run (kiln_session_node_seconds) */
 } kiln_session_options;
 
 /* Loads a model file (see kiln_graph_load) and optimises it for inference. NULL on error. */
@@ -165,6 +166,15 @@ size_t kiln_session_arena_bytes(const kiln_session_t *s);
 size_t kiln_session_scratch_bytes(const kiln_session_t *s);
 /* Most activation bytes alive at any one step: the lower bound for any arena. */
 size_t kiln_session_peak_live_bytes(const kiln_session_t *s);
+/* The kernel node `node` of the model's optimised graph (kiln_model_graph) runs in this session:
+ * "winograd", "im2col+gemm", "depthwise", "gemv", "gemm", "int8 <kernel>" for convolutions and
+ * dense layers; the op's name otherwise. */
+const char *kiln_session_node_kernel(const kiln_session_t *s, int node);
+/* Seconds spent in node `node` over the runs since the session was created or last reset; 0
+ * unless the session was created with options.profile. */
+double kiln_session_node_seconds(const kiln_session_t *s, int node);
+/* Zeroes the per-node times. */
+void kiln_session_profile_reset(kiln_session_t *s);
 
 /* Sets the worker thread count of OpenMP and BLAS. */
 void kiln_set_threads(int n);

@@ -226,6 +226,23 @@ static void requantize(const kiln_qweights *qw, const kiln_node *nd, const int32
     }
 }
 
+/* The product of rows u8 rows x and node id's weights, requantised to u8 out; fused into the
+ * kernel where it can be (acc unused), else through the s32 matrix acc. */
+static void gemm_requantize(const kiln_qmodel *q, int id, const kiln_node *nd, const uint8_t *x, int rows,
+                            int32_t *acc, bool out_u8, void *out)
+{
+    const kiln_qweights *qw = &q->qw[id];
+    kiln_qparams oq = q->qp[id];
+    kiln_op act = nd->a.act;
+    if (out_u8 && (act == KILN_OP_INPUT || act == KILN_OP_RELU) && kiln_qgemm_has_u8(q->kernel)) {
+        kiln_qrequant rq = {qw->bias_q, qw->requant, oq.zero, act == KILN_OP_RELU ? (float)oq.zero : 0.0f};
+        kiln_qgemm_u8(q->kernel, x, rows, qw->k, qw->packed, qw->m, &rq, out);
+        return;
+    }
+    kiln_qgemm(q->kernel, x, rows, qw->k, qw->packed, qw->m, acc);
+    requantize(qw, nd, acc, rows, out_u8, oq, out);
+}
+
 /* Copies len bytes (a window row) from s to r. Short rows move as one 4- or 8-byte word when
  * r_room and s_room (bytes writable at r in this row, readable at s in this image) allow: the
  * extra bytes land where later segments or the row's zero tail are written afterwards. */
@@ -251,16 +268,54 @@ static inline void copy_segment(uint8_t *r, const uint8_t *s, size_t len, size_t
     }
 }
 
+/* Bytes of a zero-point-padded copy of conv node nd's input image (0 without padding). */
+static size_t padded_bytes(const kiln_node *nd, const kiln_node *in)
+{
+    if (nd->a.pad[0] == 0 && nd->a.pad[1] == 0)
+        return 0;
+    return (size_t)in->shape[0] * (in->shape[1] + 2 * nd->a.pad[0]) * (in->shape[2] + 2 * nd->a.pad[1]);
+}
+
 /* One NHWC u8 image's im2col as rows: pixel p's row holds its window in (ky, kx, c) order
- * (padding reads as the zero point), then zeros up to kpad. */
-static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x, uint8_t zero, int kp, uint8_t *rows)
+ * (padding reads as the zero point), then zeros up to kpad. A padded input is first copied into
+ * padded (padded_bytes), so that every window row is one contiguous copy. */
+static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x, uint8_t zero, int kp, uint8_t *rows,
+                      uint8_t *padded)
 {
     /* every attribute in a local: stores through uint8_t* may alias any of them */
-    const int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
+    int c = in->shape[0], h = in->shape[1], w = in->shape[2];
+    const int ho = nd->shape[1], wo = nd->shape[2];
     const int kh = nd->a.kernel[0], kw = nd->a.kernel[1], k = kh * kw * c;
-    const int sy = nd->a.stride[0], sx = nd->a.stride[1], py = nd->a.pad[0], px = nd->a.pad[1];
+    int py = nd->a.pad[0], px = nd->a.pad[1];
+    const int sy = nd->a.stride[0], sx = nd->a.stride[1];
+    if (padded) {
+        size_t row = (size_t)(w + 2 * px) * c;
+        memset(padded, zero, padded_bytes(nd, in));
+        for (int y = 0; y < h; y++)
+            memcpy(padded + (size_t)(y + py) * row + (size_t)px * c, x + (size_t)y * w * c, (size_t)w * c);
+        x = padded;
+        h += 2 * py;
+        w += 2 * px;
+        py = px = 0;
+    }
     const int dy = nd->a.dilation[0], dx = nd->a.dilation[1];
     const size_t image = (size_t)c * h * w, len = (size_t)kw * c, tail = (size_t)(kp - k);
+    if (py == 0 && px == 0 && dy == 1 && dx == 1) {
+        /* every window inside: kh contiguous segments per pixel, no bounds tests */
+        const size_t wc = (size_t)w * c;
+        for (int oy = 0; oy < ho; oy++) {
+            const uint8_t *src = x + (size_t)oy * sy * wc;
+            uint8_t *r = rows + (size_t)oy * wo * kp;
+            for (int ox = 0; ox < wo; ox++, r += kp) {
+                const uint8_t *s0 = src + (size_t)ox * sx * c;
+                for (int ky = 0; ky < kh; ky++)
+                    copy_segment(r + ky * len, s0 + ky * wc, len, (size_t)kp - ky * len, image - (size_t)(s0 + ky * wc - x));
+                for (size_t t = 0; t < tail; t++)
+                    r[(size_t)k + t] = 0;
+            }
+        }
+        return;
+    }
     for (int oy = 0; oy < ho; oy++)
         for (int ox = 0; ox < wo; ox++) {
             uint8_t *row = rows + ((size_t)oy * wo + ox) * kp, *r = row;
@@ -298,7 +353,7 @@ size_t kiln_qnode_scratch_floats(const kiln_model_t *m, int id, int batch)
     size_t kp = (size_t)kiln_qgemm_kpad(qw->k);
     if (nd->op == KILN_OP_CONV2D) {   /* per thread: one image's rows and accumulators */
         size_t p = (size_t)nd->shape[1] * nd->shape[2];
-        return (p * kp + 3) / 4 + p * (size_t)qw->m;
+        return (p * kp + 3) / 4 + p * (size_t)qw->m + (padded_bytes(nd, &m->g->nodes[nd->inputs[0]]) + 3) / 4;
     }
     if (nd->op == KILN_OP_DENSE)      /* the whole batch, one thread */
         return ((size_t)batch * kp + 3) / 4 + (size_t)batch * (size_t)qw->m;
@@ -310,7 +365,7 @@ static void conv_forward(const kiln_model_t *m, int id, const uint8_t *x, void *
 {
     const kiln_node *nd = &m->g->nodes[id], *in = &m->g->nodes[nd->inputs[0]];
     const kiln_qweights *qw = &m->q->qw[id];
-    kiln_qparams iq = m->q->qp[nd->inputs[0]], oq = m->q->qp[id];
+    kiln_qparams iq = m->q->qp[nd->inputs[0]];
     bool out_u8 = m->q->elem_bytes[id] == 1;
     int p = nd->shape[1] * nd->shape[2], kp = kiln_qgemm_kpad(qw->k);
     size_t per = kiln_qnode_scratch_floats(m, id, 1);
@@ -319,10 +374,10 @@ static void conv_forward(const kiln_model_t *m, int id, const uint8_t *x, void *
         float *mine = scratch + (size_t)kiln_thread_id() * per;
         uint8_t *rows = (uint8_t *)mine;
         int32_t *acc = out_u8 ? (int32_t *)(mine + ((size_t)p * kp + 3) / 4) : NULL;
-        im2row_u8(nd, in, x + (size_t)b * in->numel, (uint8_t)iq.zero, kp, rows);
+        uint8_t *padded = padded_bytes(nd, in) ? (uint8_t *)(mine + ((size_t)p * kp + 3) / 4 + (size_t)p * qw->m) : NULL;
+        im2row_u8(nd, in, x + (size_t)b * in->numel, (uint8_t)iq.zero, kp, rows, padded);
         if (out_u8) {
-            kiln_qgemm(m->q->kernel, rows, p, qw->k, qw->packed, qw->m, acc);
-            requantize(qw, nd, acc, p, true, oq, (uint8_t *)out + (size_t)b * nd->numel);
+            gemm_requantize(m->q, id, nd, rows, p, acc, true, (uint8_t *)out + (size_t)b * nd->numel);
         } else {   /* fp32 output stays NCHW: accumulate, then write transposed */
             acc = (int32_t *)(mine + ((size_t)p * kp + 3) / 4);
             kiln_qgemm(m->q->kernel, rows, p, qw->k, qw->packed, qw->m, acc);
@@ -357,9 +412,8 @@ static void dense_forward(const kiln_model_t *m, int id, const uint8_t *x, void 
     #pragma omp parallel for schedule(static) num_threads(parts) if (parts > 1)
     for (int t = 0; t < parts; t++) {
         int r0 = (int)((int64_t)batch * t / parts), r1 = (int)((int64_t)batch * (t + 1) / parts);
-        kiln_qgemm(m->q->kernel, rows + (size_t)r0 * kp, r1 - r0, qw->k, qw->packed, qw->m, acc + (size_t)r0 * qw->m);
-        requantize(qw, nd, acc + (size_t)r0 * qw->m, r1 - r0, out_u8, m->q->qp[id],
-                   (char *)out + (size_t)r0 * qw->m * ob);
+        gemm_requantize(m->q, id, nd, rows + (size_t)r0 * kp, r1 - r0, acc + (size_t)r0 * qw->m, out_u8,
+                        (char *)out + (size_t)r0 * qw->m * ob);
     }
 }
 

@@ -52,6 +52,7 @@ struct kiln_session {
     const kiln_model_t *m;
     int max_batch, threads;
     bool winograd;                /* runs the model's Winograd convolutions by Winograd */
+    double *node_seconds;         /* per node, when profiling; else NULL */
     kiln_plan plan;
     float *arena;                 /* plan.arena_floats */
     float *scratch;               /* per-thread im2col space (fp32 and int8 kernels) */

@@ -2,6 +2,7 @@
  * models a node whose input has the other element type (u8 vs fp32) reads a converted copy. */
 #include "core/omp_compat.h"
 #include <stdlib.h>
+#include <time.h>
 #include "core/error.h"
 #include "infer/runtime.h"
 #include "ops/gemm.h"
@@ -63,7 +64,9 @@ kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_op
     }
     s->arena = aligned_alloc(64, (s->plan.arena_floats ? s->plan.arena_floats : 16) * sizeof(float));
     s->scratch = aligned_alloc(64, ((s->scratch_floats + 15) / 16 * 16 + 16) * sizeof(float));
-    bool ok = s->arena && s->scratch;
+    if (opt && opt->profile)
+        s->node_seconds = calloc((size_t)g->n, sizeof *s->node_seconds);
+    bool ok = s->arena && s->scratch && (s->node_seconds || !(opt && opt->profile));
     for (int j = 0; j < convert_slots && ok; j++)
         ok = (s->convert[j] = aligned_alloc(64, (convert_floats + 15) / 16 * 16 * sizeof(float))) != NULL;
     if (!ok) {
@@ -82,6 +85,7 @@ void kiln_session_free(kiln_session_t *s)
     kiln_plan_free(&s->plan);
     free(s->arena);
     free(s->scratch);
+    free(s->node_seconds);
     for (int j = 0; j < KILN_MAX_INPUTS; j++)
         free(s->convert[j]);
     free(s);
@@ -106,6 +110,37 @@ static const void *input_for(kiln_session_t *s, int id, int j, int batch)
     return s->convert[j];
 }
 
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Runs node i (not a flatten) of a batch from the arena into the arena. */
+static void run_node(kiln_session_t *s, int i, int batch)
+{
+    const kiln_model_t *m = s->m;
+    const kiln_node *nd = &m->g->nodes[i];
+    void *out = s->arena + s->plan.offset[i];
+    if (m->q && m->q->int8[i]) {
+        const void *in[KILN_MAX_INPUTS];
+        for (int j = 0; j < nd->n_inputs; j++)
+            in[j] = input_for(s, i, j, batch);
+        kiln_qnode_forward(m, i, in, out, batch, s->scratch, s->threads);
+        return;
+    }
+    if (winograd_node(s, i)) {
+        kiln_conv2d_winograd(m->g, nd, m->wino[i], input_for(s, i, 0, batch), batch, out, s->scratch, s->threads,
+                             nd->a.act);
+        return;
+    }
+    kiln_fwd_args a = {.batch = batch, .out = out, .work = s->scratch, .threads = s->threads};
+    for (int j = 0; j < nd->n_inputs; j++)
+        a.in[j] = input_for(s, i, j, batch);
+    kiln_node_forward(m->g, i, &a);
+}
+
 kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, float *output)
 {
     const kiln_model_t *m = s->m;
@@ -118,26 +153,12 @@ kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, f
     float *arena = s->arena;
     memcpy(arena + s->plan.offset[0], input, g->nodes[0].numel * (size_t)batch * sizeof(float));
     for (int i = 1; i < g->n; i++) {
-        const kiln_node *nd = &g->nodes[i];
-        if (nd->op == KILN_OP_FLATTEN)
+        if (g->nodes[i].op == KILN_OP_FLATTEN)
             continue;   /* a view of its input's buffer */
-        void *out = arena + s->plan.offset[i];
-        if (m->q && m->q->int8[i]) {
-            const void *in[KILN_MAX_INPUTS];
-            for (int j = 0; j < nd->n_inputs; j++)
-                in[j] = input_for(s, i, j, batch);
-            kiln_qnode_forward(m, i, in, out, batch, s->scratch, s->threads);
-            continue;
-        }
-        if (winograd_node(s, i)) {
-            kiln_conv2d_winograd(g, nd, m->wino[i], input_for(s, i, 0, batch), batch, out, s->scratch, s->threads,
-                                 nd->a.act);
-            continue;
-        }
-        kiln_fwd_args a = {.batch = batch, .out = out, .work = s->scratch, .threads = s->threads};
-        for (int j = 0; j < nd->n_inputs; j++)
-            a.in[j] = input_for(s, i, j, batch);
-        kiln_node_forward(g, i, &a);
+        double t0 = s->node_seconds ? now_seconds() : 0;
+        run_node(s, i, batch);
+        if (s->node_seconds)
+            s->node_seconds[i] += now_seconds() - t0;
     }
     int last = g->n - 1;
     size_t n_out = g->nodes[last].numel * (size_t)batch;
@@ -155,3 +176,32 @@ kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, f
 size_t kiln_session_arena_bytes(const kiln_session_t *s) { return s->plan.arena_floats * sizeof(float); }
 size_t kiln_session_scratch_bytes(const kiln_session_t *s) { return s->scratch_floats * sizeof(float); }
 size_t kiln_session_peak_live_bytes(const kiln_session_t *s) { return s->plan.peak_live_floats * sizeof(float); }
+
+const char *kiln_session_node_kernel(const kiln_session_t *s, int node)
+{
+    const kiln_model_t *m = s->m;
+    if (node < 0 || node >= m->g->n)
+        return "";
+    const kiln_node *nd = &m->g->nodes[node];
+    if (m->q && m->q->int8[node] && (nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_DENSE)) {
+        static const char *const names[] = {"int8 generic", "int8 avx2", "int8 avx-vnni", "int8 avx512-vnni"};
+        return names[m->q->kernel];
+    }
+    if (nd->op == KILN_OP_CONV2D)
+        return winograd_node(s, node) ? "winograd"
+               : kiln_conv2d_is_depthwise(nd, &m->g->nodes[nd->inputs[0]]) ? "depthwise" : "im2col+gemm";
+    if (nd->op == KILN_OP_DENSE)
+        return s->max_batch == 1 ? "gemv" : "gemm";
+    return kiln_op_name(nd->op);
+}
+
+double kiln_session_node_seconds(const kiln_session_t *s, int node)
+{
+    return s->node_seconds && node >= 0 && node < s->m->g->n ? s->node_seconds[node] : 0.0;
+}
+
+void kiln_session_profile_reset(kiln_session_t *s)
+{
+    if (s->node_seconds)
+        memset(s->node_seconds, 0, (size_t)s->m->g->n * sizeof *s->node_seconds);
+}

@@ -196,7 +196,7 @@ __attribute__((target("avx2,fma,avxvnni"))) static void qgemm_vnni(const uint8_t
  * weights, so full-width loads stay in bounds). */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vnni"))) void
 vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, int R, int NV, int32_t *c, int m,
-             const __mmask16 *mask)
+             const __mmask16 *mask, const kiln_qrequant *rq, uint8_t *out)
 {
     __m512i acc[4][4], acc2[4];
     for (int r = 0; r < R; r++)
@@ -233,28 +233,47 @@ vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, 
     if (R == 1)
         for (int v = 0; v < NV; v++)
             acc[0][v] = _mm512_add_epi32(acc[0][v], acc2[v]);
+    if (rq) {   /* requantise in registers, as requant_rows_avx512 (src/infer/qforward.c) does */
+        __m512 vlo = _mm512_set1_ps(rq->lo - (float)rq->zero), vhi = _mm512_set1_ps(255.0f - (float)rq->zero);
+        __m512i vz = _mm512_set1_epi32(rq->zero);
+        for (int v = 0; v < NV; v++) {
+            __m512i bq = _mm512_maskz_loadu_epi32(mask[v], rq->bias_q + j0 + 16 * v);
+            __m512 sc = _mm512_maskz_loadu_ps(mask[v], rq->scale + j0 + 16 * v);
+            for (int r = 0; r < R; r++) {
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[r][v], bq)), sc);
+                f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
+                __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), vz);
+                _mm_mask_storeu_epi8(out + (size_t)r * m + j0 + 16 * v, mask[v], _mm512_cvtusepi32_epi8(q));
+            }
+        }
+        return;
+    }
     for (int r = 0; r < R; r++)
         for (int v = 0; v < NV; v++)
             _mm512_mask_storeu_epi32(c + (size_t)r * m + j0 + 16 * v, mask[v], acc[r][v]);
 }
 
 /* The rows of one channel block j0 (NV vectors): 4-row tiles, then the remaining rows. */
+#define VNNI512_TILE(R, NV)                                                                             \
+    vnni512_tile(x + (size_t)i * kp, kp, w, mp, j0, kq, R, NV, c ? c + (size_t)i * m : NULL, m, mask, rq, \
+                 out ? out + (size_t)i * m : NULL)
 #define VNNI512_ROWS(NV)                                                                              \
     do {                                                                                              \
         int i = 0;                                                                                    \
         for (; i + 4 <= n; i += 4)                                                                    \
-            vnni512_tile(x + (size_t)i * kp, kp, w, mp, j0, kq, 4, NV, c + (size_t)i * m, m, mask);   \
+            VNNI512_TILE(4, NV);                                                                          \
         switch (n - i) {                                                                              \
-        case 4: vnni512_tile(x + (size_t)i * kp, kp, w, mp, j0, kq, 4, NV, c + (size_t)i * m, m, mask); break; \
-        case 3: vnni512_tile(x + (size_t)i * kp, kp, w, mp, j0, kq, 3, NV, c + (size_t)i * m, m, mask); break; \
-        case 2: vnni512_tile(x + (size_t)i * kp, kp, w, mp, j0, kq, 2, NV, c + (size_t)i * m, m, mask); break; \
-        case 1: vnni512_tile(x + (size_t)i * kp, kp, w, mp, j0, kq, 1, NV, c + (size_t)i * m, m, mask); break; \
+        case 3: VNNI512_TILE(3, NV); break;                                                               \
+        case 2: VNNI512_TILE(2, NV); break;                                                               \
+        case 1: VNNI512_TILE(1, NV); break;                                                               \
         default: break;                                                                               \
         }                                                                                             \
     } while (0)
 
+/* c (s32) or, with rq, out (u8): see kiln_qgemm and kiln_qgemm_u8. */
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void qgemm_vnni512(const uint8_t *x, int n, int kp,
-                                                                                const int8_t *w, int m, int32_t *c)
+                                                                                const int8_t *w, int m, int32_t *c,
+                                                                                const kiln_qrequant *rq, uint8_t *out)
 {
     int mp = mpad16(m), kq = kp / 4;
     for (int j0 = 0; j0 < m; j0 += 64) {
@@ -272,6 +291,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void qgemm_vnni512
     }
 }
 #undef VNNI512_ROWS
+#undef VNNI512_TILE
 #endif
 
 void kiln_qgemm(kiln_qkernel kind, const uint8_t *x, int n, int k, const int8_t *packed, int m, int32_t *c)
@@ -279,7 +299,7 @@ void kiln_qgemm(kiln_qkernel kind, const uint8_t *x, int n, int k, const int8_t 
     int kp = kiln_qgemm_kpad(k);
 #ifndef KILN_GENERIC_ONLY
     if (kind == KILN_QK_AVX512VNNI) {
-        qgemm_vnni512(x, n, kp, packed, m, c);
+        qgemm_vnni512(x, n, kp, packed, m, c, NULL, NULL);
         return;
     }
     if (kind == KILN_QK_AVXVNNI) {
@@ -292,4 +312,25 @@ void kiln_qgemm(kiln_qkernel kind, const uint8_t *x, int n, int k, const int8_t 
     }
 #endif
     qgemm_generic(x, n, kp, packed, m, c);
+}
+
+bool kiln_qgemm_has_u8(kiln_qkernel kind)
+{
+#ifndef KILN_GENERIC_ONLY
+    return kind == KILN_QK_AVX512VNNI;
+#else
+    (void)kind;
+    return false;
+#endif
+}
+
+void kiln_qgemm_u8(kiln_qkernel kind, const uint8_t *x, int n, int k, const int8_t *packed, int m,
+                   const kiln_qrequant *rq, uint8_t *out)
+{
+#ifndef KILN_GENERIC_ONLY
+    if (kind == KILN_QK_AVX512VNNI)
+        qgemm_vnni512(x, n, kiln_qgemm_kpad(k), packed, m, NULL, rq, out);
+#else
+    (void)kind, (void)x, (void)n, (void)k, (void)packed, (void)m, (void)rq, (void)out;
+#endif
 }

@@ -26,5 +26,20 @@ void kiln_qgemm_pack(kiln_qkernel kind, const int8_t *w, int m, int k, int8_t *p
 /* c (n x m, s32) = x (n rows of kpad u8, zero beyond k) times the packed weights transposed:
  * c[i][j] = sum_t x[i][t] w[j][t]. */
 void kiln_qgemm(kiln_qkernel kind, const uint8_t *x, int n, int k, const int8_t *packed, int m, int32_t *c);
+/* Requantisation of the accumulators to u8, per output channel j:
+ * out = clamp(round_even((acc + bias_q[j]) * scale[j]), lo - zero, 255 - zero) + zero, the
+ * clamp in float (lo = zero fuses a relu). */
+typedef struct {
+    const int32_t *bias_q;
+    const float *scale;
+    int zero;
+    float lo;
+} kiln_qrequant;
+/* Whether kernel kind has kiln_qgemm_u8 (else: kiln_qgemm, then requantise the s32 result). */
+bool kiln_qgemm_has_u8(kiln_qkernel kind);
+/* out (n x m, u8) = the product of kiln_qgemm requantised by rq while in registers (no s32
+ * matrix is written). Only for kernels with kiln_qgemm_has_u8. */
+void kiln_qgemm_u8(kiln_qkernel kind, const uint8_t *x, int n, int k, const int8_t *packed, int m,
+                   const kiln_qrequant *rq, uint8_t *out);
 
 #endif
