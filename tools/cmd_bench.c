@@ -61,15 +61,15 @@ static void print_profile_json(const kiln_session_t *s, const kiln_graph_t *g, i
 
 int cmd_bench(int argc, char **argv)
 {
-    static const char *const flags[] = {"json", "profile", NULL};
+    static const char *const flags[] = {"json", "profile", "gemm-conv", NULL};
     cli_args a;
     if (cli_parse(&a, argc, argv, flags) || a.n_pos != 1) {
-        fprintf(stderr, "usage: kiln bench MODEL [--batch N] [--threads N] [--runs N] [--warmup N] [--profile] [--json]\n");
+        fprintf(stderr, "usage: kiln bench MODEL [--batch N] [--threads N] [--runs N] [--warmup N] [--profile] [--gemm-conv] [--json]\n");
         return 2;
     }
     int batch = (int)cli_int(&a, "batch", 1, 1, 1 << 16), threads = (int)cli_int(&a, "threads", 1, 1, 1024);
     int runs = (int)cli_int(&a, "runs", 2000, 1, 10000000), warm = (int)cli_int(&a, "warmup", 200, 0, 1000000);
-    bool json = cli_flag(&a, "json"), profile = cli_flag(&a, "profile");
+    bool json = cli_flag(&a, "json"), profile = cli_flag(&a, "profile"), gemm_conv = cli_flag(&a, "gemm-conv");
     cli_check_unused(&a, "bench");
     kiln_set_threads(threads);
     kiln_model_t *m = kiln_model_load(a.pos[0]);
@@ -80,7 +80,7 @@ int cmd_bench(int argc, char **argv)
     const kiln_graph_t *g = kiln_model_graph(m);
     size_t nin = kiln_graph_numel(g, 0) * (size_t)batch, nout = kiln_graph_numel(g, kiln_graph_output(g)) * (size_t)batch;
     kiln_session_t *s = kiln_session_create(m, &(kiln_session_options){.max_batch = batch, .threads = threads,
-                                                                      .profile = profile});
+                                                                      .profile = profile, .gemm_conv = gemm_conv});
     float *x = malloc(nin * sizeof(float)), *y = malloc(nout * sizeof(float));
     double *lat = malloc((size_t)runs * sizeof(double));
     int rc = 1;
