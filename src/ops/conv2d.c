@@ -8,6 +8,7 @@
 #include <string.h>
 #include "ops/gemm.h"
 #include "ops/ops.h"
+#include "ops/winograd.h"
 #if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
 #include <immintrin.h>
 
@@ -184,8 +185,11 @@ void kiln_conv2d_forward(const kiln_graph_t *g, const kiln_node *nd, const float
                    col + (size_t)kiln_thread_id() * col_n, act);
 }
 
-size_t kiln_conv2d_pool_work_floats(const kiln_node *nd, int threads)
+size_t kiln_conv2d_pool_work_floats(const kiln_graph_t *g, const kiln_node *nd, int threads)
 {
+    const kiln_node *in = &g->nodes[nd->inputs[0]];
+    if (kiln_winograd_applies(nd, in))   /* the transformed kernel, then each thread's space */
+        return kiln_winograd_weight_floats(nd, in) + (kiln_winograd_work_floats(nd, in) + nd->numel) * (size_t)threads;
     return (kiln_conv2d_col_floats(nd) + nd->numel) * (size_t)threads;
 }
 
@@ -195,12 +199,23 @@ void kiln_conv2d_pool_forward(const kiln_graph_t *g, const kiln_node *nd, const 
     const kiln_node *in = &g->nodes[nd->inputs[0]];
     if (threads < 1)
         threads = omp_get_max_threads();
-    size_t per = kiln_conv2d_col_floats(nd) + nd->numel, plane = (size_t)nd->shape[1] * nd->shape[2];
+    /* Winograd (the kernel transformed once for the batch) where it applies, else im2col + GEMM */
+    bool wino = kiln_winograd_applies(nd, in);
+    float *u = wino ? work : NULL;
+    if (wino) {
+        kiln_winograd_weights(nd, in, kiln_node_tensor(g, nd, 0), u);
+        work += kiln_winograd_weight_floats(nd, in);
+    }
+    size_t scratch = wino ? kiln_winograd_work_floats(nd, in) : kiln_conv2d_col_floats(nd);
+    size_t per = scratch + nd->numel, plane = (size_t)nd->shape[1] * nd->shape[2];
     size_t pplane = (size_t)pool->shape[1] * pool->shape[2];
     #pragma omp parallel for schedule(static) num_threads(threads) if (batch > 1)
     for (int b = 0; b < batch; b++) {
-        float *mine = work + (size_t)kiln_thread_id() * per, *yb = mine + kiln_conv2d_col_floats(nd);
-        conv_image(g, nd, in, x + (size_t)b * in->numel, yb, mine, KILN_OP_RELU);
+        float *mine = work + (size_t)kiln_thread_id() * per, *yb = mine + scratch;
+        if (wino)
+            kiln_conv2d_winograd_image(g, nd, u, x + (size_t)b * in->numel, yb, mine, KILN_OP_RELU);
+        else
+            conv_image(g, nd, in, x + (size_t)b * in->numel, yb, mine, KILN_OP_RELU);
         for (int c = 0; c < nd->shape[0]; c++) {   /* pool the image's planes while they are in cache */
             size_t o = ((size_t)b * nd->shape[0] + c) * pplane;
             kiln_maxpool_2x2_plane(yb + (size_t)c * plane, pooled + o, argmax ? argmax + o : NULL, nd->shape[2],

@@ -51,9 +51,10 @@ void kiln_maxpool_forward(const kiln_node *nd, const kiln_node *in, const float 
                           float *y, int32_t *argmax);
 /* One plane of 2x2, stride-2, unpadded max pooling (am, if not NULL, gets input offsets). */
 void kiln_maxpool_2x2_plane(const float *src, float *dst, int32_t *am, int w, int ho, int wo);
-/* Floats of per-thread space kiln_conv2d_pool_forward needs. */
-size_t kiln_conv2d_pool_work_floats(const kiln_node *nd, int threads);
-/* Training form of conv2d + relu + 2x2 max pool: each image convolved into per-thread space and
+/* Floats of space kiln_conv2d_pool_forward needs with this many threads. */
+size_t kiln_conv2d_pool_work_floats(const kiln_graph_t *g, const kiln_node *nd, int threads);
+/* Training form of conv2d + relu + 2x2 max pool: each image convolved (by Winograd where
+ * kiln_winograd_applies, else im2col + GEMM) into per-thread space and
  * pooled while in cache, so the full-size activation is never stored; writes the pooled output
  * and the argmax (the relu's backward is the pool's, through the positive pooled values). */
 void kiln_conv2d_pool_forward(const kiln_graph_t *g, const kiln_node *nd, const kiln_node *pool, const float *x,

@@ -275,26 +275,37 @@ static void winograd_image(const wg_geom *s, const float *u, const float *bias, 
     }
 }
 
+void kiln_conv2d_winograd_image(const kiln_graph_t *g, const kiln_node *nd, const float *u, const float *x, float *y,
+                                float *work, kiln_op act)
+{
+    const kiln_node *in = &g->nodes[nd->inputs[0]];
+    wg_geom s = geom_of(nd, in);
+    bool relu = act == KILN_OP_RELU;
+    winograd_image(&s, u, nd->a.no_bias ? NULL : kiln_node_tensor(g, nd, 1), relu, x, y, work);
+    if (act != KILN_OP_INPUT && !relu)
+        kiln_activation_forward(act, nd->a.alpha, y, y, nd->numel);
+}
+
 void kiln_conv2d_winograd(const kiln_graph_t *g, const kiln_node *nd, const float *u, const float *x, int batch,
                           float *y, float *work, int threads, kiln_op act)
 {
     const kiln_node *in = &g->nodes[nd->inputs[0]];
-    wg_geom s = geom_of(nd, in);
-    const float *bias = nd->a.no_bias ? NULL : kiln_node_tensor(g, nd, 1);
-    bool relu = act == KILN_OP_RELU;
     size_t per = kiln_winograd_work_floats(nd, in);
     if (threads < 1)
         threads = omp_get_max_threads();
     #pragma omp parallel for schedule(static) num_threads(threads) if (batch > 1)
-    for (int b = 0; b < batch; b++) {
-        float *yb = y + (size_t)b * nd->numel;
-        winograd_image(&s, u, bias, relu, x + (size_t)b * in->numel, yb, work + (size_t)kiln_thread_id() * per);
-        if (act != KILN_OP_INPUT && !relu)
-            kiln_activation_forward(act, nd->a.alpha, yb, yb, nd->numel);
-    }
+    for (int b = 0; b < batch; b++)
+        kiln_conv2d_winograd_image(g, nd, u, x + (size_t)b * in->numel, y + (size_t)b * nd->numel,
+                                   work + (size_t)kiln_thread_id() * per, act);
 }
 
 #else
+void kiln_conv2d_winograd_image(const kiln_graph_t *g, const kiln_node *nd, const float *u, const float *x, float *y,
+                                float *work, kiln_op act)
+{
+    kiln_conv2d_winograd(g, nd, u, x, 1, y, work, 1, act);
+}
+
 void kiln_conv2d_winograd(const kiln_graph_t *g, const kiln_node *nd, const float *u, const float *x, int batch,
                           float *y, float *work, int threads, kiln_op act)
 {

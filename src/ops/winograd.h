@@ -1,5 +1,6 @@
-/* Winograd F(2x2, 3x3) convolution (src/ops/winograd.c): the inference runtime's fp32 kernel for
- * 3x3, stride-1 convolutions on AVX-512 CPUs. Its kernel transform is prepared once per model. */
+/* Winograd F(2x2, 3x3) convolution (src/ops/winograd.c): the fp32 kernel for 3x3, stride-1
+ * convolutions on AVX-512 CPUs; the inference runtime transforms the kernel once per model, the
+ * trainer's fused conv + pool once per batch. */
 #ifndef KILN_OPS_WINOGRAD_H
 #define KILN_OPS_WINOGRAD_H
 
@@ -26,5 +27,8 @@ size_t kiln_winograd_work_floats(const kiln_node *nd, const kiln_node *in);
  * kiln_conv2d_forward. Only where kiln_winograd_applies. */
 void kiln_conv2d_winograd(const kiln_graph_t *g, const kiln_node *nd, const float *u, const float *x, int batch,
                           float *y, float *work, int threads, kiln_op act);
+/* One image of kiln_conv2d_winograd, on the calling thread (work: kiln_winograd_work_floats). */
+void kiln_conv2d_winograd_image(const kiln_graph_t *g, const kiln_node *nd, const float *u, const float *x, float *y,
+                                float *work, kiln_op act);
 
 #endif

@@ -143,7 +143,7 @@ kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, u
             numel = 0;
         } else if (t->pool_with[i]) {
             numel = 0;   /* computed per image and pooled at once: never stored */
-            size_t pw = kiln_conv2d_pool_work_floats(nd, t->threads);
+            size_t pw = kiln_conv2d_pool_work_floats(g, nd, t->threads);
             work = pw > work ? pw : work;
         } else if (i > 0 && !(t->act[i] = alloc_floats(numel))) {
             goto nomem;
