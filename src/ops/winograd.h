@@ -8,8 +8,9 @@
 #include <stddef.h>
 #include "core/graph.h"
 
-/* Fewest input channels for which Winograd beats im2col + GEMM here (with fewer, the 16 small
- * GEMMs are too short to amortise the transforms). */
+/* Fewest input channels for Winograd: channels are padded to blocks of 16, so with fewer than 8
+ * more than half of every transform and product would be padding (a 1-channel first layer stays
+ * on im2col + GEMM). */
 #define KILN_WINOGRAD_MIN_CIN 8
 
 /* Whether conv node nd (input in) runs by Winograd: 3x3, stride 1, dilation 1, one group, at
