@@ -194,7 +194,7 @@ __attribute__((target("avx2,fma,avxvnni"))) static void qgemm_vnni(const uint8_t
  * layer at batch 1) runs two accumulator sets over alternate steps, so the dependency chains do
  * not bound it. Channel tails by masked stores (the packing pads channels to 32 with zero
  * weights, so full-width loads stay in bounds). */
-static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vnni"))) void
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512vnni"))) void
 vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, int R, int NV, int32_t *c, int m,
              const __mmask16 *mask, const kiln_qrequant *rq, uint8_t *out)
 {
@@ -271,7 +271,7 @@ vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, 
     } while (0)
 
 /* c (s32) or, with rq, out (u8): see kiln_qgemm and kiln_qgemm_u8. */
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void qgemm_vnni512(const uint8_t *x, int n, int kp,
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void qgemm_vnni512(const uint8_t *x, int n, int kp,
                                                                                 const int8_t *w, int m, int32_t *c,
                                                                                 const kiln_qrequant *rq, uint8_t *out)
 {
