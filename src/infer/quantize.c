@@ -340,9 +340,14 @@ kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const float *calib, int
         if (!(st[i].hist = calloc(BINS, sizeof(double))))
             goto nomem;
     }
+    bool hist = method != KILN_CALIBRATE_MINMAX;   /* the percentile method needs the histogram */
     if (calibrate_pass(g, calib, n_calib, st, visit_minmax) != KILN_OK ||
-        calibrate_pass(g, calib, n_calib, st, visit_hist) != KILN_OK)
+        (hist && calibrate_pass(g, calib, n_calib, st, visit_hist) != KILN_OK))
         goto done;
+    if (method != KILN_CALIBRATE_AUTO) {   /* one candidate: nothing to compare */
+        best = build(m, st, method);
+        goto done;
+    }
     /* fp32 reference outputs for choosing between calibrations */
     kiln_session_t *s = kiln_session_create(m, &(kiln_session_options){.max_batch = CALIB_BATCH,
                                                                          .threads = omp_get_max_threads()});
@@ -353,8 +358,6 @@ kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const float *calib, int
     kiln_session_free(s);
     double best_agree = -1, best_mse = INFINITY;
     for (int k = KILN_CALIBRATE_MINMAX; k <= KILN_CALIBRATE_PERCENTILE; k++) {
-        if (method != KILN_CALIBRATE_AUTO && method != (kiln_calibration)k)
-            continue;
         kiln_model_t *qm = build(m, st, (kiln_calibration)k);
         if (!qm)
             goto done;
