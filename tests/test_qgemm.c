@@ -1,5 +1,6 @@
-/* int8 GEMM kernels (every one this CPU runs) against plain loops on random shapes and values,
- * including the extremes (u8 255 x s8 -128) where a saturating kernel would go wrong. */
+/* int8 GEMM kernels (every one this CPU runs, the AVX-512 VNNI family with and without AMX)
+ * against plain loops on random shapes and values, including the extremes (u8 255 x s8 -128)
+ * where a saturating kernel would go wrong. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,13 +8,12 @@
 #include "core/rng.h"
 #include "ops/qgemm.h"
 
-int main(void)
+static kiln_rng rng;
+
+/* 120 random products by kernel kind against the plain sums. */
+static void check_kernel(int kind, const char *label)
 {
-    kiln_rng rng;
-    kiln_rng_seed(&rng, 5);
-    kiln_qkernel best = kiln_qgemm_kernel();
-    printf("best int8 kernel here: %s\n", kiln_qkernel_name(best));
-    for (int kind = KILN_QK_GENERIC; kind <= (int)best; kind++) {
+    {
         int bad = 0;
         for (int rep = 0; rep < 120; rep++) {
             int n = 1 + (int)kiln_rng_below(&rng, 40), m = 1 + (int)kiln_rng_below(&rng, rep % 2 ? 70 : 200);
@@ -37,15 +37,31 @@ int main(void)
                     if (s != c[(size_t)i * m + j]) {
                         if (bad < 3)
                             fprintf(stderr, "%s n=%d m=%d k=%d [%d][%d]: %lld != %d\n",
-                                    kiln_qkernel_name((kiln_qkernel)kind), n, m, k, i, j, (long long)s,
+                                    label, n, m, k, i, j, (long long)s,
                                     c[(size_t)i * m + j]);
                         bad++;
                     }
                 }
             free(x), free(w), free(packed), free(c);
         }
-        CHECK(bad == 0, "kernel %s: %d wrong sums", kiln_qkernel_name((kiln_qkernel)kind), bad);
-        printf("kernel %s: 120 random products exact\n", kiln_qkernel_name((kiln_qkernel)kind));
+        CHECK(bad == 0, "kernel %s: %d wrong sums", label, bad);
+        printf("kernel %s: 120 random products exact\n", label);
+    }
+}
+
+int main(void)
+{
+    kiln_rng_seed(&rng, 5);
+    kiln_qkernel best = kiln_qgemm_kernel();
+    printf("best int8 kernel here: %s%s\n", kiln_qkernel_name(best), kiln_qgemm_amx() ? " (with AMX)" : "");
+    for (int kind = KILN_QK_GENERIC; kind <= (int)best; kind++) {
+        bool amx = kind == KILN_QK_AVX512VNNI && kiln_qgemm_amx();
+        check_kernel(kind, amx ? "avx512-vnni + amx" : kiln_qkernel_name((kiln_qkernel)kind));
+        if (amx) {   /* and the same family without it */
+            kiln_qgemm_use_amx(false);
+            check_kernel(kind, "avx512-vnni without amx");
+            kiln_qgemm_use_amx(true);
+        }
     }
     return check_report();
 }

@@ -185,6 +185,11 @@ const char *kiln_session_node_kernel(const kiln_session_t *s, int node)
     const kiln_node *nd = &m->g->nodes[node];
     if (m->q && m->q->int8[node] && (nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_DENSE)) {
         static const char *const names[] = {"int8 generic", "int8 avx2", "int8 avx-vnni", "int8 avx512-vnni"};
+        /* the VNNI family's AMX blocks: 16 rows or more (pixels, or the batch) and k >= 64 */
+        int rows = nd->op == KILN_OP_CONV2D ? nd->shape[1] * nd->shape[2] : s->max_batch;
+        if (m->q->kernel == KILN_QK_AVX512VNNI && kiln_qgemm_amx() && rows >= 16 &&
+            kiln_qgemm_kpad(m->q->qw[node].k) >= 64)
+            return "int8 amx";
         return names[m->q->kernel];
     }
     if (nd->op == KILN_OP_CONV2D)

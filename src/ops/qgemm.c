@@ -194,6 +194,18 @@ __attribute__((target("avx2,fma,avxvnni"))) static void qgemm_vnni(const uint8_t
  * layer at batch 1) runs two accumulator sets over alternate steps, so the dependency chains do
  * not bound it. Channel tails by masked stores (the packing pads channels to 32 with zero
  * weights, so full-width loads stay in bounds). */
+/* Sixteen accumulators of one row requantised to u8 (see kiln_qrequant), the lanes in mask
+ * stored at dst; as requant_rows_avx512 (src/infer/qforward.c), value for value. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
+requant16(__m512i acc, __m512i bq, __m512 sc, const kiln_qrequant *rq, __mmask16 mask, uint8_t *dst)
+{
+    __m512 vlo = _mm512_set1_ps(rq->lo - (float)rq->zero), vhi = _mm512_set1_ps(255.0f - (float)rq->zero);
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc, bq)), sc);
+    f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
+    __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(rq->zero));
+    _mm_mask_storeu_epi8(dst, mask, _mm512_cvtusepi32_epi8(q));
+}
+
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512vnni"))) void
 vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, int R, int NV, int32_t *c, int m,
              const __mmask16 *mask, const kiln_qrequant *rq, uint8_t *out)
@@ -233,18 +245,12 @@ vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, 
     if (R == 1)
         for (int v = 0; v < NV; v++)
             acc[0][v] = _mm512_add_epi32(acc[0][v], acc2[v]);
-    if (rq) {   /* requantise in registers, as requant_rows_avx512 (src/infer/qforward.c) does */
-        __m512 vlo = _mm512_set1_ps(rq->lo - (float)rq->zero), vhi = _mm512_set1_ps(255.0f - (float)rq->zero);
-        __m512i vz = _mm512_set1_epi32(rq->zero);
+    if (rq) {   /* requantise in registers */
         for (int v = 0; v < NV; v++) {
             __m512i bq = _mm512_maskz_loadu_epi32(mask[v], rq->bias_q + j0 + 16 * v);
             __m512 sc = _mm512_maskz_loadu_ps(mask[v], rq->scale + j0 + 16 * v);
-            for (int r = 0; r < R; r++) {
-                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[r][v], bq)), sc);
-                f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
-                __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), vz);
-                _mm_mask_storeu_epi8(out + (size_t)r * m + j0 + 16 * v, mask[v], _mm512_cvtusepi32_epi8(q));
-            }
+            for (int r = 0; r < R; r++)
+                requant16(acc[r][v], bq, sc, rq, mask[v], out + (size_t)r * m + j0 + 16 * v);
         }
         return;
     }
@@ -270,11 +276,160 @@ vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, 
         }                                                                                             \
     } while (0)
 
+#if defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#define KILN_HAVE_AMX 1
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* AMX (Intel's tile unit) runs the VNNI family's products 16 rows x 64 channels at a time:
+ * TDPBUSD multiplies a 16 x 64-byte tile of u8 rows by a 16 x 64-byte tile of the packed
+ * weights, which the [kpad/4][mpad][4] layout already holds (row stride mpad x 4), into 16 x 16
+ * s32 sums: the same integer sums as vpdpbusd, so the same results bit for bit. Used for blocks
+ * of 16 rows where the CPU has AMX-INT8 and Linux grants the tile state; -1 unknown, 0 no, 1 yes. */
+static int amx_state = -1;
+static bool amx_off;   /* kiln_qgemm_use_amx(false) */
+
+static bool amx_ready(void)
+{
+    if (amx_off)
+        return false;
+    if (amx_state < 0) {
+        __builtin_cpu_init();
+        bool cpu = __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-int8");
+        /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18): once per process */
+        amx_state = cpu && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    }
+    return amx_state == 1;
+}
+
+/* The tile configuration: palette 1, colsb and rows per tile register. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_config;
+
+/* Rows [0, 16) of x times the packed weights, channel blocks of 64 (tiles 0-3), full 64-byte k
+ * blocks through tiles 4 (rows) and 5 (weights), the k tail through tiles 6 and 7; sums go
+ * through buf to c (s32) or, with rq, requantised to out. */
+__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl"))) static void
+amx_rows16(const uint8_t *x, int kp, const int8_t *w, int mp, int m, int32_t *c, const kiln_qrequant *rq, uint8_t *out,
+           int32_t *buf)
+{
+    const int kb = kp / 64, tail = kp % 64;
+    const size_t ws = (size_t)mp * 4;   /* bytes from one group of four k to the next */
+    for (int j0 = 0; j0 < m; j0 += 64) {
+        int nt = (m - j0 + 15) / 16;
+        nt = nt > 4 ? 4 : nt;
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int b = 0; b <= kb; b++) {
+            if (b == kb && !tail)
+                break;
+            const uint8_t *xa = x + 64 * (size_t)b;
+            const int8_t *wb = w + (16 * (size_t)b * mp + j0) * 4;
+            if (b < kb) {
+                _tile_loadd(4, xa, kp);
+                _tile_loadd(5, wb, ws);
+                _tile_dpbusd(0, 4, 5);
+                if (nt > 1) {
+                    _tile_loadd(5, wb + 64, ws);
+                    _tile_dpbusd(1, 4, 5);
+                }
+                if (nt > 2) {
+                    _tile_loadd(5, wb + 128, ws);
+                    _tile_dpbusd(2, 4, 5);
+                }
+                if (nt > 3) {
+                    _tile_loadd(5, wb + 192, ws);
+                    _tile_dpbusd(3, 4, 5);
+                }
+            } else {
+                _tile_loadd(6, xa, kp);
+                _tile_loadd(7, wb, ws);
+                _tile_dpbusd(0, 6, 7);
+                if (nt > 1) {
+                    _tile_loadd(7, wb + 64, ws);
+                    _tile_dpbusd(1, 6, 7);
+                }
+                if (nt > 2) {
+                    _tile_loadd(7, wb + 128, ws);
+                    _tile_dpbusd(2, 6, 7);
+                }
+                if (nt > 3) {
+                    _tile_loadd(7, wb + 192, ws);
+                    _tile_dpbusd(3, 6, 7);
+                }
+            }
+        }
+        _tile_stored(0, buf, 256);
+        _tile_stored(1, buf + 16, 256);
+        _tile_stored(2, buf + 32, 256);
+        _tile_stored(3, buf + 48, 256);
+        for (int v = 0; v < nt; v++) {
+            int left = m - j0 - 16 * v;
+            __mmask16 mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            if (rq) {
+                __m512i bq = _mm512_maskz_loadu_epi32(mask, rq->bias_q + j0 + 16 * v);
+                __m512 sc = _mm512_maskz_loadu_ps(mask, rq->scale + j0 + 16 * v);
+                for (int r = 0; r < 16; r++)
+                    requant16(_mm512_loadu_si512(buf + 64 * r + 16 * v), bq, sc, rq, mask,
+                              out + (size_t)r * m + j0 + 16 * v);
+            } else {
+                for (int r = 0; r < 16; r++)
+                    _mm512_mask_storeu_epi32(c + (size_t)r * m + j0 + 16 * v, mask,
+                                             _mm512_loadu_si512(buf + 64 * r + 16 * v));
+            }
+        }
+    }
+}
+
+/* The first n / 16 * 16 rows by AMX; returns how many rows it did. */
+__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl"))) static int
+qgemm_amx(const uint8_t *x, int n, int kp, const int8_t *w, int m, int32_t *c, const kiln_qrequant *rq, uint8_t *out)
+{
+    int mp = mpad16(m), tail = kp % 64;
+    amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 6; t++) {   /* 0-3 sums, 4 rows, 5 weights: 16 x 64 bytes */
+        cfg.rows[t] = 16;
+        cfg.colsb[t] = 64;
+    }
+    if (tail) {
+        cfg.rows[6] = 16;              /* rows: 16 x tail bytes */
+        cfg.colsb[6] = (uint16_t)tail;
+        cfg.rows[7] = (uint8_t)(tail / 4);   /* weights: tail / 4 groups x 64 bytes */
+        cfg.colsb[7] = 64;
+    }
+    int32_t buf[16 * 64] __attribute__((aligned(64)));
+    _tile_loadconfig(&cfg);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        amx_rows16(x + (size_t)i * kp, kp, w, mp, m, c ? c + (size_t)i * m : NULL, rq, out ? out + (size_t)i * m : NULL,
+                   buf);
+    _tile_release();
+    return i;
+}
+#endif
+
 /* c (s32) or, with rq, out (u8): see kiln_qgemm and kiln_qgemm_u8. */
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void qgemm_vnni512(const uint8_t *x, int n, int kp,
                                                                                 const int8_t *w, int m, int32_t *c,
                                                                                 const kiln_qrequant *rq, uint8_t *out)
 {
+#ifdef KILN_HAVE_AMX
+    if (n >= 16 && kp >= 64 && amx_ready()) {   /* blocks of 16 rows by AMX (a k of at least one
+                                                   * 64-byte tile: shorter ones waste its steps) */
+        int done = qgemm_amx(x, n, kp, w, m, c, rq, out);
+        x += (size_t)done * kp;
+        n -= done;
+        c = c ? c + (size_t)done * m : NULL;
+        out = out ? out + (size_t)done * m : NULL;
+    }
+#endif
     int mp = mpad16(m), kq = kp / 4;
     for (int j0 = 0; j0 < m; j0 += 64) {
         int cnt = m - j0 < 64 ? m - j0 : 64;
@@ -332,5 +487,26 @@ void kiln_qgemm_u8(kiln_qkernel kind, const uint8_t *x, int n, int k, const int8
         qgemm_vnni512(x, n, kiln_qgemm_kpad(k), packed, m, NULL, rq, out);
 #else
     (void)kind, (void)x, (void)n, (void)k, (void)packed, (void)m, (void)rq, (void)out;
+#endif
+}
+
+bool kiln_qgemm_use_amx(bool on)
+{
+#ifdef KILN_HAVE_AMX
+    bool old = !amx_off;
+    amx_off = !on;
+    return old;
+#else
+    (void)on;
+    return false;
+#endif
+}
+
+bool kiln_qgemm_amx(void)
+{
+#ifdef KILN_HAVE_AMX
+    return amx_ready();
+#else
+    return false;
 #endif
 }

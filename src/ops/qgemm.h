@@ -1,6 +1,7 @@
-/* int8 matrix products for quantised inference: u8 activations x s8 weights -> s32. Three
- * kernels picked at run time: AVX-512 VNNI, AVX-VNNI, AVX2, and portable C (the reference; a build option or
- * kiln_qgemm_force_generic() selects it everywhere). */
+/* int8 matrix products for quantised inference: u8 activations x s8 weights -> s32. Kernels
+ * picked at run time: AVX-512 VNNI (its blocks of 16 rows on AMX where the CPU has AMX-INT8),
+ * AVX-VNNI, AVX2, and portable C (the reference; a build option or kiln_qgemm_force_generic()
+ * selects it everywhere). */
 #ifndef KILN_OPS_QGEMM_H
 #define KILN_OPS_QGEMM_H
 
@@ -35,6 +36,12 @@ typedef struct {
     int zero;
     float lo;
 } kiln_qrequant;
+/* Whether the AVX-512 VNNI family runs its blocks of 16 rows on AMX here (the CPU has AMX-INT8,
+ * Linux grants the tile state, kiln_qgemm_use_amx has not turned it off). */
+bool kiln_qgemm_amx(void);
+/* Lets that family use AMX (true, the default) or not; returns the previous setting. For tests
+ * and benchmarks; not to be called while products run. */
+bool kiln_qgemm_use_amx(bool on);
 /* Whether kernel kind has kiln_qgemm_u8 (else: kiln_qgemm, then requantise the s32 result). */
 bool kiln_qgemm_has_u8(kiln_qkernel kind);
 /* out (n x m, u8) = the product of kiln_qgemm requantised by rq while in registers (no s32
