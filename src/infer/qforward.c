@@ -53,11 +53,14 @@ void kiln_qweights_derive(const kiln_graph_t *g, kiln_qmodel *q, int id, int8_t 
          * quantised on the way in (kiln_quantize_u8 transposes); a vector keeps its order */
         kiln_qtensor_dims(g, nd->inputs[0], &c, &hw);
     }
+    /* rows in parallel when large (Selective Backprop requantises its scorer after every update) */
+    #pragma omp parallel for if ((size_t)m * k > 65536)
     for (int j = 0; j < m; j++)
         for (int ci = 0; ci < c; ci++)
             for (size_t s = 0; s < hw; s++)
                 hwc[(size_t)j * k + s * c + ci] = qw->w[(size_t)j * k + (size_t)ci * hw + s];
     kiln_qgemm_pack(q->kernel, hwc, m, k, qw->packed);
+    #pragma omp parallel for if ((size_t)m * k > 65536)
     for (int j = 0; j < m; j++) {
         int64_t wsum = 0;
         for (int t = 0; t < k; t++)
@@ -428,12 +431,13 @@ static void max4_u8(uint8_t *restrict d, const uint8_t *restrict p, const uint8_
 }
 
 /* Max pooling over NHWC u8: per output pixel, the channel-wise maximum of the window's pixels. */
-static void maxpool_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x, uint8_t *y, int batch)
+static void maxpool_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x, uint8_t *y, int batch, int threads)
 {
     const kiln_attrs *a = &nd->a;
     int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
     if (a->kernel[0] == 2 && a->kernel[1] == 2 && a->stride[0] == 2 && a->stride[1] == 2 && a->pad[0] == 0 &&
-        a->pad[1] == 0) {   /* the common 2x2 window, every pixel inside */
+        a->pad[1] == 0) {   /* the common 2x2 window, every pixel inside; images in parallel */
+        #pragma omp parallel for schedule(static) num_threads(threads) if (batch > 1 && threads > 1)
         for (int b = 0; b < batch; b++)
             for (int oy = 0; oy < ho; oy++)
                 for (int ox = 0; ox < wo; ox++) {
@@ -477,7 +481,7 @@ void kiln_qnode_forward(const kiln_model_t *m, int id, const void *const *in, vo
         dense_forward(m, id, in[0], out, batch, scratch, threads);
         break;
     case KILN_OP_MAXPOOL2D:
-        maxpool_u8(nd, &m->g->nodes[nd->inputs[0]], in[0], out, batch);
+        maxpool_u8(nd, &m->g->nodes[nd->inputs[0]], in[0], out, batch, threads);
         break;
     default:
         break;

@@ -72,10 +72,11 @@ size_t kiln_qgemm_packed_bytes(int m, int k)
 void kiln_qgemm_pack(kiln_qkernel kind, const int8_t *w, int m, int k, int8_t *packed)
 {
     int kp = kiln_qgemm_kpad(k), mp = mpad16(m);
+    bool vnni = kind == KILN_QK_AVXVNNI || kind == KILN_QK_AVX512VNNI;
     memset(packed, 0, (size_t)mp * kp);
+    #pragma omp parallel for if ((size_t)m * k > 65536)
     for (int j = 0; j < m; j++)
         for (int t = 0; t < k; t++) {
-            bool vnni = kind == KILN_QK_AVXVNNI || kind == KILN_QK_AVX512VNNI;
             size_t at = vnni ? ((size_t)(t / 4) * mp + j) * 4 + t % 4 : (size_t)j * kp + t;
             packed[at] = w[(size_t)j * k + t];
         }
