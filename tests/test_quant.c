@@ -10,7 +10,9 @@
 #include "core/graph.h"
 #include "infer/runtime.h"
 #include "io/safetensors.h"
+#include "core/rng.h"
 #include "kiln/kiln_train.h"
+#include "ops/qgemm.h"
 
 static const char spec[] = "input 1 28 28\nconv2d 16 3 pad=1 bias=0\nbatchnorm\nrelu\nmaxpool2d 2\n"
                            "conv2d 32 3 pad=1\nrelu\nmaxpool2d 2\nflatten\ndropout 0.2\ndense 64\nrelu\ndense 10\n";
@@ -26,6 +28,52 @@ static void outputs(const kiln_model_t *m, const float *x, int n, float *y)
     kiln_session_t *s = kiln_session_create(m, &(kiln_session_options){.max_batch = n, .threads = 2});
     kiln_session_run(s, x, n, y);
     kiln_session_free(s);
+}
+
+/* Random int8 convolutions (1 to 4 input channels, kernels 1 to 5, strides, padding) with the
+ * CPU's kernels against the generic ones, output for output: the byte-permuting im2row of narrow
+ * windows, the fused requantisation and the AMX blocks (where present) against plain C. */
+static void test_random_convs(void)
+{
+    kiln_rng r;
+    kiln_rng_seed(&r, 21);
+    int bad = 0, runs = 0;
+    for (int rep = 0; rep < 30; rep++) {
+        int c = 1 + (int)kiln_rng_below(&r, 4), kh = 1 + (int)kiln_rng_below(&r, 5), kw = 1 + (int)kiln_rng_below(&r, 5);
+        int h = 6 + (int)kiln_rng_below(&r, 30), w = 6 + (int)kiln_rng_below(&r, 40), n = 1 + (int)kiln_rng_below(&r, 3);
+        char sp[256];
+        snprintf(sp, sizeof sp, "input %d %d %d\nconv2d %d %dx%d stride=%dx%d pad=%dx%d\nrelu\nconv2d 8 3 pad=1\n", c, h,
+                 w, 8 + (int)kiln_rng_below(&r, 60), kh, kw, 1 + (int)kiln_rng_below(&r, 2), 1 + (int)kiln_rng_below(&r, 2),
+                 (int)kiln_rng_below(&r, 3) % (kh > 1 ? kh : 1), (int)kiln_rng_below(&r, 3) % (kw > 1 ? kw : 1));
+        kiln_graph_t *g = kiln_spec_parse(sp, "random-conv");
+        if (!g)
+            continue;
+        kiln_graph_init_params(g, kiln_rng_next(&r));
+        size_t nx = kiln_graph_numel(g, 0) * (size_t)n, ny = kiln_graph_numel(g, g->n - 1) * (size_t)n;
+        float *x = malloc(nx * sizeof(float)), *y1 = malloc(ny * sizeof(float)), *y2 = malloc(ny * sizeof(float));
+        for (size_t i = 0; i < nx; i++)
+            x[i] = kiln_rng_uniform(&r);
+        kiln_model_t *f = kiln_model_create(g, true), *q = kiln_model_quantize(f, x, n, KILN_CALIBRATE_MINMAX);
+        kiln_qgemm_force_generic(true);
+        kiln_model_t *qg = q ? kiln_model_quantize(f, x, n, KILN_CALIBRATE_MINMAX) : NULL;
+        kiln_qgemm_force_generic(false);
+        if (q && qg) {
+            runs++;
+            outputs(q, x, n, y1);
+            outputs(qg, x, n, y2);
+            if (memcmp(y1, y2, ny * sizeof(float)) != 0) {
+                fprintf(stderr, "int8 kernels disagree with the generic ones on:\n%s", sp);
+                bad++;
+            }
+        }
+        kiln_model_free(qg);
+        kiln_model_free(q);
+        kiln_model_free(f);
+        free(x), free(y1), free(y2);
+        kiln_graph_free(g);
+    }
+    printf("random int8 convolutions: %d shapes, %d differ from the generic kernels\n", runs, bad);
+    CHECK(runs >= 20 && bad == 0, "%d of %d random int8 convolutions differ from the generic kernels", bad, runs);
 }
 
 static void corrupt_and_expect(const char *good, const char *tensor, float value, const char *want)
@@ -178,6 +226,7 @@ int main(void)
         kiln_model_free(f2);
         kiln_graph_free(g2);
     }
+    test_random_convs();
     /* corrupt int8 files */
     corrupt_and_expect("quant_int8.safetensors", "conv2d_1.quant", -1.0f, "\"conv2d_1.quant\": expected a positive scale");
     corrupt_and_expect("quant_int8.safetensors", "dense_1.weight", -128, "expected values in -127..127");

@@ -279,6 +279,79 @@ static size_t padded_bytes(const kiln_node *nd, const kiln_node *in)
     return (size_t)in->shape[0] * (in->shape[1] + 2 * nd->a.pad[0]) * (in->shape[2] + 2 * nd->a.pad[1]);
 }
 
+#ifndef KILN_GENERIC_ONLY
+enum { NARROW_VECS = 8, NARROW_ROWS = 8 };   /* most output vectors per block, window rows */
+
+/* Whether narrow_im2row applies: every window inside (dilation 1, padding already applied), a
+ * block of P pixels (P kp bytes, a multiple of 64) whose window rows span at most 64 input bytes,
+ * and AVX-512 VBMI. Sets *pix to P. The first layers of image models (1 or 3 channels) qualify. */
+static bool narrow_fits(const kiln_node *nd, int c, int kp, int *pix)
+{
+    static int vbmi = -1;
+    if (vbmi < 0) {
+        __builtin_cpu_init();
+        vbmi = __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw");
+    }
+    int g = 64;
+    while (kp % g)
+        g /= 2;
+    int p = 64 / g, len = nd->a.kernel[1] * c;
+    *pix = p;
+    return vbmi && kiln_qgemm_kernel() != KILN_QK_GENERIC && nd->a.dilation[0] == 1 && nd->a.dilation[1] == 1 &&
+           nd->a.kernel[0] <= NARROW_ROWS && p * kp / 64 <= NARROW_VECS && (p - 1) * nd->a.stride[1] * c + len <= 64;
+}
+
+static inline __mmask64 first_bytes(long n)
+{
+    return n >= 64 ? ~(__mmask64)0 : n <= 0 ? 0 : (((__mmask64)1 << n) - 1);
+}
+
+/* im2row for narrow windows: per block of P pixels of an output row, each window row's 64 input
+ * bytes are loaded once and byte-permuted (vpermb) into the block's P x kp output bytes, one
+ * precomputed index and one mask per (output vector, window row); the zero tail of every row
+ * comes from the masks. x is the (padded) image of h x w pixels of c channels. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void narrow_im2row(const kiln_node *nd, int c, int w,
+                                                                                size_t image, const uint8_t *x,
+                                                                                int kp, int pix, uint8_t *rows)
+{
+    const int ho = nd->shape[1], wo = nd->shape[2], kh = nd->a.kernel[0], len = nd->a.kernel[1] * c;
+    const int sy = nd->a.stride[0], sx = nd->a.stride[1], k = kh * len, nv = pix * kp / 64;
+    __m512i idx[NARROW_VECS];
+    __mmask64 sel[NARROW_VECS][NARROW_ROWS];
+    for (int v = 0; v < nv; v++) {   /* byte b of the block: pixel b / kp, window byte b % kp */
+        uint8_t ib[64];
+        for (int r = 0; r < kh; r++)
+            sel[v][r] = 0;
+        for (int i = 0; i < 64; i++) {
+            int b = 64 * v + i, p = b / kp, off = b % kp;
+            ib[i] = off < k ? (uint8_t)(p * sx * c + off % len) : 0;
+            if (off < k)
+                sel[v][off / len] |= (__mmask64)1 << i;
+        }
+        idx[v] = _mm512_loadu_si512(ib);
+    }
+    const long span = (long)(pix - 1) * sx * c + len;   /* input bytes a block's window row reads */
+    for (int oy = 0; oy < ho; oy++)
+        for (int ox0 = 0; ox0 < wo; ox0 += pix) {
+            int np = wo - ox0 < pix ? wo - ox0 : pix;
+            __m512i src[NARROW_ROWS];
+            for (int r = 0; r < kh; r++) {
+                size_t at = ((size_t)(oy * sy + r) * w + (size_t)ox0 * sx) * c;
+                long room = (long)(image - at);
+                src[r] = _mm512_maskz_loadu_epi8(first_bytes(span < room ? span : room), x + at);
+            }
+            uint8_t *d = rows + ((size_t)oy * wo + ox0) * kp;
+            long out = (long)np * kp;
+            for (int v = 0; v < nv && 64 * v < out; v++) {
+                __m512i o = _mm512_maskz_permutexvar_epi8(sel[v][0], idx[v], src[0]);
+                for (int r = 1; r < kh; r++)
+                    o = _mm512_mask_permutexvar_epi8(o, sel[v][r], idx[v], src[r]);
+                _mm512_mask_storeu_epi8(d + 64 * v, first_bytes(out - 64 * v), o);
+            }
+        }
+}
+#endif
+
 /* One NHWC u8 image's im2col as rows: pixel p's row holds its window in (ky, kx, c) order
  * (padding reads as the zero point), then zeros up to kpad. A padded input is first copied into
  * padded (padded_bytes), so that every window row is one contiguous copy. */
@@ -303,6 +376,13 @@ static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x
     }
     const int dy = nd->a.dilation[0], dx = nd->a.dilation[1];
     const size_t image = (size_t)c * h * w, len = (size_t)kw * c, tail = (size_t)(kp - k);
+#ifndef KILN_GENERIC_ONLY
+    int pix;
+    if (py == 0 && px == 0 && narrow_fits(nd, c, kp, &pix)) {
+        narrow_im2row(nd, c, w, image, x, kp, pix, rows);
+        return;
+    }
+#endif
     if (py == 0 && px == 0 && dy == 1 && dx == 1) {
         /* every window inside: kh contiguous segments per pixel, no bounds tests */
         const size_t wc = (size_t)w * c;
