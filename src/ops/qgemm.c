@@ -310,6 +310,27 @@ typedef struct {
     uint8_t rows[16];
 } amx_config;
 
+/* One k block of 16 rows into up to 4 sum tiles: rows into tile A, each channel block's weights
+ * into tile B (tile numbers are immediates, hence a macro). */
+#define AMX_BLOCK(A, B)                          \
+    do {                                         \
+        _tile_loadd(A, xa, kp);                  \
+        _tile_loadd(B, wb, ws);                  \
+        _tile_dpbusd(0, A, B);                   \
+        if (nt > 1) {                            \
+            _tile_loadd(B, wb + 64, ws);         \
+            _tile_dpbusd(1, A, B);               \
+        }                                        \
+        if (nt > 2) {                            \
+            _tile_loadd(B, wb + 128, ws);        \
+            _tile_dpbusd(2, A, B);               \
+        }                                        \
+        if (nt > 3) {                            \
+            _tile_loadd(B, wb + 192, ws);        \
+            _tile_dpbusd(3, A, B);               \
+        }                                        \
+    } while (0)
+
 /* Rows [0, 16) of x times the packed weights, channel blocks of 64 (tiles 0-3), full 64-byte k
  * blocks through tiles 4 (rows) and 5 (weights), the k tail through tiles 6 and 7; sums go
  * through buf to c (s32) or, with rq, requantised to out. */
@@ -331,39 +352,10 @@ amx_rows16(const uint8_t *x, int kp, const int8_t *w, int mp, int m, int32_t *c,
                 break;
             const uint8_t *xa = x + 64 * (size_t)b;
             const int8_t *wb = w + (16 * (size_t)b * mp + j0) * 4;
-            if (b < kb) {
-                _tile_loadd(4, xa, kp);
-                _tile_loadd(5, wb, ws);
-                _tile_dpbusd(0, 4, 5);
-                if (nt > 1) {
-                    _tile_loadd(5, wb + 64, ws);
-                    _tile_dpbusd(1, 4, 5);
-                }
-                if (nt > 2) {
-                    _tile_loadd(5, wb + 128, ws);
-                    _tile_dpbusd(2, 4, 5);
-                }
-                if (nt > 3) {
-                    _tile_loadd(5, wb + 192, ws);
-                    _tile_dpbusd(3, 4, 5);
-                }
-            } else {
-                _tile_loadd(6, xa, kp);
-                _tile_loadd(7, wb, ws);
-                _tile_dpbusd(0, 6, 7);
-                if (nt > 1) {
-                    _tile_loadd(7, wb + 64, ws);
-                    _tile_dpbusd(1, 6, 7);
-                }
-                if (nt > 2) {
-                    _tile_loadd(7, wb + 128, ws);
-                    _tile_dpbusd(2, 6, 7);
-                }
-                if (nt > 3) {
-                    _tile_loadd(7, wb + 192, ws);
-                    _tile_dpbusd(3, 6, 7);
-                }
-            }
+            if (b < kb)
+                AMX_BLOCK(4, 5);   /* a full 64-byte k block */
+            else
+                AMX_BLOCK(6, 7);   /* the k tail */
         }
         _tile_stored(0, buf, 256);
         _tile_stored(1, buf + 16, 256);
@@ -414,6 +406,7 @@ qgemm_amx(const uint8_t *x, int n, int kp, const int8_t *w, int m, int32_t *c, c
     _tile_release();
     return i;
 }
+#undef AMX_BLOCK
 #endif
 
 /* c (s32) or, with rq, out (u8): see kiln_qgemm and kiln_qgemm_u8. */
