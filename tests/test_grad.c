@@ -208,6 +208,11 @@ int main(void)
         /* a fused relu whose backward the max-pool after it applies */
         snprintf(spec, sizeof spec, "input %d %d %d\nconv2d 3 3 pad=1\nrelu\nmaxpool2d 2\nflatten\ndense 3\n", c, h, w);
         check_spec(spec, b);
+        /* 3x3 stride-1 convolutions wide enough for Winograd (AVX-512 CPUs): the fused conv + relu
+         * + pool forward, and the input gradient (reaching the 1x1 conv before), for each padding */
+        snprintf(spec, sizeof spec, "input %d %d %d\nconv2d %d 1\nconv2d %d 3 pad=%d\nrelu\nmaxpool2d 2\nflatten\n"
+                 "dense 3\n", c, h, w, rnd(8, 10), rnd(8, 10), rep % 3);
+        check_spec(spec, b);
         /* a relu that cannot be fused (its producer has two consumers) */
         snprintf(spec, sizeof spec, "input %d %d %d\na: conv2d 3 3 pad=1\nrelu\nadd a\n", c, h, w);
         check_spec(spec, b);

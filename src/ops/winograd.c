@@ -43,6 +43,23 @@ static wg_geom geom_of(const kiln_node *nd, const kiln_node *in)
     return s;
 }
 
+/* The input gradient of nd as a convolution: dy (cout, ho, wo) correlated with the kernel
+ * rotated by 180 degrees, channels swapped, padding 2 - pad, gives dx (cin, h, w). */
+static wg_geom dx_geom_of(const kiln_node *nd, const kiln_node *in)
+{
+    wg_geom s = {.cin = nd->shape[0], .cout = in->shape[0], .h = nd->shape[1], .w = nd->shape[2],
+                 .ho = in->shape[1], .wo = in->shape[2], .py = 2 - nd->a.pad[0], .px = 2 - nd->a.pad[1]};
+    s.th = (s.ho + 1) / 2;
+    s.tw = (s.wo + 1) / 2;
+    s.cp = (s.cin + 15) / 16 * 16;
+    s.op = (s.cout + 15) / 16 * 16;
+    s.hp = 2 * s.th + 2;
+    s.wp = 2 * s.tw + 2;
+    int chunks = (s.tw + WG_CHUNK - 1) / WG_CHUNK;
+    s.chunk = (s.tw + chunks - 1) / chunks;
+    return s;
+}
+
 bool kiln_winograd_applies(const kiln_node *nd, const kiln_node *in)
 {
     const kiln_attrs *a = &nd->a;
@@ -51,20 +68,28 @@ bool kiln_winograd_applies(const kiln_node *nd, const kiln_node *in)
            in->shape[0] >= KILN_WINOGRAD_MIN_CIN && kiln_f32_avx512();
 }
 
+bool kiln_winograd_dx_applies(const kiln_node *nd, const kiln_node *in)
+{
+    return kiln_winograd_applies(nd, in) && nd->shape[0] >= KILN_WINOGRAD_MIN_CIN && nd->a.pad[0] <= 2 &&
+           nd->a.pad[1] <= 2;
+}
+
 size_t kiln_winograd_weight_floats(const kiln_node *nd, const kiln_node *in)
 {
     wg_geom s = geom_of(nd, in);
-    return (size_t)16 * s.cp * s.op;
+    return (size_t)16 * s.cp * s.op;   /* the same for the input gradient's kernel */
 }
 
-void kiln_winograd_weights(const kiln_node *nd, const kiln_node *in, const float *w, float *u)
+/* u = G g G^T for every (output, input) channel pair of geometry s; g is the 3 x 3 kernel of w
+ * (cout, cin, 3, 3), or with rotated, of the input gradient: w's taps reversed, channels swapped. */
+static void transform_kernel(const wg_geom *s, const float *w, bool rotated, float *u)
 {
-    wg_geom s = geom_of(nd, in);
-    memset(u, 0, kiln_winograd_weight_floats(nd, in) * sizeof(float));
-    for (int co = 0; co < s.cout; co++)
-        for (int ci = 0; ci < s.cin; ci++) {
-            const float *g = w + ((size_t)co * s.cin + ci) * 9;
-            float gg[4][3], t[4][4];   /* G g (4 x 3), then (G g) G^T */
+    memset(u, 0, (size_t)16 * s->cp * s->op * sizeof(float));
+    for (int co = 0; co < s->cout; co++)
+        for (int ci = 0; ci < s->cin; ci++) {
+            float g[9], gg[4][3], t[4][4];   /* G g (4 x 3), then (G g) G^T */
+            for (int e = 0; e < 9; e++)
+                g[e] = rotated ? w[((size_t)ci * s->cout + co) * 9 + 8 - e] : w[((size_t)co * s->cin + ci) * 9 + e];
             for (int j = 0; j < 3; j++) {
                 gg[0][j] = g[j];
                 gg[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
@@ -78,8 +103,20 @@ void kiln_winograd_weights(const kiln_node *nd, const kiln_node *in, const float
                 t[i][3] = gg[i][2];
             }
             for (int xi = 0; xi < 16; xi++)
-                u[((size_t)xi * s.cp + ci) * s.op + co] = t[xi / 4][xi % 4];
+                u[((size_t)xi * s->cp + ci) * s->op + co] = t[xi / 4][xi % 4];
         }
+}
+
+void kiln_winograd_weights(const kiln_node *nd, const kiln_node *in, const float *w, float *u)
+{
+    wg_geom s = geom_of(nd, in);
+    transform_kernel(&s, w, false, u);
+}
+
+void kiln_winograd_dx_weights(const kiln_node *nd, const kiln_node *in, const float *w, float *u)
+{
+    wg_geom s = dx_geom_of(nd, in);
+    transform_kernel(&s, w, true, u);
 }
 
 /* Floats of each part of one thread's work space. */
@@ -88,10 +125,17 @@ static size_t v_floats(const wg_geom *s) { return (size_t)16 * s->chunk * s->cp;
 static size_t m_floats(const wg_geom *s) { return (size_t)16 * s->chunk * s->op; }
 static size_t row_floats(const wg_geom *s) { return (size_t)2 * (2 * s->tw) * s->op; }
 
+static size_t work_floats(const wg_geom *s)
+{
+    return xp_floats(s) + v_floats(s) + m_floats(s) + row_floats(s) + 16;
+}
+
 size_t kiln_winograd_work_floats(const kiln_node *nd, const kiln_node *in)
 {
     wg_geom s = geom_of(nd, in);
-    return xp_floats(&s) + v_floats(&s) + m_floats(&s) + row_floats(&s) + 16;
+    wg_geom d = dx_geom_of(nd, in);
+    size_t a = work_floats(&s), b = work_floats(&d);   /* enough for either direction */
+    return a > b ? a : b;
 }
 
 #if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
@@ -238,7 +282,8 @@ __attribute__((target("avx512f"))) static void output_transform(const wg_geom *s
 
 /* Output rows 2 ty and 2 ty + 1 (those inside the output) from rows (2, 2 tw, op) into y (cout,
  * ho, wo), 16 pixels by 16 channels per transpose. */
-__attribute__((target("avx512f"))) static void store_rows(const wg_geom *s, const float *rows, int ty, float *y)
+__attribute__((target("avx512f"))) static void store_rows(const wg_geom *s, const float *rows, int ty, bool add,
+                                                          float *y)
 {
     size_t w2 = 2 * (size_t)s->tw, plane = (size_t)s->ho * s->wo;
     for (int i = 0; i < 2 && 2 * ty + i < s->ho; i++)
@@ -252,14 +297,17 @@ __attribute__((target("avx512f"))) static void store_rows(const wg_geom *s, cons
                                   : _mm512_setzero_ps();
                 kiln_transpose16_avx512(r);
                 float *d = y + (size_t)16 * ob * plane + (size_t)(2 * ty + i) * s->wo + x0;
-                for (int c = 0; c < nc; c++)
-                    _mm512_mask_storeu_ps(d + (size_t)c * plane, lanes(np), r[c]);
+                for (int c = 0; c < nc; c++) {
+                    float *dc = d + (size_t)c * plane;
+                    __m512 v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(lanes(np), dc), r[c]) : r[c];
+                    _mm512_mask_storeu_ps(dc, lanes(np), v);
+                }
             }
         }
 }
 
-/* One image: x (cin, h, w) to y (cout, ho, wo). */
-static void winograd_image(const wg_geom *s, const float *u, const float *bias, bool relu, const float *x,
+/* One image: x (cin, h, w) to y (cout, ho, wo), or added to y. */
+static void winograd_image(const wg_geom *s, const float *u, const float *bias, bool relu, const float *x, bool add,
                            float *y, float *work)
 {
     float *xp = work, *v = xp + xp_floats(s), *m = v + v_floats(s), *rows = m + m_floats(s);
@@ -271,7 +319,7 @@ static void winograd_image(const wg_geom *s, const float *u, const float *bias, 
             multiply(s, u, v, n, m);
             output_transform(s, m, tx0, n, bias, relu, rows);
         }
-        store_rows(s, rows, ty, y);
+        store_rows(s, rows, ty, add, y);
     }
 }
 
@@ -281,7 +329,7 @@ void kiln_conv2d_winograd_image(const kiln_graph_t *g, const kiln_node *nd, cons
     const kiln_node *in = &g->nodes[nd->inputs[0]];
     wg_geom s = geom_of(nd, in);
     bool relu = act == KILN_OP_RELU;
-    winograd_image(&s, u, nd->a.no_bias ? NULL : kiln_node_tensor(g, nd, 1), relu, x, y, work);
+    winograd_image(&s, u, nd->a.no_bias ? NULL : kiln_node_tensor(g, nd, 1), relu, x, false, y, work);
     if (act != KILN_OP_INPUT && !relu)
         kiln_activation_forward(act, nd->a.alpha, y, y, nd->numel);
 }
@@ -299,7 +347,20 @@ void kiln_conv2d_winograd(const kiln_graph_t *g, const kiln_node *nd, const floa
                                    work + (size_t)kiln_thread_id() * per, act);
 }
 
+void kiln_winograd_dx_image(const kiln_node *nd, const kiln_node *in, const float *u, const float *dy, bool add,
+                            float *dx, float *work)
+{
+    wg_geom s = dx_geom_of(nd, in);
+    winograd_image(&s, u, NULL, false, dy, add, dx, work);
+}
+
 #else
+void kiln_winograd_dx_image(const kiln_node *nd, const kiln_node *in, const float *u, const float *dy, bool add,
+                            float *dx, float *work)
+{
+    (void)nd, (void)in, (void)u, (void)dy, (void)add, (void)dx, (void)work;   /* never applies here */
+}
+
 void kiln_conv2d_winograd_image(const kiln_graph_t *g, const kiln_node *nd, const float *u, const float *x, float *y,
                                 float *work, kiln_op act)
 {

@@ -5,7 +5,7 @@
 size_t kiln_node_backward_work_floats(const kiln_graph_t *g, int id, int threads)
 {
     const kiln_node *nd = &g->nodes[id];
-    return nd->op == KILN_OP_CONV2D ? kiln_conv2d_backward_work_floats(nd, threads) : 0;
+    return nd->op == KILN_OP_CONV2D ? kiln_conv2d_backward_work_floats(g, nd, threads) : 0;
 }
 
 /* Adds (or copies) dy into each input gradient: add, flatten, identity. */

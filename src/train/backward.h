@@ -29,11 +29,12 @@ void kiln_node_backward(const kiln_graph_t *g, int id, const kiln_bwd_args *a);
 
 /* Dense backward: dW, db and dx. */
 void kiln_dense_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
-/* Conv2d backward: im2col recomputed per image in cache, GEMMs for dW and the column gradient,
- * col2im for dx. */
+/* Conv2d backward: im2col recomputed per image in cache, GEMM for dW; dx by Winograd (3x3 stride
+ * 1) or by GEMM for the column gradient and col2im. */
 void kiln_conv2d_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
-/* Floats conv2d backward needs per thread: partial gradients and one im2col matrix. */
-size_t kiln_conv2d_backward_work_floats(const kiln_node *nd, int threads);
+/* Floats conv2d backward needs: per thread partial gradients and one im2col matrix, and the
+ * Winograd kernel of the input gradient where that applies. */
+size_t kiln_conv2d_backward_work_floats(const kiln_graph_t *g, const kiln_node *nd, int threads);
 /* Pooling backward (max, average, global average). */
 void kiln_pool_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
 /* Elementwise activations and softmax backward. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ops/gemm.h"
+#include "ops/winograd.h"
 #include "train/backward.h"
 #ifndef KILN_GENERIC_ONLY
 #include <immintrin.h>
@@ -117,9 +118,18 @@ static void col2im(const kiln_node *nd, const kiln_node *in, const float *col, f
     }
 }
 
-size_t kiln_conv2d_backward_work_floats(const kiln_node *nd, int threads)
+/* Per-thread floats: partial dW and db, then the im2col matrix (also the Winograd work space). */
+static size_t part_floats(const kiln_node *nd, const kiln_node *in, bool wino)
 {
-    return (size_t)threads * (nd->params[0].numel + (size_t)nd->shape[0] + kiln_conv2d_col_floats(nd));
+    size_t col = kiln_conv2d_col_floats(nd), ww = wino ? kiln_winograd_work_floats(nd, in) : 0;
+    return nd->params[0].numel + (size_t)nd->shape[0] + (col > ww ? col : ww);
+}
+
+size_t kiln_conv2d_backward_work_floats(const kiln_graph_t *g, const kiln_node *nd, int threads)
+{
+    const kiln_node *in = &g->nodes[nd->inputs[0]];
+    bool wino = kiln_winograd_dx_applies(nd, in);
+    return (size_t)threads * part_floats(nd, in, wino) + (wino ? kiln_winograd_weight_floats(nd, in) : 0);
 }
 
 void kiln_conv2d_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a)
@@ -128,8 +138,14 @@ void kiln_conv2d_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln
     int groups = nd->a.groups, cout = nd->shape[0], cg = cout / groups, batch = a->batch;
     int kg = nd->params[0].dims[1] * nd->a.kernel[0] * nd->a.kernel[1];
     int p = nd->shape[1] * nd->shape[2];
-    size_t col_n = kiln_conv2d_col_floats(nd), wn = nd->params[0].numel, part = wn + (size_t)cout + col_n;
+    /* the input gradient by Winograd where it applies (its kernel transformed once per batch,
+     * after the per-thread parts), else by GEMM into the column matrix and col2im */
+    bool wino = a->dx[0] && kiln_winograd_dx_applies(nd, in);
+    size_t wn = nd->params[0].numel, part = part_floats(nd, in, wino);
     const float *w = kiln_node_tensor(g, nd, 0);
+    float *u = a->work + (size_t)a->threads * part;
+    if (wino)
+        kiln_winograd_dx_weights(nd, in, w, u);
     float *dw = a->dparams + nd->params[0].offset;
     float *db = nd->a.no_bias ? NULL : a->dparams + nd->params[1].offset;
     int nt = a->threads;
@@ -154,6 +170,10 @@ void kiln_conv2d_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln
             }
             if (!a->dx[0])
                 continue;
+            if (wino) {
+                kiln_winograd_dx_image(nd, in, u, dy, a->acc[0], a->dx[0] + (size_t)b * in->numel, col);
+                continue;
+            }
             for (int gi = 0; gi < groups; gi++) {
                 /* dcol_g (kg, p) = W_g^T (kg, cg) * dY_g (cg, p), over col */
                 kiln_sgemm(true, false, kg, p, cg, 1.0f, w + (size_t)gi * cg * kg, kg, dy + (size_t)gi * cg * p, p,
