@@ -28,10 +28,9 @@ typedef struct {
     int chunk;      /* tiles per chunk of a tile row */
 } wg_geom;
 
-static wg_geom geom_of(const kiln_node *nd, const kiln_node *in)
+/* The derived sizes of a geometry whose channels, sizes and padding are set. */
+static wg_geom geom_finish(wg_geom s)
 {
-    wg_geom s = {.cin = in->shape[0], .cout = nd->shape[0], .h = in->shape[1], .w = in->shape[2],
-                 .ho = nd->shape[1], .wo = nd->shape[2], .py = nd->a.pad[0], .px = nd->a.pad[1]};
     s.th = (s.ho + 1) / 2;
     s.tw = (s.wo + 1) / 2;
     s.cp = (s.cin + 15) / 16 * 16;
@@ -43,21 +42,19 @@ static wg_geom geom_of(const kiln_node *nd, const kiln_node *in)
     return s;
 }
 
+static wg_geom geom_of(const kiln_node *nd, const kiln_node *in)
+{
+    return geom_finish((wg_geom){.cin = in->shape[0], .cout = nd->shape[0], .h = in->shape[1], .w = in->shape[2],
+                                 .ho = nd->shape[1], .wo = nd->shape[2], .py = nd->a.pad[0], .px = nd->a.pad[1]});
+}
+
 /* The input gradient of nd as a convolution: dy (cout, ho, wo) correlated with the kernel
  * rotated by 180 degrees, channels swapped, padding 2 - pad, gives dx (cin, h, w). */
 static wg_geom dx_geom_of(const kiln_node *nd, const kiln_node *in)
 {
-    wg_geom s = {.cin = nd->shape[0], .cout = in->shape[0], .h = nd->shape[1], .w = nd->shape[2],
-                 .ho = in->shape[1], .wo = in->shape[2], .py = 2 - nd->a.pad[0], .px = 2 - nd->a.pad[1]};
-    s.th = (s.ho + 1) / 2;
-    s.tw = (s.wo + 1) / 2;
-    s.cp = (s.cin + 15) / 16 * 16;
-    s.op = (s.cout + 15) / 16 * 16;
-    s.hp = 2 * s.th + 2;
-    s.wp = 2 * s.tw + 2;
-    int chunks = (s.tw + WG_CHUNK - 1) / WG_CHUNK;
-    s.chunk = (s.tw + chunks - 1) / chunks;
-    return s;
+    return geom_finish((wg_geom){.cin = nd->shape[0], .cout = in->shape[0], .h = nd->shape[1], .w = nd->shape[2],
+                                 .ho = in->shape[1], .wo = in->shape[2], .py = 2 - nd->a.pad[0],
+                                 .px = 2 - nd->a.pad[1]});
 }
 
 bool kiln_winograd_applies(const kiln_node *nd, const kiln_node *in)
