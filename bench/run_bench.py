@@ -420,7 +420,10 @@ edit the header text in `bench/run_bench.py` instead.
   FLOP/s measured by `bench/peak_flops.c` on this machine (an FMA-throughput loop with 12 independent
   accumulator chains per thread, 1 and 2 OpenMP threads, best of 3). Where the CPU has AVX-512 the
   AVX-512 peak is the reference (Kiln's convolution and dense GEMMs run its own AVX-512 kernel there);
-  the AVX2 (256-bit FMA) peak is shown too.
+  the AVX2 (256-bit FMA) peak is shown too. These are nominal (direct-convolution) FLOPs: on AVX-512
+  CPUs Kiln computes the 3x3 stride-1 convolution's forward pass and input gradient by Winograd
+  F(2x2, 3x3), 2.25x fewer multiplications, so its share of peak can exceed what the arithmetic units
+  actually did (and the AVX2 column 100%).
 """
 
 
