@@ -45,16 +45,18 @@ static void transform_winograd(kiln_model_t *m)
 kiln_status kiln_model_prepare_winograd(kiln_model_t *m)
 {
     const kiln_graph_t *g = m->g;
-    if (m->q)
-        return KILN_OK;
-    if (!(m->wino = calloc((size_t)g->n, sizeof *m->wino)))
+    if (!m->wino && !(m->wino = calloc((size_t)g->n, sizeof *m->wino)))
         return kiln_error(KILN_ERR_NOMEM, "out of memory");
     for (int i = 1; i < g->n; i++) {
-        const kiln_node *nd = &g->nodes[i];
-        if (nd->op == KILN_OP_CONV2D && kiln_winograd_applies(nd, &g->nodes[nd->inputs[0]]) &&
-            !(m->wino[i] = aligned_alloc(64, (kiln_winograd_weight_floats(nd, &g->nodes[nd->inputs[0]]) + 15) / 16 *
-                                                 16 * sizeof(float))))
+        const kiln_node *nd = &g->nodes[i], *in = &g->nodes[nd->inputs[0]];
+        bool want = nd->op == KILN_OP_CONV2D && !(m->q && m->q->int8[i]) && kiln_winograd_applies(nd, in);
+        if (!want) {
+            free(m->wino[i]);
+            m->wino[i] = NULL;
+        } else if (!m->wino[i] &&
+                   !(m->wino[i] = aligned_alloc(64, (kiln_winograd_weight_floats(nd, in) + 15) / 16 * 16 * sizeof(float)))) {
             return kiln_error(KILN_ERR_NOMEM, "out of memory");
+        }
     }
     transform_winograd(m);
     return KILN_OK;

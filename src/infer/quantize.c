@@ -14,7 +14,7 @@
 
 typedef struct {
     double min, max;
-    double *hist;   /* BINS over [min, max] */
+    double *hist;   /* BINS over [min, max]; NULL when only min-max calibration is asked for */
 } node_stats;
 
 kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q)
@@ -214,13 +214,10 @@ kiln_model_t *kiln_model_quantize_with(const kiln_model_t *m, const kiln_qparams
         goto fail;
     q->kernel = kiln_qgemm_kernel();
     q->method = method;
-    for (int i = 0; i < qm->g->n; i++) {
+    for (int i = 0; i < qm->g->n; i++)
         q->qp[i] = qp[i];
-        if (q->int8[i] && qm->wino && qm->wino[i]) {   /* runs in int8 instead */
-            free(qm->wino[i]);
-            qm->wino[i] = NULL;
-        }
-    }
+    if (kiln_model_prepare_winograd(qm) != KILN_OK)   /* int8 nodes drop theirs */
+        goto fail;
     for (int i = 0; i < qm->g->n; i++)
         if (q->int8[i] && qm->g->nodes[i].op != KILN_OP_MAXPOOL2D && quantize_weights(qm->g, i, q) != KILN_OK)
             goto fail;
@@ -334,13 +331,13 @@ kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const float *calib, int
     kiln_model_t *best = NULL;
     if (!st || !ref)
         goto nomem;
+    bool hist = method != KILN_CALIBRATE_MINMAX;   /* the percentile method needs the histogram */
     for (int i = 0; i < n; i++) {
         st[i].min = INFINITY;
         st[i].max = -INFINITY;
-        if (!(st[i].hist = calloc(BINS, sizeof(double))))
+        if (hist && !(st[i].hist = calloc(BINS, sizeof(double))))
             goto nomem;
     }
-    bool hist = method != KILN_CALIBRATE_MINMAX;   /* the percentile method needs the histogram */
     if (calibrate_pass(g, calib, n_calib, st, visit_minmax) != KILN_OK ||
         (hist && calibrate_pass(g, calib, n_calib, st, visit_hist) != KILN_OK))
         goto done;

@@ -60,7 +60,8 @@ struct kiln_session {
     float *convert[KILN_MAX_INPUTS]; /* dtype conversions of inputs (int8 models) */
 };
 
-/* Allocates and fills m->wino for an fp32 model (no-op for int8 models). */
+/* (Re)builds m->wino: the transformed kernel of every fp32 conv node Winograd applies to (nodes
+ * that run in int8 get none). Called again once an int8 model's layout is known. */
 kiln_status kiln_model_prepare_winograd(kiln_model_t *m);
 /* Decides which nodes run in int8 and which outputs are u8 (from the graph alone, so a loaded
  * model derives the same); allocates q's per-node arrays. */

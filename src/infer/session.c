@@ -2,7 +2,6 @@
  * models a node whose input has the other element type (u8 vs fp32) reads a converted copy. */
 #include "core/omp_compat.h"
 #include <stdlib.h>
-#include <time.h>
 #include "core/error.h"
 #include "infer/runtime.h"
 #include "ops/gemm.h"
@@ -110,13 +109,6 @@ static const void *input_for(kiln_session_t *s, int id, int j, int batch)
     return s->convert[j];
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Runs node i (not a flatten) of a batch from the arena into the arena. */
 static void run_node(kiln_session_t *s, int i, int batch)
 {
@@ -155,10 +147,10 @@ kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, f
     for (int i = 1; i < g->n; i++) {
         if (g->nodes[i].op == KILN_OP_FLATTEN)
             continue;   /* a view of its input's buffer */
-        double t0 = s->node_seconds ? now_seconds() : 0;
+        double t0 = s->node_seconds ? omp_get_wtime() : 0;
         run_node(s, i, batch);
         if (s->node_seconds)
-            s->node_seconds[i] += now_seconds() - t0;
+            s->node_seconds[i] += omp_get_wtime() - t0;
     }
     int last = g->n - 1;
     size_t n_out = g->nodes[last].numel * (size_t)batch;
@@ -185,10 +177,8 @@ const char *kiln_session_node_kernel(const kiln_session_t *s, int node)
     const kiln_node *nd = &m->g->nodes[node];
     if (m->q && m->q->int8[node] && (nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_DENSE)) {
         static const char *const names[] = {"int8 generic", "int8 avx2", "int8 avx-vnni", "int8 avx512-vnni"};
-        /* the VNNI family's AMX blocks: 16 rows or more (pixels, or the batch) and k >= 64 */
-        int rows = nd->op == KILN_OP_CONV2D ? nd->shape[1] * nd->shape[2] : s->max_batch;
-        if (m->q->kernel == KILN_QK_AVX512VNNI && kiln_qgemm_amx() && rows >= 16 &&
-            kiln_qgemm_kpad(m->q->qw[node].k) >= 64)
+        int rows = nd->op == KILN_OP_CONV2D ? nd->shape[1] * nd->shape[2] : s->max_batch;   /* per product */
+        if (kiln_qgemm_uses_amx(m->q->kernel, rows, m->q->qw[node].k))
             return "int8 amx";
         return names[m->q->kernel];
     }

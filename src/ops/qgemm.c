@@ -415,8 +415,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void qgem
                                                                                 const kiln_qrequant *rq, uint8_t *out)
 {
 #ifdef KILN_HAVE_AMX
-    if (n >= 16 && kp >= 64 && amx_ready()) {   /* blocks of 16 rows by AMX (a k of at least one
-                                                   * 64-byte tile: shorter ones waste its steps) */
+    if (kiln_qgemm_uses_amx(KILN_QK_AVX512VNNI, n, kp)) {   /* blocks of 16 rows by AMX, the rest below */
         int done = qgemm_amx(x, n, kp, w, m, c, rq, out);
         x += (size_t)done * kp;
         n -= done;
@@ -494,6 +493,12 @@ bool kiln_qgemm_use_amx(bool on)
     (void)on;
     return false;
 #endif
+}
+
+bool kiln_qgemm_uses_amx(kiln_qkernel kind, int rows, int k)
+{
+    /* a k of at least one 64-byte tile: shorter ones waste most of each tile step */
+    return kind == KILN_QK_AVX512VNNI && rows >= 16 && kiln_qgemm_kpad(k) >= 64 && kiln_qgemm_amx();
 }
 
 bool kiln_qgemm_amx(void)

@@ -39,6 +39,9 @@ typedef struct {
 /* Whether the AVX-512 VNNI family runs its blocks of 16 rows on AMX here (the CPU has AMX-INT8,
  * Linux grants the tile state, kiln_qgemm_use_amx has not turned it off). */
 bool kiln_qgemm_amx(void);
+/* Whether a product of kernel kind over rows rows of k inputs runs (its first rows / 16 * 16
+ * rows) on AMX. */
+bool kiln_qgemm_uses_amx(kiln_qkernel kind, int rows, int k);
 /* Lets that family use AMX (true, the default) or not; returns the previous setting. For tests
  * and benchmarks; not to be called while products run. */
 bool kiln_qgemm_use_amx(bool on);

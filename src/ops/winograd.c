@@ -130,9 +130,13 @@ static size_t work_floats(const wg_geom *s)
 size_t kiln_winograd_work_floats(const kiln_node *nd, const kiln_node *in)
 {
     wg_geom s = geom_of(nd, in);
-    wg_geom d = dx_geom_of(nd, in);
-    size_t a = work_floats(&s), b = work_floats(&d);   /* enough for either direction */
-    return a > b ? a : b;
+    return work_floats(&s);
+}
+
+size_t kiln_winograd_dx_work_floats(const kiln_node *nd, const kiln_node *in)
+{
+    wg_geom s = dx_geom_of(nd, in);
+    return work_floats(&s);
 }
 
 #if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)

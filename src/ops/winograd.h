@@ -27,11 +27,13 @@ bool kiln_winograd_dx_applies(const kiln_node *nd, const kiln_node *in);
 /* Transforms nd's kernel w for the input gradient (180-degree rotation, channels swapped) into u
  * (kiln_winograd_weight_floats). */
 void kiln_winograd_dx_weights(const kiln_node *nd, const kiln_node *in, const float *w, float *u);
+/* Floats of work space kiln_winograd_dx_image needs. */
+size_t kiln_winograd_dx_work_floats(const kiln_node *nd, const kiln_node *in);
 /* One image's input gradient: dx (cin, h, w) = (or +=, with add) dy (cout, ho, wo) convolved with
  * the kernel u from kiln_winograd_dx_weights, on the calling thread. */
 void kiln_winograd_dx_image(const kiln_node *nd, const kiln_node *in, const float *u, const float *dy, bool add,
                             float *dx, float *work);
-/* Floats of work space one thread needs to convolve one image (either direction). */
+/* Floats of work space one thread needs to convolve one image. */
 size_t kiln_winograd_work_floats(const kiln_node *nd, const kiln_node *in);
 /* Convolution of batch images x into y by Winograd with transformed kernel u, images in parallel
  * on up to threads threads (work: kiln_winograd_work_floats per thread); act as in

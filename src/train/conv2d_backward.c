@@ -121,7 +121,7 @@ static void col2im(const kiln_node *nd, const kiln_node *in, const float *col, f
 /* Per-thread floats: partial dW and db, then the im2col matrix (also the Winograd work space). */
 static size_t part_floats(const kiln_node *nd, const kiln_node *in, bool wino)
 {
-    size_t col = kiln_conv2d_col_floats(nd), ww = wino ? kiln_winograd_work_floats(nd, in) : 0;
+    size_t col = kiln_conv2d_col_floats(nd), ww = wino ? kiln_winograd_dx_work_floats(nd, in) : 0;
     return nd->params[0].numel + (size_t)nd->shape[0] + (col > ww ? col : ww);
 }
 
@@ -143,7 +143,7 @@ void kiln_conv2d_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln
     bool wino = a->dx[0] && kiln_winograd_dx_applies(nd, in);
     size_t wn = nd->params[0].numel, part = part_floats(nd, in, wino);
     const float *w = kiln_node_tensor(g, nd, 0);
-    float *u = a->work + (size_t)a->threads * part;
+    float *u = wino ? a->work + (size_t)a->threads * part : NULL;
     if (wino)
         kiln_winograd_dx_weights(nd, in, w, u);
     float *dw = a->dparams + nd->params[0].offset;
