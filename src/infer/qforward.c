@@ -54,17 +54,25 @@ void kiln_qweights_derive(const kiln_graph_t *g, kiln_qmodel *q, int id, int8_t 
         kiln_qtensor_dims(g, nd->inputs[0], &c, &hw);
     }
     /* rows in parallel when large (Selective Backprop requantises its scorer after every update) */
-    #pragma omp parallel for if ((size_t)m * k > 65536)
-    for (int j = 0; j < m; j++)
-        for (int ci = 0; ci < c; ci++)
-            for (size_t s = 0; s < hw; s++)
-                hwc[(size_t)j * k + s * c + ci] = qw->w[(size_t)j * k + (size_t)ci * hw + s];
-    kiln_qgemm_pack(q->kernel, hwc, m, k, qw->packed);
+    const int8_t *w = qw->w;   /* a local: stores through int8_t* could alias qw's fields */
     #pragma omp parallel for if ((size_t)m * k > 65536)
     for (int j = 0; j < m; j++) {
-        int64_t wsum = 0;
+        const int cc = c;   /* private copies: the shared ones would be re-read after each store */
+        const size_t n = hw;
+        const int8_t *src = w + (size_t)j * k;
+        int8_t *dst = hwc + (size_t)j * k;
+        for (size_t s = 0; s < n; s++, dst += cc) {
+            const int8_t *col = src + s;
+            for (int ci = 0; ci < cc; ci++, col += n)
+                dst[ci] = *col;
+        }
+    }
+    kiln_qgemm_pack(q->kernel, hwc, m, k, qw->packed);
+    for (int j = 0; j < m; j++) {
+        const int8_t *src = w + (size_t)j * k;
+        int32_t wsum = 0;   /* |w| <= 127: no overflow below 2^24 columns */
         for (int t = 0; t < k; t++)
-            wsum += qw->w[(size_t)j * k + t];
+            wsum += src[t];
         qw->deq[j] = in.scale * qw->w_scale[j];
         qw->requant[j] = qw->deq[j] / q->qp[id].scale;
         double b = qw->deq[j] > 0 ? qw->bias[j] / qw->deq[j] : 0;

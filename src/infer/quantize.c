@@ -163,22 +163,7 @@ static void quantize_values(const kiln_graph_t *g, int i, kiln_qweights *qw)
     const int k = qw->k, m = qw->m;   /* locals: stores through int8_t* could alias qw */
     #pragma omp parallel for if ((size_t)m * k > 65536)
     for (int j = 0; j < m; j++) {
-        const float *row = w + (size_t)j * k;
-        int8_t *out = qw->w + (size_t)j * k;
-        float mx = 0;
-        for (int t = 0; t < k; t++) {
-            float a = fabsf(row[t]);
-            mx = a > mx ? a : mx;
-        }
-        qw->w_scale[j] = mx > 0 ? mx / 127.0f : 1.0f;
-        float inv = mx > 0 ? 127.0f / mx : 1.0f;
-        for (int t = 0; t < k; t++) {   /* round half away from zero; branch-free, vectorises */
-            float v = row[t] * inv;
-            v = v == v ? v : 0.0f;
-            v = v > 127.0f ? 127.0f : v;
-            v = v < -127.0f ? -127.0f : v;
-            out[t] = (int8_t)(int32_t)(v + (v < 0 ? -0.5f : 0.5f));
-        }
+        qw->w_scale[j] = kiln_qgemm_quantize_row(w + (size_t)j * k, k, qw->w + (size_t)j * k);
         qw->bias[j] = nd->a.no_bias ? 0.0f : kiln_node_tensor(g, nd, 1)[j];
     }
 }
@@ -272,15 +257,21 @@ kiln_status kiln_model_requantize(kiln_model_t *qm, const kiln_model_t *m)
         if (!(qm->q->repack = malloc(most)))
             return kiln_error(KILN_ERR_NOMEM, "out of memory requantising");
     }
-    if (g->n_params)
-        memcpy(g->params, src->params, g->n_params * sizeof(float));
+    /* int8 nodes quantise straight from m's tensors (their fp32 copies in qm are not read:
+     * int8 execution and saving use qw); the other nodes' tensors are copied */
+    for (int i = 0; i < g->n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        if (qm->q->qw[i].m) {
+            quantize_values(src, i, &qm->q->qw[i]);
+            kiln_qweights_derive(g, qm->q, i, qm->q->repack);
+        } else {
+            for (int u = 0; u < nd->n_params; u++)
+                memcpy(kiln_node_tensor(g, nd, u), kiln_node_tensor(src, &src->nodes[i], u),
+                       nd->params[u].numel * sizeof(float));
+        }
+    }
     if (g->n_buffers)
         memcpy(g->buffers, src->buffers, g->n_buffers * sizeof(float));
-    for (int i = 0; i < g->n; i++)
-        if (qm->q->qw[i].m) {
-            quantize_values(g, i, &qm->q->qw[i]);
-            kiln_qweights_derive(g, qm->q, i, qm->q->repack);
-        }
     return KILN_OK;
 }
 

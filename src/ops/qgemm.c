@@ -6,6 +6,7 @@
  * lane. Padding (k to kpad, m to mpad) is zero weights, contributing nothing. */
 #include <cpuid.h>
 #include <immintrin.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "ops/qgemm.h"
@@ -69,17 +70,100 @@ size_t kiln_qgemm_packed_bytes(int m, int k)
     return (size_t)mpad16(m) * (size_t)kiln_qgemm_kpad(k);
 }
 
+/* One weight to s8 at 1 / scale inv: the reference rounding every path matches. */
+static inline int8_t quantize_one(float x, float inv)
+{
+    float v = x * inv;
+    v = v == v ? v : 0.0f;
+    v = v > 127.0f ? 127.0f : v;
+    v = v < -127.0f ? -127.0f : v;
+    return (int8_t)(int32_t)(v + (v < 0 ? -0.5f : 0.5f));
+}
+
+#ifndef KILN_GENERIC_ONLY
+/* kiln_qgemm_quantize_row, 16 weights per step. */
+__attribute__((target("avx512f,avx512bw"))) static float quantize_row_avx512(const float *x, int n, int8_t *q)
+{
+    const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    __m512 mx = _mm512_setzero_ps();
+    int t = 0;
+    for (; t + 16 <= n; t += 16)   /* max_ps returns its second operand on NaN: mx, NaN skipped */
+        mx = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + t), absmask), mx);
+    float m = _mm512_reduce_max_ps(mx);
+    for (; t < n; t++) {
+        float a = fabsf(x[t]);
+        m = a > m ? a : m;
+    }
+    float inv = m > 0 ? 127.0f / m : 1.0f;
+    const __m512 vinv = _mm512_set1_ps(inv), hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
+    const __m512 half = _mm512_set1_ps(0.5f), sign = _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u));
+    for (t = 0; t + 16 <= n; t += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + t), vinv);
+        __mmask16 num = _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q);
+        v = _mm512_maskz_mov_ps(num, _mm512_max_ps(_mm512_min_ps(v, hi), lo));
+        v = _mm512_add_ps(v, _mm512_or_ps(_mm512_and_ps(v, sign), half));
+        _mm_storeu_si128((__m128i *)(q + t), _mm512_cvtsepi32_epi8(_mm512_cvttps_epi32(v)));
+    }
+    for (; t < n; t++)
+        q[t] = quantize_one(x[t], inv);
+    return m > 0 ? m / 127.0f : 1.0f;
+}
+#endif
+
+float kiln_qgemm_quantize_row(const float *x, int n, int8_t *q)
+{
+#ifndef KILN_GENERIC_ONLY
+    if (kiln_qgemm_kernel() == KILN_QK_AVX512VNNI)
+        return quantize_row_avx512(x, n, q);
+#endif
+    /* the largest |x| in 16 independent chains: a serial max waits on each comparison's
+     * latency, and compilers do not vectorise a float max reduction */
+    float acc[16] = {0};
+    int t = 0;
+    for (; t + 16 <= n; t += 16)
+        for (int l = 0; l < 16; l++) {
+            float a = fabsf(x[t + l]);
+            acc[l] = a > acc[l] ? a : acc[l];
+        }
+    float m = 0;
+    for (; t < n; t++) {
+        float a = fabsf(x[t]);
+        m = a > m ? a : m;
+    }
+    for (int l = 0; l < 16; l++)
+        m = acc[l] > m ? acc[l] : m;
+    float inv = m > 0 ? 127.0f / m : 1.0f;
+    for (t = 0; t < n; t++)
+        q[t] = quantize_one(x[t], inv);
+    return m > 0 ? m / 127.0f : 1.0f;
+}
+
 void kiln_qgemm_pack(kiln_qkernel kind, const int8_t *w, int m, int k, int8_t *packed)
 {
     int kp = kiln_qgemm_kpad(k), mp = mpad16(m);
     bool vnni = kind == KILN_QK_AVXVNNI || kind == KILN_QK_AVX512VNNI;
-    memset(packed, 0, (size_t)mp * kp);
+    if (!vnni) {   /* rows of kp bytes, zero-padded */
+        memset(packed, 0, (size_t)mp * kp);
+        for (int j = 0; j < m; j++)
+            memcpy(packed + (size_t)j * kp, w + (size_t)j * k, (size_t)k);
+        return;
+    }
+    /* VNNI: 4-byte groups of k, all mp channels of a group together. Written in order, one group
+     * at a time: the m source rows it reads from stay in L1 for the next group. */
+    int k4 = k / 4;
     #pragma omp parallel for if ((size_t)m * k > 65536)
-    for (int j = 0; j < m; j++)
-        for (int t = 0; t < k; t++) {
-            size_t at = vnni ? ((size_t)(t / 4) * mp + j) * 4 + t % 4 : (size_t)j * kp + t;
-            packed[at] = w[(size_t)j * k + t];
+    for (int g = 0; g < kp / 4; g++) {
+        int8_t *out = packed + (size_t)g * mp * 4;
+        for (int j = 0; j < m; j++) {
+            const int8_t *src = w + (size_t)j * k + 4 * g;
+            if (g < k4)
+                memcpy(out + 4 * j, src, 4);
+            else
+                for (int b = 0; b < 4; b++)
+                    out[4 * j + b] = 4 * g + b < k ? src[b] : 0;
         }
+        memset(out + 4 * m, 0, (size_t)(mp - m) * 4);
+    }
 }
 
 static void qgemm_generic(const uint8_t *x, int n, int kp, const int8_t *w, int m, int32_t *c)
