@@ -1,6 +1,7 @@
 /* int8 GEMM kernels (every one this CPU runs, the AVX-512 VNNI family with and without AMX)
  * against plain loops on random shapes and values, including the extremes (u8 255 x s8 -128)
  * where a saturating kernel would go wrong. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,48 @@ static void check_kernel(int kind, const char *label)
     }
 }
 
+/* Weight quantisation (kiln_qgemm_quantize_row, the path this CPU takes) against the rule
+ * written out: scale max|x| / 127, x / scale rounded half away from zero, NaN to 0; on random
+ * rows of every length mod 16, with ties, NaNs, zeros and all-zero rows. */
+static void check_quantize_row(void)
+{
+    int bad = 0;
+    for (int rep = 0; rep < 200; rep++) {
+        int n = 1 + (int)kiln_rng_below(&rng, 100);
+        float *x = malloc((size_t)n * sizeof(float));
+        int8_t *q = malloc((size_t)n);
+        for (int i = 0; i < n; i++) {
+            float u = kiln_rng_uniform(&rng) * 2 - 1;
+            x[i] = rep % 7 == 0 ? 0.0f : rep % 5 == 0 ? (float)((int)(u * 20)) * 0.5f : u;
+        }
+        if (rep % 3 == 0 && n > 2)
+            x[n / 2] = NAN;
+        if (rep % 5 == 0)   /* the largest value exactly 127 halves: ties at every multiple of 0.5 */
+            x[0] = 63.5f;
+        float scale = kiln_qgemm_quantize_row(x, n, q);
+        double mx = 0;
+        for (int i = 0; i < n; i++)
+            mx = isnan(x[i]) || fabs(x[i]) <= mx ? mx : fabs(x[i]);
+        float want_scale = mx > 0 ? (float)mx / 127.0f : 1.0f;
+        bad += scale != want_scale;
+        float inv = mx > 0 ? 127.0f / (float)mx : 1.0f;
+        for (int i = 0; i < n; i++) {
+            float v = isnan(x[i]) ? 0.0f : x[i] * inv;
+            long want = lroundf(v);   /* half away from zero */
+            want = want > 127 ? 127 : want < -127 ? -127 : want;
+            if (q[i] != want) {
+                if (bad < 3)
+                    fprintf(stderr, "quantize_row n=%d [%d]: %g -> %d, want %ld\n", n, i, x[i], q[i], want);
+                bad++;
+            }
+        }
+        free(x), free(q);
+    }
+    CHECK(bad == 0, "weight quantisation: %d wrong values or scales", bad);
+    printf("weight quantisation (%s path): 200 random rows exact\n",
+           kiln_qgemm_kernel() == KILN_QK_AVX512VNNI ? "avx512" : "portable");
+}
+
 int main(void)
 {
     kiln_rng_seed(&rng, 5);
@@ -63,5 +106,9 @@ int main(void)
             kiln_qgemm_use_amx(true);
         }
     }
+    check_quantize_row();
+    kiln_qgemm_force_generic(true);   /* and the portable path */
+    check_quantize_row();
+    kiln_qgemm_force_generic(false);
     return check_report();
 }
