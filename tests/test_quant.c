@@ -76,6 +76,62 @@ static void test_random_convs(void)
     CHECK(runs >= 20 && bad == 0, "%d of %d random int8 convolutions differ from the generic kernels", bad, runs);
 }
 
+/* int8 conv + relu + 2x2 max pool on random shapes (1-40 channels: the narrow im2row, the
+ * general one and AMX-sized products): the conv computing the pool (pool-window rows, maxima
+ * before requantisation) gives bit for bit what the separate pool node gives, with this CPU's
+ * kernels and the generic ones. */
+static void test_fused_pools(void)
+{
+    kiln_rng r;
+    kiln_rng_seed(&r, 33);
+    int bad = 0, runs = 0, fused = 0;
+    for (int rep = 0; rep < 24; rep++) {
+        int c = 1 + (int)kiln_rng_below(&r, rep % 2 ? 4 : 40), k = 1 + (int)kiln_rng_below(&r, 4);
+        int h = 4 + (int)kiln_rng_below(&r, 24), w = 4 + (int)kiln_rng_below(&r, 24), n = 1 + (int)kiln_rng_below(&r, 3);
+        char sp[256];
+        snprintf(sp, sizeof sp, "input %d %d %d\nconv2d %d %d stride=%d pad=%d\n%smaxpool2d 2\nconv2d 8 3 pad=1\n", c, h, w,
+                 1 + (int)kiln_rng_below(&r, 70), k, 1 + (int)kiln_rng_below(&r, 2), (int)kiln_rng_below(&r, k),
+                 rep % 3 ? "relu\n" : "");
+        kiln_graph_t *g = kiln_spec_parse(sp, "random-conv-pool");
+        if (!g)
+            continue;
+        kiln_graph_init_params(g, kiln_rng_next(&r));
+        size_t nx = kiln_graph_numel(g, 0) * (size_t)n, ny = kiln_graph_numel(g, g->n - 1) * (size_t)n;
+        float *x = malloc(nx * sizeof(float)), *y[3];
+        for (int v = 0; v < 3; v++)
+            y[v] = malloc(ny * sizeof(float));
+        for (size_t i = 0; i < nx; i++)
+            x[i] = kiln_rng_uniform(&r) * 2 - 0.5f;
+        kiln_model_t *f = kiln_model_create(g, true), *q[3];
+        q[0] = kiln_model_quantize(f, x, n, KILN_CALIBRATE_MINMAX);   /* fused */
+        kiln_qgemm_force_generic(true);
+        q[1] = kiln_model_quantize(f, x, n, KILN_CALIBRATE_MINMAX);   /* fused, generic kernels */
+        kiln_qgemm_force_generic(false);
+        kiln_quantize_fuse_pools(false);
+        q[2] = kiln_model_quantize(f, x, n, KILN_CALIBRATE_MINMAX);   /* separate pool node */
+        kiln_quantize_fuse_pools(true);
+        if (q[0] && q[1] && q[2]) {
+            runs++;
+            for (int v = 0; v < 3; v++)
+                outputs(q[v], x, n, y[v]);
+            const kiln_graph_t *qg = kiln_model_graph(q[0]);
+            for (int i = 0; i < qg->n; i++)
+                fused += qg->nodes[i].op == KILN_OP_MAXPOOL2D && kiln_qnode_pooled(q[0], i) && !kiln_qnode_pooled(q[2], i);
+            if (memcmp(y[0], y[2], ny * sizeof(float)) != 0 || memcmp(y[1], y[2], ny * sizeof(float)) != 0) {
+                fprintf(stderr, "fused int8 conv + pool differs from the separate pool on:\n%s", sp);
+                bad++;
+            }
+        }
+        for (int v = 0; v < 3; v++)
+            kiln_model_free(q[v]), free(y[v]);
+        kiln_model_free(f);
+        free(x);
+        kiln_graph_free(g);
+    }
+    printf("int8 conv + 2x2 max pool: %d random shapes (%d fused), %d differ from the separate pool\n", runs, fused, bad);
+    CHECK(runs >= 20 && fused == runs && bad == 0, "%d of %d fused conv + pool differ (%d fused)", bad, runs, fused);
+}
+
 static void corrupt_and_expect(const char *good, const char *tensor, float value, const char *want)
 {
     kiln_st_file *f = kiln_st_open(good);
@@ -227,6 +283,7 @@ int main(void)
         kiln_graph_free(g2);
     }
     test_random_convs();
+    test_fused_pools();
     /* corrupt int8 files */
     corrupt_and_expect("quant_int8.safetensors", "conv2d_1.quant", -1.0f, "\"conv2d_1.quant\": expected a positive scale");
     corrupt_and_expect("quant_int8.safetensors", "dense_1.weight", -128, "expected values in -127..127");

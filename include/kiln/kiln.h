@@ -168,7 +168,7 @@ size_t kiln_session_scratch_bytes(const kiln_session_t *s);
 size_t kiln_session_peak_live_bytes(const kiln_session_t *s);
 /* The kernel node `node` of the model's optimised graph (kiln_model_graph) runs in this session:
  * "winograd", "im2col+gemm", "depthwise", "gemv", "gemm", "int8 <kernel>" for convolutions and
- * dense layers; the op's name otherwise. */
+ * dense layers; "fused (conv)" for an int8 max pool its conv computes; the op's name otherwise. */
 const char *kiln_session_node_kernel(const kiln_session_t *s, int node);
 /* Seconds spent in node `node` over the runs since the session was created or last reset; 0
  * unless the session was created with options.profile. */

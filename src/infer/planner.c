@@ -1,5 +1,5 @@
-/* Static memory planner. Each node's output gets a buffer; flatten shares its input's buffer (a
- * view), and an elementwise node whose input's buffer has no later reader writes over it (in
+/* Static memory planner. Each node's output gets a buffer; flatten (and any node the caller
+ * sizes 0) shares its input's buffer (a view), and an elementwise node whose input's buffer has no later reader writes over it (in
  * place). Buffers live from the step that writes them to the last step that reads them (the
  * output to the end). Placement is greedy by size: largest first, each at the lowest offset that
  * does not overlap a placed buffer alive at the same time (the approach of TFLite's greedy
@@ -61,7 +61,7 @@ static void place(buffer *b, buffer **placed, int n_placed)
     b->placed = true;
 }
 
-kiln_status kiln_plan_create(const kiln_graph_t *g, int batch, const int *elem_bytes, kiln_plan *plan)
+kiln_status kiln_plan_create(const kiln_graph_t *g, int batch, const size_t *bytes_each, kiln_plan *plan)
 {
     int n = g->n;
     memset(plan, 0, sizeof *plan);
@@ -84,10 +84,10 @@ kiln_status kiln_plan_create(const kiln_graph_t *g, int batch, const int *elem_b
     for (int i = 0; i < n; i++) {
         const kiln_node *nd = &g->nodes[i];
         int src = nd->n_inputs ? buf[nd->inputs[0]] : -1;
-        size_t bytes = nd->numel * (size_t)batch * (size_t)(elem_bytes ? elem_bytes[i] : 4);
+        size_t bytes = (bytes_each ? bytes_each[i] : nd->numel * sizeof(float)) * (size_t)batch;
         size_t size = (bytes + 4 * ALIGN_FLOATS - 1) / (4 * ALIGN_FLOATS) * ALIGN_FLOATS;
         bool reuse = false;
-        if (nd->op == KILN_OP_FLATTEN)
+        if (nd->op == KILN_OP_FLATTEN || (bytes_each && bytes_each[i] == 0 && src >= 0))
             reuse = true;
         else if (src >= 0 && kiln_op_in_place(nd->op) && bufs[src].end == i && bufs[src].size >= size) {
             /* the input's buffer is read by no later step; for add, only the first input's buffer

@@ -12,9 +12,10 @@ typedef struct {
     int in_place;            /* nodes writing over their input's buffer */
 } kiln_plan;
 
-/* Plans g's activations for batch examples; elem_bytes gives each node's element size (4 for
- * fp32, 1 for u8; NULL: all fp32). Buffers are 64-byte aligned; sizes are counted in floats. */
-kiln_status kiln_plan_create(const kiln_graph_t *g, int batch, const int *elem_bytes, kiln_plan *plan);
+/* Plans g's activations for batch examples; bytes gives each node's output bytes per example
+ * (NULL: numel fp32 values; 0: a view of its first input's buffer, as a flatten always is).
+ * Buffers are 64-byte aligned; sizes are counted in floats. */
+kiln_status kiln_plan_create(const kiln_graph_t *g, int batch, const size_t *bytes, kiln_plan *plan);
 /* Frees the plan's arrays. */
 void kiln_plan_free(kiln_plan *plan);
 /* Whether a node can write its output over its first input's buffer. */

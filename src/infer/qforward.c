@@ -17,7 +17,7 @@ void kiln_qmodel_free(kiln_qmodel *q, int n)
         kiln_qweights *w = &q->qw[i];
         free(w->w), free(w->packed), free(w->w_scale), free(w->bias), free(w->bias_q), free(w->deq), free(w->requant);
     }
-    free(q->qw), free(q->qp), free(q->int8), free(q->elem_bytes), free(q->repack);
+    free(q->qw), free(q->qp), free(q->int8), free(q->pool_of), free(q->elem_bytes), free(q->repack);
     free(q);
 }
 
@@ -238,19 +238,33 @@ static void requantize(const kiln_qweights *qw, const kiln_node *nd, const int32
 }
 
 /* The product of rows u8 rows x and node id's weights, requantised to u8 out; fused into the
- * kernel where it can be (acc unused), else through the s32 matrix acc. */
+ * kernel where it can be (acc unused), else through the s32 matrix acc. With max4 (u8 output,
+ * relu or no activation) the rows are 2x2 pool windows, four each, and out gets one row per
+ * window: the requantised maximum (see kiln_qrequant). */
 static void gemm_requantize(const kiln_qmodel *q, int id, const kiln_node *nd, const uint8_t *x, int rows,
-                            int32_t *acc, bool out_u8, void *out)
+                            int32_t *acc, bool out_u8, bool max4, void *out)
 {
     const kiln_qweights *qw = &q->qw[id];
     kiln_qparams oq = q->qp[id];
     kiln_op act = nd->a.act;
     if (out_u8 && (act == KILN_OP_INPUT || act == KILN_OP_RELU) && kiln_qgemm_has_u8(q->kernel)) {
-        kiln_qrequant rq = {qw->bias_q, qw->requant, oq.zero, act == KILN_OP_RELU ? (float)oq.zero : 0.0f};
+        kiln_qrequant rq = {qw->bias_q, qw->requant, oq.zero, act == KILN_OP_RELU ? (float)oq.zero : 0.0f, max4};
         kiln_qgemm_u8(q->kernel, x, rows, qw->k, qw->packed, qw->m, &rq, out);
         return;
     }
     kiln_qgemm(q->kernel, x, rows, qw->k, qw->packed, qw->m, acc);
+    if (max4) {   /* each window's largest sums into its first row's place, in order */
+        int m = qw->m;
+        for (int r = 0; r < rows / 4; r++) {
+            const int32_t *g = acc + (size_t)4 * r * m;
+            int32_t *d = acc + (size_t)r * m;
+            for (int j = 0; j < m; j++) {
+                int32_t a = g[j] > g[m + j] ? g[j] : g[m + j], b = g[2 * m + j] > g[3 * m + j] ? g[2 * m + j] : g[3 * m + j];
+                d[j] = a > b ? a : b;
+            }
+        }
+        rows /= 4;
+    }
     requantize(qw, nd, acc, rows, out_u8, oq, out);
 }
 
@@ -287,6 +301,15 @@ static size_t padded_bytes(const kiln_node *nd, const kiln_node *in)
     return (size_t)in->shape[0] * (in->shape[1] + 2 * nd->a.pad[0]) * (in->shape[2] + 2 * nd->a.pad[1]);
 }
 
+/* Row of output pixel (oy, ox) in pool-window order (pw windows per pooled row): window
+ * (oy / 2, ox / 2), then (oy % 2, ox % 2) within it; -1 for a pixel no window covers. */
+static inline long pool_row(int oy, int ox, int ph, int pw)
+{
+    if (oy >= 2 * ph || ox >= 2 * pw)
+        return -1;
+    return ((long)(oy / 2) * pw + ox / 2) * 4 + (oy % 2) * 2 + ox % 2;
+}
+
 #ifndef KILN_GENERIC_ONLY
 enum { NARROW_VECS = 8, NARROW_ROWS = 8 };   /* most output vectors per block, window rows */
 
@@ -317,12 +340,14 @@ static inline __mmask64 first_bytes(long n)
 /* im2row for narrow windows: per block of P pixels of an output row, each window row's 64 input
  * bytes are loaded once and byte-permuted (vpermb) into the block's P x kp output bytes, one
  * precomputed index and one mask per (output vector, window row); the zero tail of every row
- * comes from the masks. x is the (padded) image of h x w pixels of c channels. */
+ * comes from the masks. x is the (padded) image of h x w pixels of c channels. Rows in pixel
+ * order, or with ph > 0 in pool-window order (pool_row), each block then through a local copy. */
 __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void narrow_im2row(const kiln_node *nd, int c, int w,
                                                                                 size_t image, const uint8_t *x,
-                                                                                int kp, int pix, uint8_t *rows)
+                                                                                int kp, int pix, int ph, int pw,
+                                                                                uint8_t *rows)
 {
-    const int ho = nd->shape[1], wo = nd->shape[2], kh = nd->a.kernel[0], len = nd->a.kernel[1] * c;
+    const int kh = nd->a.kernel[0], len = nd->a.kernel[1] * c;
     const int sy = nd->a.stride[0], sx = nd->a.stride[1], k = kh * len, nv = pix * kp / 64;
     __m512i idx[NARROW_VECS];
     __mmask64 sel[NARROW_VECS][NARROW_ROWS];
@@ -339,6 +364,8 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void narrow_im2row
         idx[v] = _mm512_loadu_si512(ib);
     }
     const long span = (long)(pix - 1) * sx * c + len;   /* input bytes a block's window row reads */
+    const int ho = ph ? 2 * ph : nd->shape[1], wo = ph ? 2 * pw : nd->shape[2];   /* pooling: windows only */
+    uint8_t block[NARROW_VECS * 64];
     for (int oy = 0; oy < ho; oy++)
         for (int ox0 = 0; ox0 < wo; ox0 += pix) {
             int np = wo - ox0 < pix ? wo - ox0 : pix;
@@ -348,7 +375,7 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void narrow_im2row
                 long room = (long)(image - at);
                 src[r] = _mm512_maskz_loadu_epi8(first_bytes(span < room ? span : room), x + at);
             }
-            uint8_t *d = rows + ((size_t)oy * wo + ox0) * kp;
+            uint8_t *d = ph ? block : rows + ((size_t)oy * nd->shape[2] + ox0) * kp;
             long out = (long)np * kp;
             for (int v = 0; v < nv && 64 * v < out; v++) {
                 __m512i o = _mm512_maskz_permutexvar_epi8(sel[v][0], idx[v], src[0]);
@@ -356,15 +383,18 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void narrow_im2row
                     o = _mm512_mask_permutexvar_epi8(o, sel[v][r], idx[v], src[r]);
                 _mm512_mask_storeu_epi8(d + 64 * v, first_bytes(out - 64 * v), o);
             }
+            for (int p = 0; ph && p < np; p++)
+                memcpy(rows + (size_t)pool_row(oy, ox0 + p, ph, pw) * kp, block + (size_t)p * kp, (size_t)kp);
         }
 }
 #endif
 
 /* One NHWC u8 image's im2col as rows: pixel p's row holds its window in (ky, kx, c) order
  * (padding reads as the zero point), then zeros up to kpad. A padded input is first copied into
- * padded (padded_bytes), so that every window row is one contiguous copy. */
+ * padded (padded_bytes), so that every window row is one contiguous copy. Rows are in pixel order,
+ * or with pool (the pooled height and width, ph > 0) in pool-window order (pool_row). */
 static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x, uint8_t zero, int kp, uint8_t *rows,
-                      uint8_t *padded)
+                      uint8_t *padded, int ph, int pw)
 {
     /* every attribute in a local: stores through uint8_t* may alias any of them */
     int c = in->shape[0], h = in->shape[1], w = in->shape[2];
@@ -387,7 +417,7 @@ static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x
 #ifndef KILN_GENERIC_ONLY
     int pix;
     if (py == 0 && px == 0 && narrow_fits(nd, c, kp, &pix)) {
-        narrow_im2row(nd, c, w, image, x, kp, pix, rows);
+        narrow_im2row(nd, c, w, image, x, kp, pix, ph, pw, rows);
         return;
     }
 #endif
@@ -398,6 +428,12 @@ static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x
             const uint8_t *src = x + (size_t)oy * sy * wc;
             uint8_t *r = rows + (size_t)oy * wo * kp;
             for (int ox = 0; ox < wo; ox++, r += kp) {
+                if (ph) {
+                    long at = pool_row(oy, ox, ph, pw);
+                    if (at < 0)
+                        continue;
+                    r = rows + (size_t)at * kp;
+                }
                 const uint8_t *s0 = src + (size_t)ox * sx * c;
                 for (int ky = 0; ky < kh; ky++)
                     copy_segment(r + ky * len, s0 + ky * wc, len, (size_t)kp - ky * len, image - (size_t)(s0 + ky * wc - x));
@@ -409,7 +445,10 @@ static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x
     }
     for (int oy = 0; oy < ho; oy++)
         for (int ox = 0; ox < wo; ox++) {
-            uint8_t *row = rows + ((size_t)oy * wo + ox) * kp, *r = row;
+            long at = ph ? pool_row(oy, ox, ph, pw) : (long)oy * wo + ox;
+            if (at < 0)
+                continue;
+            uint8_t *row = rows + (size_t)at * kp, *r = row;
             const int ix0 = ox * sx - px;
             const bool row_inside = dx == 1 && ix0 >= 0 && ix0 + kw <= w;
             for (int ky = 0; ky < kh; ky++) {
@@ -459,16 +498,21 @@ static void conv_forward(const kiln_model_t *m, int id, const uint8_t *x, void *
     kiln_qparams iq = m->q->qp[nd->inputs[0]];
     bool out_u8 = m->q->elem_bytes[id] == 1;
     int p = nd->shape[1] * nd->shape[2], kp = kiln_qgemm_kpad(qw->k);
+    /* with a fused 2x2 max pool: rows of the pool windows only, four per pooled pixel */
+    const kiln_node *pool = m->q->pool_of[id] ? &m->g->nodes[m->q->pool_of[id]] : NULL;
+    int ph = pool ? pool->shape[1] : 0, pw = pool ? pool->shape[2] : 0, n = pool ? 4 * ph * pw : p;
+    size_t out_each = pool ? pool->numel : nd->numel, pad = padded_bytes(nd, in);
     size_t per = kiln_qnode_scratch_floats(m, id, 1);
+    size_t acc_at = ((size_t)p * kp + 3) / 4, pad_at = acc_at + (size_t)p * qw->m;
     #pragma omp parallel for schedule(static) num_threads(threads) if (batch > 1)
     for (int b = 0; b < batch; b++) {
         float *mine = scratch + (size_t)kiln_thread_id() * per;
         uint8_t *rows = (uint8_t *)mine;
-        int32_t *acc = out_u8 ? (int32_t *)(mine + ((size_t)p * kp + 3) / 4) : NULL;
-        uint8_t *padded = padded_bytes(nd, in) ? (uint8_t *)(mine + ((size_t)p * kp + 3) / 4 + (size_t)p * qw->m) : NULL;
-        im2row_u8(nd, in, x + (size_t)b * in->numel, (uint8_t)iq.zero, kp, rows, padded);
+        int32_t *acc = out_u8 ? (int32_t *)(mine + acc_at) : NULL;
+        uint8_t *padded = pad ? (uint8_t *)(mine + pad_at) : NULL;
+        im2row_u8(nd, in, x + (size_t)b * in->numel, (uint8_t)iq.zero, kp, rows, padded, ph, pw);
         if (out_u8) {
-            gemm_requantize(m->q, id, nd, rows, p, acc, true, (uint8_t *)out + (size_t)b * nd->numel);
+            gemm_requantize(m->q, id, nd, rows, n, acc, true, pool != NULL, (uint8_t *)out + (size_t)b * out_each);
         } else {   /* fp32 output stays NCHW: accumulate, then write transposed */
             acc = (int32_t *)(mine + ((size_t)p * kp + 3) / 4);
             kiln_qgemm(m->q->kernel, rows, p, qw->k, qw->packed, qw->m, acc);
@@ -503,7 +547,7 @@ static void dense_forward(const kiln_model_t *m, int id, const uint8_t *x, void 
     #pragma omp parallel for schedule(static) num_threads(parts) if (parts > 1)
     for (int t = 0; t < parts; t++) {
         int r0 = (int)((int64_t)batch * t / parts), r1 = (int)((int64_t)batch * (t + 1) / parts);
-        gemm_requantize(m->q, id, nd, rows + (size_t)r0 * kp, r1 - r0, acc + (size_t)r0 * qw->m, out_u8,
+        gemm_requantize(m->q, id, nd, rows + (size_t)r0 * kp, r1 - r0, acc + (size_t)r0 * qw->m, out_u8, false,
                         (char *)out + (size_t)r0 * qw->m * ob);
     }
 }
@@ -557,6 +601,12 @@ static void maxpool_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *
     }
 }
 
+bool kiln_qnode_pooled(const kiln_model_t *m, int id)
+{
+    const kiln_node *nd = &m->g->nodes[id];
+    return m->q && nd->op == KILN_OP_MAXPOOL2D && m->q->pool_of[nd->inputs[0]] == id;
+}
+
 void kiln_qnode_forward(const kiln_model_t *m, int id, const void *const *in, void *out, int batch,
                         float *scratch, int threads)
 {
@@ -569,6 +619,8 @@ void kiln_qnode_forward(const kiln_model_t *m, int id, const void *const *in, vo
         dense_forward(m, id, in[0], out, batch, scratch, threads);
         break;
     case KILN_OP_MAXPOOL2D:
+        if (kiln_qnode_pooled(m, id))
+            break;   /* its conv writes it */
         maxpool_u8(nd, &m->g->nodes[nd->inputs[0]], in[0], out, batch, threads);
         break;
     default:

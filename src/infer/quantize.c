@@ -17,6 +17,35 @@ typedef struct {
     double *hist;   /* BINS over [min, max]; NULL when only min-max calibration is asked for */
 } node_stats;
 
+static bool fuse_pools = true;   /* kiln_quantize_fuse_pools */
+
+bool kiln_quantize_fuse_pools(bool on)
+{
+    bool old = fuse_pools;
+    fuse_pools = on;
+    return old;
+}
+
+/* Fuses into int8 conv i (u8 output, relu or no activation) the 2x2 stride-2 max pool that is
+ * its only reader: the conv then writes the pooled u8 output (kiln_qrequant.max4). */
+static void fuse_pool(const kiln_graph_t *g, kiln_qmodel *q, int i)
+{
+    const kiln_node *nd = &g->nodes[i];
+    if (!fuse_pools || nd->op != KILN_OP_CONV2D || !q->int8[i] || q->elem_bytes[i] != 1 ||
+        (nd->a.act != KILN_OP_INPUT && nd->a.act != KILN_OP_RELU))
+        return;
+    int reader = 0, readers = 0;
+    for (int c = i + 1; c < g->n; c++)
+        for (int j = 0; j < g->nodes[c].n_inputs; j++)
+            if (g->nodes[c].inputs[j] == i)
+                reader = c, readers++;
+    const kiln_node *p = &g->nodes[reader];
+    if (readers == 1 && p->op == KILN_OP_MAXPOOL2D && q->int8[reader] && p->a.kernel[0] == 2 &&
+        p->a.kernel[1] == 2 && p->a.stride[0] == 2 && p->a.stride[1] == 2 && p->a.pad[0] == 0 && p->a.pad[1] == 0 &&
+        p->shape[1] == nd->shape[1] / 2 && p->shape[2] == nd->shape[2] / 2 && p->shape[1] > 0 && p->shape[2] > 0)
+        q->pool_of[i] = reader;
+}
+
 kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q)
 {
     int n = g->n;
@@ -24,7 +53,8 @@ kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q)
     q->int8 = calloc((size_t)n, sizeof(bool));
     q->qp = calloc((size_t)n, sizeof(kiln_qparams));
     q->qw = calloc((size_t)n, sizeof(kiln_qweights));
-    if (!q->elem_bytes || !q->int8 || !q->qp || !q->qw)
+    q->pool_of = calloc((size_t)n, sizeof(int));
+    if (!q->elem_bytes || !q->int8 || !q->qp || !q->qw || !q->pool_of)
         return kiln_error(KILN_ERR_NOMEM, "out of memory");
     bool *cand = calloc((size_t)n, sizeof(bool));
     if (!cand)
@@ -65,6 +95,8 @@ kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q)
         q->elem_bytes[i] = all && any ? 1 : 4;
     }
     free(cand);
+    for (int i = 1; i < n; i++)
+        fuse_pool(g, q, i);
     return KILN_OK;
 }
 

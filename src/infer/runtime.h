@@ -33,6 +33,9 @@ typedef struct {
     kiln_calibration method;
     int *elem_bytes;     /* per node: 1 (u8 output) or 4 (fp32 output) */
     bool *int8;          /* per node: computes on u8 inputs */
+    int *pool_of;        /* per node: for an int8 conv that also computes the 2x2 max pool that
+                          * alone reads it, that pool's id (the pool is then a view of the conv's
+                          * pooled output and does not run); else 0 */
     kiln_qparams *qp;    /* per node output (also for fp32 outputs an int8 node may read) */
     kiln_qweights *qw;   /* per node; m = 0 where not an int8 conv/dense */
     int8_t *repack;      /* kiln_model_requantize's reordering scratch (NULL until its first call) */
@@ -66,6 +69,11 @@ kiln_status kiln_model_prepare_winograd(kiln_model_t *m);
 /* Decides which nodes run in int8 and which outputs are u8 (from the graph alone, so a loaded
  * model derives the same); allocates q's per-node arrays. */
 kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q);
+/* Lets int8 models made from now on fuse 2x2 max pools into the conv before them (true, the
+ * default) or not; returns the previous setting. For tests and benchmarks. */
+bool kiln_quantize_fuse_pools(bool on);
+/* Whether node id of an int8 model is a max pool its input conv computes (kiln_qmodel.pool_of). */
+bool kiln_qnode_pooled(const kiln_model_t *m, int id);
 /* Frees a quantisation record. */
 void kiln_qmodel_free(kiln_qmodel *q, int n);
 /* Recomputes node id's packed weights, bias_q, deq and requant (allocated already) from w,

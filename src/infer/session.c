@@ -38,7 +38,19 @@ kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_op
     s->winograd = !(opt && opt->gemm_conv);
     kiln_gemm_init();
     const kiln_graph_t *g = m->g;
-    if (kiln_plan_create(g, s->max_batch, m->q ? m->q->elem_bytes : NULL, &s->plan) != KILN_OK) {
+    size_t *bytes = NULL;   /* per node and example; int8 models: u8 or fp32, fused pools are views */
+    if (m->q && !(bytes = malloc((size_t)g->n * sizeof *bytes))) {
+        free(s);
+        kiln_error(KILN_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; bytes && i < g->n; i++) {
+        int pool = m->q->pool_of[i];
+        bytes[i] = kiln_qnode_pooled(m, i) ? 0 : (pool ? g->nodes[pool].numel : g->nodes[i].numel) * m->q->elem_bytes[i];
+    }
+    kiln_status planned = kiln_plan_create(g, s->max_batch, bytes, &s->plan);
+    free(bytes);
+    if (planned != KILN_OK) {
         free(s);
         return NULL;
     }
@@ -145,8 +157,8 @@ kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, f
     float *arena = s->arena;
     memcpy(arena + s->plan.offset[0], input, g->nodes[0].numel * (size_t)batch * sizeof(float));
     for (int i = 1; i < g->n; i++) {
-        if (g->nodes[i].op == KILN_OP_FLATTEN)
-            continue;   /* a view of its input's buffer */
+        if (g->nodes[i].op == KILN_OP_FLATTEN || (m->q && kiln_qnode_pooled(m, i)))
+            continue;   /* a view of its input's buffer (a fused pool: written by its conv) */
         double t0 = s->node_seconds ? omp_get_wtime() : 0;
         run_node(s, i, batch);
         if (s->node_seconds)
@@ -182,6 +194,8 @@ const char *kiln_session_node_kernel(const kiln_session_t *s, int node)
             return "int8 amx";
         return names[m->q->kernel];
     }
+    if (m->q && kiln_qnode_pooled(m, node))
+        return "fused (conv)";
     if (nd->op == KILN_OP_CONV2D)
         return winograd_node(s, node) ? "winograd"
                : kiln_conv2d_is_depthwise(nd, &m->g->nodes[nd->inputs[0]]) ? "depthwise" : "im2col+gemm";

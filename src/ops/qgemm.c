@@ -334,6 +334,12 @@ vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, 
         for (int v = 0; v < NV; v++) {
             __m512i bq = _mm512_maskz_loadu_epi32(mask[v], rq->bias_q + j0 + 16 * v);
             __m512 sc = _mm512_maskz_loadu_ps(mask[v], rq->scale + j0 + 16 * v);
+            if (R == 4 && rq->max4) {   /* one pool window (n is a multiple of 4) */
+                __m512i mx = _mm512_max_epi32(_mm512_max_epi32(acc[0][v], acc[1][v]),
+                                              _mm512_max_epi32(acc[2][v], acc[3][v]));
+                requant16(mx, bq, sc, rq, mask[v], out + j0 + 16 * v);
+                continue;
+            }
             for (int r = 0; r < R; r++)
                 requant16(acc[r][v], bq, sc, rq, mask[v], out + (size_t)r * m + j0 + 16 * v);
         }
@@ -347,7 +353,7 @@ vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, 
 /* The rows of one channel block j0 (NV vectors): 4-row tiles, then the remaining rows. */
 #define VNNI512_TILE(R, NV)                                                                             \
     vnni512_tile(x + (size_t)i * kp, kp, w, mp, j0, kq, R, NV, c ? c + (size_t)i * m : NULL, m, mask, rq, \
-                 out ? out + (size_t)i * m : NULL)
+                 out ? out + (size_t)(rq->max4 ? i / 4 : i) * m : NULL)
 #define VNNI512_ROWS(NV)                                                                              \
     do {                                                                                              \
         int i = 0;                                                                                    \
@@ -451,9 +457,18 @@ amx_rows16(const uint8_t *x, int kp, const int8_t *w, int mp, int m, int32_t *c,
             if (rq) {
                 __m512i bq = _mm512_maskz_loadu_epi32(mask, rq->bias_q + j0 + 16 * v);
                 __m512 sc = _mm512_maskz_loadu_ps(mask, rq->scale + j0 + 16 * v);
-                for (int r = 0; r < 16; r++)
-                    requant16(_mm512_loadu_si512(buf + 64 * r + 16 * v), bq, sc, rq, mask,
-                              out + (size_t)r * m + j0 + 16 * v);
+                if (rq->max4)   /* four pool windows of four rows */
+                    for (int r = 0; r < 4; r++) {
+                        const int32_t *g = buf + 256 * r + 16 * v;
+                        __m512i mx = _mm512_max_epi32(_mm512_max_epi32(_mm512_loadu_si512(g), _mm512_loadu_si512(g + 64)),
+                                                      _mm512_max_epi32(_mm512_loadu_si512(g + 128),
+                                                                       _mm512_loadu_si512(g + 192)));
+                        requant16(mx, bq, sc, rq, mask, out + (size_t)r * m + j0 + 16 * v);
+                    }
+                else
+                    for (int r = 0; r < 16; r++)
+                        requant16(_mm512_loadu_si512(buf + 64 * r + 16 * v), bq, sc, rq, mask,
+                                  out + (size_t)r * m + j0 + 16 * v);
             } else {
                 for (int r = 0; r < 16; r++)
                     _mm512_mask_storeu_epi32(c + (size_t)r * m + j0 + 16 * v, mask,
@@ -485,8 +500,8 @@ qgemm_amx(const uint8_t *x, int n, int kp, const int8_t *w, int m, int32_t *c, c
     _tile_loadconfig(&cfg);
     int i = 0;
     for (; i + 16 <= n; i += 16)
-        amx_rows16(x + (size_t)i * kp, kp, w, mp, m, c ? c + (size_t)i * m : NULL, rq, out ? out + (size_t)i * m : NULL,
-                   buf);
+        amx_rows16(x + (size_t)i * kp, kp, w, mp, m, c ? c + (size_t)i * m : NULL, rq,
+                   out ? out + (size_t)(rq->max4 ? i / 4 : i) * m : NULL, buf);
     _tile_release();
     return i;
 }
@@ -504,7 +519,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void qgem
         x += (size_t)done * kp;
         n -= done;
         c = c ? c + (size_t)done * m : NULL;
-        out = out ? out + (size_t)done * m : NULL;
+        out = out ? out + (size_t)(rq->max4 ? done / 4 : done) * m : NULL;
     }
 #endif
     int mp = mpad16(m), kq = kp / 4;

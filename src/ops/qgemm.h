@@ -32,12 +32,15 @@ void kiln_qgemm_pack(kiln_qkernel kind, const int8_t *w, int m, int k, int8_t *p
 void kiln_qgemm(kiln_qkernel kind, const uint8_t *x, int n, int k, const int8_t *packed, int m, int32_t *c);
 /* Requantisation of the accumulators to u8, per output channel j:
  * out = clamp(round_even((acc + bias_q[j]) * scale[j]), lo - zero, 255 - zero) + zero, the
- * clamp in float (lo = zero fuses a relu). */
+ * clamp in float (lo = zero fuses a relu). With max4, rows come in groups of four (the windows
+ * of a 2x2 max pool) and out row i / 4 is the requantised largest sum of group i / 4: the same
+ * as pooling the requantised rows, since requantisation never decreases (scale > 0). */
 typedef struct {
     const int32_t *bias_q;
     const float *scale;
     int zero;
     float lo;
+    bool max4;
 } kiln_qrequant;
 /* Whether the AVX-512 VNNI family runs its blocks of 16 rows on AMX here (the CPU has AMX-INT8,
  * Linux grants the tile state, kiln_qgemm_use_amx has not turned it off). */
@@ -50,8 +53,9 @@ bool kiln_qgemm_uses_amx(kiln_qkernel kind, int rows, int k);
 bool kiln_qgemm_use_amx(bool on);
 /* Whether kernel kind has kiln_qgemm_u8 (else: kiln_qgemm, then requantise the s32 result). */
 bool kiln_qgemm_has_u8(kiln_qkernel kind);
-/* out (n x m, u8) = the product of kiln_qgemm requantised by rq while in registers (no s32
- * matrix is written). Only for kernels with kiln_qgemm_has_u8. */
+/* out (n x m, u8; n / 4 x m with rq->max4, n then a multiple of 4) = the product of kiln_qgemm
+ * requantised by rq while in registers (no s32 matrix is written). Only for kernels with
+ * kiln_qgemm_has_u8. */
 void kiln_qgemm_u8(kiln_qkernel kind, const uint8_t *x, int n, int k, const int8_t *packed, int m,
                    const kiln_qrequant *rq, uint8_t *out);
 
