@@ -337,35 +337,48 @@ static inline __mmask64 first_bytes(long n)
     return n >= 64 ? ~(__mmask64)0 : n <= 0 ? 0 : (((__mmask64)1 << n) - 1);
 }
 
-/* im2row for narrow windows: per block of P pixels of an output row, each window row's 64 input
- * bytes are loaded once and byte-permuted (vpermb) into the block's P x kp output bytes, one
- * precomputed index and one mask per (output vector, window row); the zero tail of every row
- * comes from the masks. x is the (padded) image of h x w pixels of c channels. Rows in pixel
- * order, or with ph > 0 in pool-window order (pool_row), each block then through a local copy. */
-__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void narrow_im2row(const kiln_node *nd, int c, int w,
-                                                                                size_t image, const uint8_t *x,
-                                                                                int kp, int pix, int ph, int pw,
-                                                                                uint8_t *rows)
+/* narrow_im2row's permutation of one block: per output vector, the input byte each output byte
+ * takes and, per window row, the output bytes that come from it. */
+typedef struct {
+    int pix, nv;   /* pixels per block, output vectors per block */
+    uint8_t idx[NARROW_VECS][64];
+    uint64_t sel[NARROW_VECS][NARROW_ROWS];
+} narrow_tab;
+
+/* The tables of conv nd over c channels, kp bytes per row, pix pixels per block (narrow_fits). */
+static void narrow_tables(const kiln_node *nd, int c, int kp, int pix, narrow_tab *t)
 {
-    const int kh = nd->a.kernel[0], len = nd->a.kernel[1] * c;
-    const int sy = nd->a.stride[0], sx = nd->a.stride[1], k = kh * len, nv = pix * kp / 64;
-    __m512i idx[NARROW_VECS];
-    __mmask64 sel[NARROW_VECS][NARROW_ROWS];
-    for (int v = 0; v < nv; v++) {   /* byte b of the block: pixel b / kp, window byte b % kp */
-        uint8_t ib[64];
-        for (int r = 0; r < kh; r++)
-            sel[v][r] = 0;
+    const int kh = nd->a.kernel[0], len = nd->a.kernel[1] * c, k = kh * len, sx = nd->a.stride[1];
+    t->pix = pix;
+    t->nv = pix * kp / 64;
+    memset(t->sel, 0, sizeof t->sel);
+    for (int v = 0; v < t->nv; v++)   /* byte b of the block: pixel b / kp, window byte b % kp */
         for (int i = 0; i < 64; i++) {
             int b = 64 * v + i, p = b / kp, off = b % kp;
-            ib[i] = off < k ? (uint8_t)(p * sx * c + off % len) : 0;
+            t->idx[v][i] = off < k ? (uint8_t)(p * sx * c + off % len) : 0;
             if (off < k)
-                sel[v][off / len] |= (__mmask64)1 << i;
+                t->sel[v][off / len] |= (uint64_t)1 << i;
         }
-        idx[v] = _mm512_loadu_si512(ib);
-    }
+}
+
+/* im2row for narrow windows: per block of P pixels of an output row, each window row's 64 input
+ * bytes are loaded once and byte-permuted (vpermb) into the block's P x kp output bytes by the
+ * tables t; the zero tail of every row comes from the masks. x is the (padded) image of h x w
+ * pixels of c channels. Rows in pixel order, or with ph > 0 in pool-window order (pool_row), each
+ * block then through a local copy. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void narrow_im2row(const kiln_node *nd, int c, int w,
+                                                                                size_t image, const uint8_t *x,
+                                                                                int kp, const narrow_tab *t, int ph,
+                                                                                int pw, uint8_t *rows)
+{
+    const int kh = nd->a.kernel[0], len = nd->a.kernel[1] * c;
+    const int sy = nd->a.stride[0], sx = nd->a.stride[1], pix = t->pix, nv = t->nv;
+    __m512i idx[NARROW_VECS];
+    for (int v = 0; v < nv; v++)
+        idx[v] = _mm512_loadu_si512(t->idx[v]);
     const long span = (long)(pix - 1) * sx * c + len;   /* input bytes a block's window row reads */
     const int ho = ph ? 2 * ph : nd->shape[1], wo = ph ? 2 * pw : nd->shape[2];   /* pooling: windows only */
-    uint8_t block[NARROW_VECS * 64];
+    uint8_t block[NARROW_VECS * 64 + 64];   /* + 64: a row's full-vector load stays inside */
     for (int oy = 0; oy < ho; oy++)
         for (int ox0 = 0; ox0 < wo; ox0 += pix) {
             int np = wo - ox0 < pix ? wo - ox0 : pix;
@@ -378,13 +391,20 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void narrow_im2row
             uint8_t *d = ph ? block : rows + ((size_t)oy * nd->shape[2] + ox0) * kp;
             long out = (long)np * kp;
             for (int v = 0; v < nv && 64 * v < out; v++) {
-                __m512i o = _mm512_maskz_permutexvar_epi8(sel[v][0], idx[v], src[0]);
+                __m512i o = _mm512_maskz_permutexvar_epi8(t->sel[v][0], idx[v], src[0]);
                 for (int r = 1; r < kh; r++)
-                    o = _mm512_mask_permutexvar_epi8(o, sel[v][r], idx[v], src[r]);
+                    o = _mm512_mask_permutexvar_epi8(o, t->sel[v][r], idx[v], src[r]);
                 _mm512_mask_storeu_epi8(d + 64 * v, first_bytes(out - 64 * v), o);
             }
-            for (int p = 0; ph && p < np; p++)
-                memcpy(rows + (size_t)pool_row(oy, ox0 + p, ph, pw) * kp, block + (size_t)p * kp, (size_t)kp);
+            for (int p = 0; ph && p < np; p++) {   /* a pair of pixels is two adjacent rows */
+                int two = (ox0 + p) % 2 == 0 && p + 1 < np && 2 * kp <= 64;
+                uint8_t *to = rows + (size_t)pool_row(oy, ox0 + p, ph, pw) * kp;
+                if (kp <= 64)
+                    _mm512_mask_storeu_epi8(to, first_bytes((1 + two) * kp), _mm512_loadu_si512(block + (size_t)p * kp));
+                else
+                    memcpy(to, block + (size_t)p * kp, (size_t)kp);
+                p += two;
+            }
         }
 }
 #endif
@@ -392,9 +412,10 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void narrow_im2row
 /* One NHWC u8 image's im2col as rows: pixel p's row holds its window in (ky, kx, c) order
  * (padding reads as the zero point), then zeros up to kpad. A padded input is first copied into
  * padded (padded_bytes), so that every window row is one contiguous copy. Rows are in pixel order,
- * or with pool (the pooled height and width, ph > 0) in pool-window order (pool_row). */
+ * or with pool (the pooled height and width, ph > 0) in pool-window order (pool_row). nt: the
+ * narrow_im2row tables where narrow_fits holds, else NULL. */
 static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x, uint8_t zero, int kp, uint8_t *rows,
-                      uint8_t *padded, int ph, int pw)
+                      uint8_t *padded, int ph, int pw, const void *nt)
 {
     /* every attribute in a local: stores through uint8_t* may alias any of them */
     int c = in->shape[0], h = in->shape[1], w = in->shape[2];
@@ -415,11 +436,12 @@ static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x
     const int dy = nd->a.dilation[0], dx = nd->a.dilation[1];
     const size_t image = (size_t)c * h * w, len = (size_t)kw * c, tail = (size_t)(kp - k);
 #ifndef KILN_GENERIC_ONLY
-    int pix;
-    if (py == 0 && px == 0 && narrow_fits(nd, c, kp, &pix)) {
-        narrow_im2row(nd, c, w, image, x, kp, pix, ph, pw, rows);
+    if (nt) {   /* padding is applied by now */
+        narrow_im2row(nd, c, w, image, x, kp, nt, ph, pw, rows);
         return;
     }
+#else
+    (void)nt;
 #endif
     if (py == 0 && px == 0 && dy == 1 && dx == 1) {
         /* every window inside: kh contiguous segments per pixel, no bounds tests */
@@ -504,13 +526,22 @@ static void conv_forward(const kiln_model_t *m, int id, const uint8_t *x, void *
     size_t out_each = pool ? pool->numel : nd->numel, pad = padded_bytes(nd, in);
     size_t per = kiln_qnode_scratch_floats(m, id, 1);
     size_t acc_at = ((size_t)p * kp + 3) / 4, pad_at = acc_at + (size_t)p * qw->m;
+    const void *nt = NULL;
+#ifndef KILN_GENERIC_ONLY
+    narrow_tab tab;
+    int pix;
+    if (narrow_fits(nd, in->shape[0], kp, &pix)) {   /* the byte-permuting im2row's tables, once per batch */
+        narrow_tables(nd, in->shape[0], kp, pix, &tab);
+        nt = &tab;
+    }
+#endif
     #pragma omp parallel for schedule(static) num_threads(threads) if (batch > 1)
     for (int b = 0; b < batch; b++) {
         float *mine = scratch + (size_t)kiln_thread_id() * per;
         uint8_t *rows = (uint8_t *)mine;
         int32_t *acc = out_u8 ? (int32_t *)(mine + acc_at) : NULL;
         uint8_t *padded = pad ? (uint8_t *)(mine + pad_at) : NULL;
-        im2row_u8(nd, in, x + (size_t)b * in->numel, (uint8_t)iq.zero, kp, rows, padded, ph, pw);
+        im2row_u8(nd, in, x + (size_t)b * in->numel, (uint8_t)iq.zero, kp, rows, padded, ph, pw, nt);
         if (out_u8) {
             gemm_requantize(m->q, id, nd, rows, n, acc, true, pool != NULL, (uint8_t *)out + (size_t)b * out_each);
         } else {   /* fp32 output stays NCHW: accumulate, then write transposed */
