@@ -103,11 +103,26 @@ kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q)
 /* Runs the fp32 graph over the calibration set, calling visit for every node's output batch. */
 typedef void (*visit_fn)(node_stats *st, const float *x, size_t n);
 
+/* The range of x (NaNs ignored) into st, in 16 independent chains: one running min and max
+ * would wait on each comparison's latency. */
 static void visit_minmax(node_stats *st, const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        st->min = x[i] < st->min ? x[i] : st->min;
-        st->max = x[i] > st->max ? x[i] : st->max;
+    float lo[16], hi[16];
+    for (int l = 0; l < 16; l++)
+        lo[l] = INFINITY, hi[l] = -INFINITY;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) {
+            lo[l] = x[i + l] < lo[l] ? x[i + l] : lo[l];
+            hi[l] = x[i + l] > hi[l] ? x[i + l] : hi[l];
+        }
+    for (int l = 0; i < n; i++, l++) {
+        lo[l] = x[i] < lo[l] ? x[i] : lo[l];
+        hi[l] = x[i] > hi[l] ? x[i] : hi[l];
+    }
+    for (int l = 0; l < 16; l++) {
+        st->min = lo[l] < st->min ? lo[l] : st->min;
+        st->max = hi[l] > st->max ? hi[l] : st->max;
     }
 }
 

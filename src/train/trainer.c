@@ -155,25 +155,31 @@ static kiln_status refresh_scorer(trainer *t)
     return st;
 }
 
+/* Makes q (int8, of the current weights; may be NULL) the int8 scorer, with its session. */
+static kiln_status adopt_qscorer(trainer *t, kiln_model_t *q)
+{
+    kiln_session_free(t->qsession);
+    kiln_model_free(t->qscorer);
+    t->qsession = NULL;
+    t->qscorer = q;
+    t->qscorer_version = t->s.c.updates;
+    if (q)
+        t->qsession = kiln_session_create(q, &(kiln_session_options){.max_batch = t->B, .threads = omp_get_max_threads()});
+    return t->qsession ? KILN_OK : KILN_ERR_NOMEM;
+}
+
 /* Builds the int8 scorer from the recorded quantisation parameters and the current weights. */
 static kiln_status build_qscorer(trainer *t)
 {
     kiln_sb_state *sb = &t->sb;
-    kiln_session_free(t->qsession);
-    kiln_model_free(t->qscorer);
-    t->qsession = NULL;
-    t->qscorer_version = t->s.c.updates;
     kiln_qparams *qp = malloc((size_t)sb->q_nodes * sizeof *qp);
     if (!qp)
         return kiln_error(KILN_ERR_NOMEM, "out of memory for the int8 scorer");
     for (int i = 0; i < sb->q_nodes; i++)
         qp[i] = (kiln_qparams){sb->q_scale[i], sb->q_zero[i]};
-    t->qscorer = kiln_model_quantize_with(t->scorer, qp, KILN_CALIBRATE_MINMAX);
+    kiln_model_t *q = kiln_model_quantize_with(t->scorer, qp, KILN_CALIBRATE_MINMAX);
     free(qp);
-    if (t->qscorer)
-        t->qsession = kiln_session_create(t->qscorer, &(kiln_session_options){.max_batch = t->B,
-                                                                              .threads = omp_get_max_threads()});
-    return t->qsession ? KILN_OK : KILN_ERR_NOMEM;
+    return adopt_qscorer(t, q);
 }
 
 /* Losses of the calibration images under model m. */
@@ -202,12 +208,11 @@ static kiln_status calibrate_scorer(trainer *t, int epoch)
     if (!q)
         return mode == KILN_SB_SCORER_INT8 ? KILN_ERR_NOMEM : KILN_OK;   /* auto: stay in fp32 */
     const kiln_qparams *qp = kiln_model_qparams(q);
-    for (int i = 0; i < sb->q_nodes; i++) {
+    for (int i = 0; i < sb->q_nodes; i++) {   /* recorded: a resumed run rebuilds the scorer from them */
         sb->q_scale[i] = qp[i].scale;
         sb->q_zero[i] = qp[i].zero;
     }
-    kiln_model_free(q);
-    kiln_status st = build_qscorer(t);
+    kiln_status st = adopt_qscorer(t, q);
     if (st == KILN_OK)
         st = calib_losses(t, t->session, t->calib_loss);
     if (st == KILN_OK)
