@@ -132,6 +132,53 @@ static void test_fused_pools(void)
     CHECK(runs >= 20 && fused == runs && bad == 0, "%d of %d fused conv + pool differ (%d fused)", bad, runs, fused);
 }
 
+/* Requantisation after the weights change (as Selective Backprop's scorer does after every
+ * update), on a model with a batchnorm to fold: kiln_model_requantize after kiln_model_update,
+ * and kiln_model_requantize_graph from the training graph with a stale fp32 model, both give
+ * what quantising the new weights afresh with the same activation ranges gives, bit for bit. */
+static void test_requantize(void)
+{
+    kiln_graph_t *g = kiln_spec_parse("input 2 12 12\nconv2d 16 3 pad=1\nbatchnorm\nrelu\nmaxpool2d 2\n"
+                                      "conv2d 24 3 pad=1\nrelu\nflatten\ndense 10\n", "requantize");
+    kiln_graph_init_params(g, 7);
+    kiln_rng r;
+    kiln_rng_seed(&r, 8);
+    int n = 16;
+    size_t nx = kiln_graph_numel(g, 0) * (size_t)n, ny = 10 * (size_t)n;
+    float *x = malloc(nx * sizeof(float)), *y[4];
+    for (int v = 0; v < 4; v++)
+        y[v] = malloc(ny * sizeof(float));
+    for (size_t i = 0; i < nx; i++)
+        x[i] = kiln_rng_uniform(&r);
+    for (size_t i = 0; i < g->n_buffers; i++)   /* running statistics away from 0 and 1 */
+        g->buffers[i] = 0.2f + kiln_rng_uniform(&r);
+    kiln_model_t *f = kiln_model_create(g, true), *stale = kiln_model_create(g, true);
+    kiln_model_t *qa = kiln_model_quantize(f, x, n, KILN_CALIBRATE_MINMAX);
+    kiln_model_t *qb = kiln_model_quantize_with(f, kiln_model_qparams(qa), KILN_CALIBRATE_MINMAX);
+    outputs(qa, x, n, y[0]);
+    for (size_t i = 0; i < g->n_params; i++)   /* a training step's worth of change, and more */
+        g->params[i] += 0.05f * (kiln_rng_uniform(&r) - 0.5f);
+    for (size_t i = 0; i < g->n_buffers; i++)
+        g->buffers[i] *= 0.9f + 0.2f * kiln_rng_uniform(&r);
+    CHECK(kiln_model_update(f, g) == KILN_OK && kiln_model_requantize(qa, f) == KILN_OK, "requantize: %s",
+          kiln_last_error());
+    CHECK(kiln_model_requantize_graph(qb, stale, g) == KILN_OK, "requantize_graph: %s", kiln_last_error());
+    kiln_model_t *fresh = kiln_model_quantize_with(f, kiln_model_qparams(qa), KILN_CALIBRATE_MINMAX);
+    outputs(qa, x, n, y[1]);
+    outputs(qb, x, n, y[2]);
+    outputs(fresh, x, n, y[3]);
+    CHECK(memcmp(y[0], y[3], ny * sizeof(float)) != 0, "the changed weights changed no output");
+    CHECK(memcmp(y[1], y[3], ny * sizeof(float)) == 0, "kiln_model_requantize differs from quantising afresh");
+    CHECK(memcmp(y[2], y[3], ny * sizeof(float)) == 0, "kiln_model_requantize_graph differs from quantising afresh");
+    CHECK(kiln_model_requantize_graph(qb, qa, g) != KILN_OK, "requantize_graph took an int8 model as the fp32 one");
+    printf("requantisation after a weight change: equal to quantising afresh (update + requantize, and from the graph)\n");
+    kiln_model_free(fresh), kiln_model_free(qb), kiln_model_free(qa), kiln_model_free(stale), kiln_model_free(f);
+    for (int v = 0; v < 4; v++)
+        free(y[v]);
+    free(x);
+    kiln_graph_free(g);
+}
+
 static void corrupt_and_expect(const char *good, const char *tensor, float value, const char *want)
 {
     kiln_st_file *f = kiln_st_open(good);
@@ -284,6 +331,7 @@ int main(void)
     }
     test_random_convs();
     test_fused_pools();
+    test_requantize();
     /* corrupt int8 files */
     corrupt_and_expect("quant_int8.safetensors", "conv2d_1.quant", -1.0f, "\"conv2d_1.quant\": expected a positive scale");
     corrupt_and_expect("quant_int8.safetensors", "dense_1.weight", -128, "expected values in -127..127");

@@ -75,17 +75,25 @@ void kiln_model_free(kiln_model_t *m)
     free(m);
 }
 
-kiln_status kiln_model_update(kiln_model_t *m, const kiln_graph_t *g)
+kiln_status kiln_model_check_source(const kiln_model_t *m, const kiln_graph_t *g, const char *who)
 {
     if (m->q || !m->origin)
-        return kiln_error(KILN_ERR_ARG, "kiln_model_update needs an fp32 model made by kiln_model_create(g, true)");
+        return kiln_error(KILN_ERR_ARG, "%s needs an fp32 model made by kiln_model_create(g, true)", who);
     const kiln_graph_t *d = m->g;
-    for (int id = 1; id < d->n; id++) {   /* structure check: each origin node has the same tensors */
+    for (int id = 1; id < d->n; id++) {   /* each origin node has the same tensors */
         const kiln_weight_origin *o = &m->origin[id];
         if (o->node >= g->n || o->batchnorm >= g->n || g->nodes[o->node].op != d->nodes[id].op ||
             (o->batchnorm && g->nodes[o->batchnorm].op != KILN_OP_BATCHNORM) || g->n_params != m->src_params)
-            return kiln_error(KILN_ERR_ARG, "kiln_model_update: the graph's structure differs from the model's");
+            return kiln_error(KILN_ERR_ARG, "%s: the graph's structure differs from the model's", who);
     }
+    return KILN_OK;
+}
+
+kiln_status kiln_model_update(kiln_model_t *m, const kiln_graph_t *g)
+{
+    kiln_status st = kiln_model_check_source(m, g, "kiln_model_update");
+    if (st != KILN_OK)
+        return st;
     kiln_graph_optimize_weights(m->g, g, m->origin);
     transform_winograd(m);
     return KILN_OK;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "infer/optimize.h"
 #include "infer/runtime.h"
 #include "ops/ops.h"
 
@@ -285,32 +286,52 @@ const kiln_qparams *kiln_model_qparams(const kiln_model_t *m)
     return m->q ? m->q->qp : NULL;
 }
 
-kiln_status kiln_model_requantize(kiln_model_t *qm, const kiln_model_t *m)
+/* Checks that int8 model qm and fp32 model m have the same structure (qm quantised from m). */
+static kiln_status same_structure(const kiln_model_t *qm, const kiln_model_t *m, const char *who)
 {
-    const kiln_graph_t *src = m->g;
-    kiln_graph_t *g = qm->g;
+    const kiln_graph_t *src = m->g, *g = qm->g;
     if (!qm->q || m->q)
-        return kiln_error(KILN_ERR_ARG, "kiln_model_requantize: needs an int8 model and an fp32 one");
+        return kiln_error(KILN_ERR_ARG, "%s: needs an int8 model and an fp32 one", who);
     if (g->n != src->n || g->n_params != src->n_params || g->n_buffers != src->n_buffers)
-        return kiln_error(KILN_ERR_ARG, "kiln_model_requantize: the models' structures differ");
+        return kiln_error(KILN_ERR_ARG, "%s: the models' structures differ", who);
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].op != src->nodes[i].op || g->nodes[i].numel != src->nodes[i].numel)
-            return kiln_error(KILN_ERR_ARG, "kiln_model_requantize: the models differ at node %d", i);
-    if (!qm->q->repack) {   /* the reordering scratch, kept for later calls */
+            return kiln_error(KILN_ERR_ARG, "%s: the models differ at node %d", who, i);
+    return KILN_OK;
+}
+
+/* Quantises int8 node i of qm from src's node i and prepares it for the kernel; the reordering
+ * scratch is allocated on the first call and kept. */
+static kiln_status requantize_node(kiln_model_t *qm, const kiln_graph_t *src, int i)
+{
+    kiln_qmodel *q = qm->q;
+    if (!q->repack) {
         size_t most = 1;
-        for (int i = 0; i < g->n; i++)
-            if (qm->q->qw[i].m && (size_t)qm->q->qw[i].m * (size_t)qm->q->qw[i].k > most)
-                most = (size_t)qm->q->qw[i].m * (size_t)qm->q->qw[i].k;
-        if (!(qm->q->repack = malloc(most)))
+        for (int j = 0; j < qm->g->n; j++)
+            if (q->qw[j].m && (size_t)q->qw[j].m * (size_t)q->qw[j].k > most)
+                most = (size_t)q->qw[j].m * (size_t)q->qw[j].k;
+        if (!(q->repack = malloc(most)))
             return kiln_error(KILN_ERR_NOMEM, "out of memory requantising");
     }
+    quantize_values(src, i, &q->qw[i]);
+    kiln_qweights_derive(qm->g, q, i, q->repack);
+    return KILN_OK;
+}
+
+kiln_status kiln_model_requantize(kiln_model_t *qm, const kiln_model_t *m)
+{
+    kiln_status st = same_structure(qm, m, "kiln_model_requantize");
+    if (st != KILN_OK)
+        return st;
+    const kiln_graph_t *src = m->g;
+    kiln_graph_t *g = qm->g;
     /* int8 nodes quantise straight from m's tensors (their fp32 copies in qm are not read:
      * int8 execution and saving use qw); the other nodes' tensors are copied */
     for (int i = 0; i < g->n; i++) {
         const kiln_node *nd = &g->nodes[i];
         if (qm->q->qw[i].m) {
-            quantize_values(src, i, &qm->q->qw[i]);
-            kiln_qweights_derive(g, qm->q, i, qm->q->repack);
+            if ((st = requantize_node(qm, src, i)) != KILN_OK)
+                return st;
         } else {
             for (int u = 0; u < nd->n_params; u++)
                 memcpy(kiln_node_tensor(g, nd, u), kiln_node_tensor(src, &src->nodes[i], u),
@@ -319,6 +340,20 @@ kiln_status kiln_model_requantize(kiln_model_t *qm, const kiln_model_t *m)
     }
     if (g->n_buffers)
         memcpy(g->buffers, src->buffers, g->n_buffers * sizeof(float));
+    return KILN_OK;
+}
+
+kiln_status kiln_model_requantize_graph(kiln_model_t *qm, const kiln_model_t *m, const kiln_graph_t *g)
+{
+    kiln_status st = same_structure(qm, m, "kiln_model_requantize_graph");
+    if (st == KILN_OK)
+        st = kiln_model_check_source(m, g, "kiln_model_requantize_graph");
+    if (st != KILN_OK)
+        return st;
+    kiln_graph_optimize_weights(qm->g, g, m->origin);   /* qm's graph has m's structure */
+    for (int i = 0; i < qm->g->n; i++)
+        if (qm->q->qw[i].m && (st = requantize_node(qm, qm->g, i)) != KILN_OK)
+            return st;
     return KILN_OK;
 }
 

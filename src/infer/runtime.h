@@ -84,6 +84,13 @@ void kiln_qweights_derive(const kiln_graph_t *g, kiln_qmodel *q, int id, int8_t 
 kiln_model_t *kiln_model_quantize_with(const kiln_model_t *m, const kiln_qparams *qp, kiln_calibration method);
 /* The quantisation parameters of every node of an int8 model (NULL for fp32 models). */
 const kiln_qparams *kiln_model_qparams(const kiln_model_t *m);
+/* KILN_OK if g is the graph optimised model m was made from (same structure; kiln_model_update's
+ * precondition), else an error naming who. */
+kiln_status kiln_model_check_source(const kiln_model_t *m, const kiln_graph_t *g, const char *who);
+/* As kiln_model_requantize, with the weights taken from g, the graph fp32 model m was created
+ * from, through m's optimisation (batchnorm folded) but without refreshing m itself: for an int8
+ * copy that follows a model in training while m is not run. */
+kiln_status kiln_model_requantize_graph(kiln_model_t *qm, const kiln_model_t *m, const kiln_graph_t *g);
 /* Fills the derived fields of node id's int8 weights (packed in NHWC column order, bias_q, deq)
  * from w, w_scale, bias and the input's quantisation; allocates them. */
 kiln_status kiln_qweights_prepare(const kiln_graph_t *g, kiln_qmodel *q, int id);

@@ -229,22 +229,23 @@ static kiln_status calibrate_scorer(trainer *t, int epoch)
  * int8 when this epoch's calibration chose it. */
 static kiln_status score(trainer *t, const float *x, const int *y, int b, float *loss, int epoch)
 {
-    kiln_status st = refresh_scorer(t);
-    if (st == KILN_OK && t->cfg->selective.scorer != KILN_SB_SCORER_FP32 && t->sb.q_epoch != epoch)
-        st = calibrate_scorer(t, epoch);
-    if (st != KILN_OK)
+    kiln_status st = KILN_OK;
+    if (t->cfg->selective.scorer != KILN_SB_SCORER_FP32 && t->sb.q_epoch != epoch &&
+        ((st = refresh_scorer(t)) != KILN_OK || (st = calibrate_scorer(t, epoch)) != KILN_OK))
         return st;
     kiln_session_t *sess = t->session;
-    if (t->sb.q_int8) {
-        if (!t->qscorer && (st = build_qscorer(t)) != KILN_OK)   /* after a resume */
-            return st;
+    if (t->sb.q_int8) {   /* the int8 copy follows the training graph; the fp32 scorer rests */
+        if (!t->qscorer && ((st = refresh_scorer(t)) != KILN_OK || (st = build_qscorer(t)) != KILN_OK))
+            return st;   /* (after a resume) */
         if (t->qscorer_version != t->s.c.updates) {
-            if ((st = kiln_model_requantize(t->qscorer, t->scorer)) != KILN_OK)
+            if ((st = kiln_model_requantize_graph(t->qscorer, t->scorer, t->g)) != KILN_OK)
                 return st;
             t->qscorer_version = t->s.c.updates;
         }
         sess = t->qsession;
         t->s.c.scored_int8 += b;
+    } else if ((st = refresh_scorer(t)) != KILN_OK) {
+        return st;
     }
     if ((st = kiln_session_run(sess, x, b, t->logits)) != KILN_OK)
         return st;
