@@ -84,11 +84,10 @@ static inline int8_t quantize_one(float x, float inv)
 /* kiln_qgemm_quantize_row, 16 weights per step. */
 __attribute__((target("avx512f,avx512bw"))) static float quantize_row_avx512(const float *x, int n, int8_t *q)
 {
-    const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     __m512 mx = _mm512_setzero_ps();
     int t = 0;
     for (; t + 16 <= n; t += 16)   /* max_ps returns its second operand on NaN: mx, NaN skipped */
-        mx = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + t), absmask), mx);
+        mx = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + t)), mx);
     float m = _mm512_reduce_max_ps(mx);
     for (; t < n; t++) {
         float a = fabsf(x[t]);
@@ -96,12 +95,12 @@ __attribute__((target("avx512f,avx512bw"))) static float quantize_row_avx512(con
     }
     float inv = m > 0 ? 127.0f / m : 1.0f;
     const __m512 vinv = _mm512_set1_ps(inv), hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
-    const __m512 half = _mm512_set1_ps(0.5f), sign = _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u));
+    const __m512i half = _mm512_castps_si512(_mm512_set1_ps(0.5f)), sign = _mm512_set1_epi32((int)0x80000000u);
     for (t = 0; t + 16 <= n; t += 16) {
         __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + t), vinv);
         __mmask16 num = _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q);
         v = _mm512_maskz_mov_ps(num, _mm512_max_ps(_mm512_min_ps(v, hi), lo));
-        v = _mm512_add_ps(v, _mm512_or_ps(_mm512_and_ps(v, sign), half));
+        v = _mm512_add_ps(v, _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), sign), half)));
         _mm_storeu_si128((__m128i *)(q + t), _mm512_cvtsepi32_epi8(_mm512_cvttps_epi32(v)));
     }
     for (; t < n; t++)
