@@ -1,9 +1,10 @@
 /* Static memory planner. Each node's output gets a buffer; flatten (and any node the caller
- * sizes 0) shares its input's buffer (a view), and an elementwise node whose input's buffer has no later reader writes over it (in
- * place). Buffers live from the step that writes them to the last step that reads them (the
- * output to the end). Placement is greedy by size: largest first, each at the lowest offset that
- * does not overlap a placed buffer alive at the same time (the approach of TFLite's greedy
- * planner). peak_live_floats, the most bytes alive at any step, bounds every placement below. */
+ * sizes 0) shares its input's buffer (a view), and an elementwise node whose input's buffer has
+ * no later reader writes over it (in place). Buffers live from the step that writes them to the
+ * last step that reads them (the output to the end). Placement is greedy by size: largest first,
+ * each at the lowest offset that does not overlap a placed buffer alive at the same time (the
+ * approach of TFLite's greedy planner). peak_live_floats, the most bytes alive at any step,
+ * bounds every placement below. */
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
