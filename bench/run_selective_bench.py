@@ -4,6 +4,7 @@ equal time budget, standard training vs Selective Backprop vs stale Selective Ba
 Kiln, on the reference CNN and protocol of the training bench (run_bench.py).
 
 usage: run_selective_bench.py BUILD_DIR      (normally through `make bench` / scripts/bench)
+       run_selective_bench.py --render-only  (rewrites the report from results_selective.json)
 
 Environment:
   KILN_BENCH_SB_REPS=N     seeds 0..N-1 per variant (default 3; medians are reported)
@@ -163,6 +164,21 @@ def section(res):
                  f"{sp['other']:.1f} | {sum(sp.values()):.1f} | {a['scored'] or 0} ({a['scored_int8'] or 0}) | "
                  f"{a['backpropagated']} |")
     L.append("")
+    L.append("Each run, up to the end of its 90% epoch (seconds; fraction backpropagated of the examples seen):")
+    L.append("")
+    L.append("| variant | seed | time to 90.0% | epochs | fraction backpropagated | scoring forward | training forward | "
+             "backward | update | other | accuracy at budget |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for v in ("standard", "selective", "stale"):
+        for r in (r for r in res["runs"] if r["variant"] == v):
+            h, sp = r.get("at_target"), split_of(r.get("at_target"))
+            if not h:
+                L.append(f"| {v} | {r['seed']} | not reached | - | - | - | - | - | - | - | {pct(r.get('acc_at_budget'))} |")
+                continue
+            L.append(f"| {v} | {r['seed']} | {sec(r['s_to_target'])} | {r['epoch_to_target']} | "
+                     f"{100 * h['fraction_backpropagated']:.1f}% | {sp['score']:.1f} | {sp['forward']:.1f} | "
+                     f"{sp['backward']:.1f} | {sp['update']:.1f} | {sp['other']:.1f} | {pct(r.get('acc_at_budget'))} |")
+    L.append("")
     L.append("Beside the paper (Jiang et al., arXiv 1910.00762: CIFAR10, CIFAR100, SVHN on GPUs, their own "
              "schedules):")
     L.append("")
@@ -195,6 +211,14 @@ def section(res):
 def main():
     args = sys.argv[1:]
     out_dir = Path(os.environ["KILN_BENCH_OUT"]).resolve() if os.environ.get("KILN_BENCH_OUT") else ROOT / "bench"
+    if args == ["--render-only"]:   # the report again from results_selective.json (no runs)
+        res = json.loads((out_dir / "results_selective.json").read_text())
+        text = section(res)
+        (out_dir / "RESULTS_SELECTIVE.md").write_text("# Kiln Selective Backprop bench results\n\n" + text)
+        if (out_dir / "RESULTS.md").exists():
+            merge_section(out_dir / "RESULTS.md", SECTION, text)
+        print(f"report: {out_dir / 'RESULTS_SELECTIVE.md'}")
+        return
     if args == ["--merge-only"]:
         src = out_dir / "RESULTS_SELECTIVE.md"
         if src.exists() and (out_dir / "RESULTS.md").exists():
@@ -203,7 +227,7 @@ def main():
             print(f"merged {src} into {out_dir / 'RESULTS.md'}")
         return
     if len(args) != 1:
-        raise SystemExit("usage: run_selective_bench.py BUILD_DIR | --merge-only")
+        raise SystemExit("usage: run_selective_bench.py BUILD_DIR | --merge-only | --render-only")
     kiln = Path(args[0]).resolve() / "kiln"
     if not kiln.exists():
         raise SystemExit(f"bench: {kiln} not found; build first (make build)")
