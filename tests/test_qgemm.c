@@ -68,7 +68,7 @@ static void check_quantize_row(void)
             x[n / 2] = NAN;
         if (rep % 5 == 0)   /* the largest value exactly 127 halves: ties at every multiple of 0.5 */
             x[0] = 63.5f;
-        float scale = kiln_qgemm_quantize_row(x, n, q);
+        float scale = kiln_qgemm_quantize_row(kiln_qgemm_kernel(), x, n, q);
         double mx = 0;
         for (int i = 0; i < n; i++)
             mx = isnan(x[i]) || fabs(x[i]) <= mx ? mx : fabs(x[i]);

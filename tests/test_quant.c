@@ -2,6 +2,7 @@
  * after quantisation; the int8 model file is about 4x smaller and reloads to bit-identical
  * outputs; the generic kernels give the same outputs as the vector ones; fp16 weight storage
  * stays close to fp32; corrupt int8 files are refused with clear errors. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,52 @@ static void test_requantize(void)
     kiln_graph_free(g);
 }
 
+/* An int8 max pool (and the flatten after it) passes its input's bytes through, so they must be
+ * read with its input's quantisation, whatever range calibration saw at its own output (without a
+ * relu before it, or by percentile, the two differ): with both calibrations the pool's parameters
+ * are its conv's, and the int8 outputs stay close to fp32's. */
+static void test_pool_ranges(void)
+{
+    kiln_graph_t *g = kiln_spec_parse("input 2 13 13\nconv2d 8 3\nmaxpool2d 2\nflatten\ndense 6\n", "pool-ranges");
+    kiln_graph_init_params(g, 11);
+    kiln_rng r;
+    kiln_rng_seed(&r, 12);
+    int n = 64;
+    size_t nx = kiln_graph_numel(g, 0) * (size_t)n, ny = 6 * (size_t)n;
+    float *x = malloc(nx * sizeof(float)), *yf = malloc(ny * sizeof(float)), *yq = malloc(ny * sizeof(float));
+    for (size_t i = 0; i < nx; i++)
+        x[i] = kiln_rng_uniform(&r) * 2 - 1;
+    kiln_model_t *f = kiln_model_create(g, true);
+    outputs(f, x, n, yf);
+    double range = 0;
+    for (size_t i = 0; i < ny; i++)
+        range = fabs(yf[i]) > range ? fabs(yf[i]) : range;
+    for (int method = KILN_CALIBRATE_MINMAX; method <= KILN_CALIBRATE_PERCENTILE; method++) {
+        kiln_model_t *q = kiln_model_quantize(f, x, n, (kiln_calibration)method);
+        const kiln_graph_t *qg = kiln_model_graph(q);
+        const kiln_qparams *qp = kiln_model_qparams(q);
+        int tied = 0, pools = 0;
+        for (int i = 0; i < qg->n; i++)
+            if (qg->nodes[i].op == KILN_OP_MAXPOOL2D) {
+                pools++;
+                kiln_qparams a = qp[i], b = qp[qg->nodes[i].inputs[0]];
+                tied += a.scale == b.scale && a.zero == b.zero;
+            }
+        outputs(q, x, n, yq);
+        double worst = 0;
+        for (size_t i = 0; i < ny; i++)
+            worst = fabs(yq[i] - yf[i]) > worst ? fabs(yq[i] - yf[i]) : worst;
+        printf("int8 pool ranges (%s): %d of %d pools read with their input's quantisation; largest output "
+               "error %.3g of %.3g\n", kiln_model_calibration(q), tied, pools, worst, range);
+        CHECK(pools == 1 && tied == 1, "%s: the pool's quantisation is not its input's", kiln_model_calibration(q));
+        CHECK(worst < 0.05 * range, "%s: int8 output error %g of %g", kiln_model_calibration(q), worst, range);
+        kiln_model_free(q);
+    }
+    kiln_model_free(f);
+    free(x), free(yf), free(yq);
+    kiln_graph_free(g);
+}
+
 static void corrupt_and_expect(const char *good, const char *tensor, float value, const char *want)
 {
     kiln_st_file *f = kiln_st_open(good);
@@ -332,6 +379,7 @@ int main(void)
     test_random_convs();
     test_fused_pools();
     test_requantize();
+    test_pool_ranges();
     /* corrupt int8 files */
     corrupt_and_expect("quant_int8.safetensors", "conv2d_1.quant", -1.0f, "\"conv2d_1.quant\": expected a positive scale");
     corrupt_and_expect("quant_int8.safetensors", "dense_1.weight", -128, "expected values in -127..127");

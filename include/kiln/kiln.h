@@ -153,7 +153,8 @@ typedef enum {
 kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const float *calib, int n_calib, kiln_calibration method);
 /* Re-quantises an int8 model's weights from m, the fp32 model it was quantised from, after m's
  * weights changed (kiln_model_update), keeping the calibrated activation ranges. Allocates only
- * its scratch, on the first call. */
+ * its scratch, on the first call. The fp32 tensors of qm's int8 layers (in kiln_model_graph)
+ * keep their values from quantisation: int8 runs and saving use the quantised weights. */
 kiln_status kiln_model_requantize(kiln_model_t *qm, const kiln_model_t *m);
 /* The calibration a quantised model used ("minmax", "percentile"), or NULL for fp32 models. */
 const char *kiln_model_calibration(const kiln_model_t *m);

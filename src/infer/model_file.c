@@ -190,6 +190,7 @@ static kiln_status load_int8(const kiln_st_file *f, kiln_model_t *m)
                               "point in 0..255, found [%g, %g]", path, name, qv[0], qv[1]);
         q->qp[i] = (kiln_qparams){qv[0], (int)qv[1]};
     }
+    kiln_qmodel_tie_views(g, q);   /* files before this rule stored their own ranges */
     for (int i = 0; i < g->n; i++) {
         const kiln_node *nd = &g->nodes[i];
         if (!q->int8[i] || nd->op == KILN_OP_MAXPOOL2D) {

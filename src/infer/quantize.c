@@ -18,6 +18,15 @@ typedef struct {
     double *hist;   /* BINS over [min, max]; NULL when only min-max calibration is asked for */
 } node_stats;
 
+void kiln_qmodel_tie_views(const kiln_graph_t *g, kiln_qmodel *q)
+{
+    for (int i = 1; i < g->n; i++) {   /* in order: a pool of a pool takes the first one's */
+        kiln_op op = g->nodes[i].op;
+        if ((op == KILN_OP_MAXPOOL2D && q->int8[i]) || (op == KILN_OP_FLATTEN && q->elem_bytes[i] == 1))
+            q->qp[i] = q->qp[g->nodes[i].inputs[0]];
+    }
+}
+
 static bool fuse_pools = true;   /* kiln_quantize_fuse_pools */
 
 bool kiln_quantize_fuse_pools(bool on)
@@ -209,9 +218,10 @@ static void quantize_values(const kiln_graph_t *g, int i, kiln_qweights *qw)
     const kiln_node *nd = &g->nodes[i];
     const float *w = kiln_node_tensor(g, nd, 0);
     const int k = qw->k, m = qw->m;   /* locals: stores through int8_t* could alias qw */
+    const kiln_qkernel kind = kiln_qgemm_kernel();
     #pragma omp parallel for if ((size_t)m * k > 65536)
     for (int j = 0; j < m; j++) {
-        qw->w_scale[j] = kiln_qgemm_quantize_row(w + (size_t)j * k, k, qw->w + (size_t)j * k);
+        qw->w_scale[j] = kiln_qgemm_quantize_row(kind, w + (size_t)j * k, k, qw->w + (size_t)j * k);
         qw->bias[j] = nd->a.no_bias ? 0.0f : kiln_node_tensor(g, nd, 1)[j];
     }
 }
@@ -249,6 +259,7 @@ kiln_model_t *kiln_model_quantize_with(const kiln_model_t *m, const kiln_qparams
     q->method = method;
     for (int i = 0; i < qm->g->n; i++)
         q->qp[i] = qp[i];
+    kiln_qmodel_tie_views(qm->g, q);
     if (kiln_model_prepare_winograd(qm) != KILN_OK)   /* int8 nodes drop theirs */
         goto fail;
     for (int i = 0; i < qm->g->n; i++)
@@ -294,9 +305,14 @@ static kiln_status same_structure(const kiln_model_t *qm, const kiln_model_t *m,
         return kiln_error(KILN_ERR_ARG, "%s: needs an int8 model and an fp32 one", who);
     if (g->n != src->n || g->n_params != src->n_params || g->n_buffers != src->n_buffers)
         return kiln_error(KILN_ERR_ARG, "%s: the models' structures differ", who);
-    for (int i = 0; i < g->n; i++)
-        if (g->nodes[i].op != src->nodes[i].op || g->nodes[i].numel != src->nodes[i].numel)
+    for (int i = 0; i < g->n; i++) {
+        const kiln_node *a = &g->nodes[i], *b = &src->nodes[i];
+        bool same = a->op == b->op && a->numel == b->numel && a->n_params == b->n_params;
+        for (int u = 0; same && u < a->n_params; u++)
+            same = a->params[u].numel == b->params[u].numel;
+        if (!same)
             return kiln_error(KILN_ERR_ARG, "%s: the models differ at node %d", who, i);
+    }
     return KILN_OK;
 }
 

@@ -69,6 +69,9 @@ kiln_status kiln_model_prepare_winograd(kiln_model_t *m);
 /* Decides which nodes run in int8 and which outputs are u8 (from the graph alone, so a loaded
  * model derives the same); allocates q's per-node arrays. */
 kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q);
+/* Gives every int8 max pool and every u8 flatten its input's quantisation: they pass their
+ * input's bytes through (a range calibrated on their own output would misread them). */
+void kiln_qmodel_tie_views(const kiln_graph_t *g, kiln_qmodel *q);
 /* Lets int8 models made from now on fuse 2x2 max pools into the conv before them (true, the
  * default) or not; returns the previous setting. For tests and benchmarks. */
 bool kiln_quantize_fuse_pools(bool on);

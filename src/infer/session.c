@@ -189,7 +189,9 @@ const char *kiln_session_node_kernel(const kiln_session_t *s, int node)
     const kiln_node *nd = &m->g->nodes[node];
     if (m->q && m->q->int8[node] && (nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_DENSE)) {
         static const char *const names[] = {"int8 generic", "int8 avx2", "int8 avx-vnni", "int8 avx512-vnni"};
-        int rows = nd->op == KILN_OP_CONV2D ? nd->shape[1] * nd->shape[2] : s->max_batch;   /* per product */
+        int pool = m->q->pool_of[node];   /* per product: a fused pool's conv multiplies its windows' rows */
+        int rows = nd->op != KILN_OP_CONV2D ? s->max_batch
+                   : pool ? 4 * m->g->nodes[pool].shape[1] * m->g->nodes[pool].shape[2] : nd->shape[1] * nd->shape[2];
         if (kiln_qgemm_uses_amx(m->q->kernel, rows, m->q->qw[node].k))
             return "int8 amx";
         return names[m->q->kernel];

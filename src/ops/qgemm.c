@@ -109,11 +109,13 @@ __attribute__((target("avx512f,avx512bw"))) static float quantize_row_avx512(con
 }
 #endif
 
-float kiln_qgemm_quantize_row(const float *x, int n, int8_t *q)
+float kiln_qgemm_quantize_row(kiln_qkernel kind, const float *x, int n, int8_t *q)
 {
 #ifndef KILN_GENERIC_ONLY
-    if (kiln_qgemm_kernel() == KILN_QK_AVX512VNNI)
+    if (kind == KILN_QK_AVX512VNNI)
         return quantize_row_avx512(x, n, q);
+#else
+    (void)kind;
 #endif
     /* the largest |x| in 16 independent chains: a serial max waits on each comparison's
      * latency, and compilers do not vectorise a float max reduction */

@@ -23,8 +23,9 @@ int kiln_qgemm_kpad(int k);
 /* Bytes of packed weights for m outputs of k inputs. */
 size_t kiln_qgemm_packed_bytes(int m, int k);
 /* Quantises n weights x symmetric to s8 q (x / scale rounded half away from zero, clamped to
- * +-127, NaN to 0) and returns scale = max|x| / 127 (1 when every x is 0). */
-float kiln_qgemm_quantize_row(const float *x, int n, int8_t *q);
+ * +-127, NaN to 0) and returns scale = max|x| / 127 (1 when every x is 0); vectorised for kernel
+ * family kind, the same values for every kind. */
+float kiln_qgemm_quantize_row(kiln_qkernel kind, const float *x, int n, int8_t *q);
 /* Packs row-major s8 weights w (m x k) for kernel kind into packed. */
 void kiln_qgemm_pack(kiln_qkernel kind, const int8_t *w, int m, int k, int8_t *packed);
 /* c (n x m, s32) = x (n rows of kpad u8, zero beyond k) times the packed weights transposed:

@@ -30,10 +30,12 @@ typedef struct {
     kiln_run_state s;
     bool selective;
     kiln_sb_state sb;
-    kiln_model_t *scorer;          /* inference copy of g, refreshed when the weights changed */
+    kiln_model_t *scorer;          /* inference copy of g, refreshed before it runs (fp32 scoring,
+                                    * calibration) when the weights changed */
     kiln_session_t *session;
     int64_t scorer_version;        /* s.c.updates when the scorer was last refreshed; -1 never */
-    kiln_model_t *qscorer;         /* int8 copy of scorer, calibrated once per scoring epoch */
+    kiln_model_t *qscorer;         /* int8 copy of g (through scorer's optimisation), calibrated once
+                                    * per scoring epoch, requantised from g after every update */
     kiln_session_t *qsession;
     int64_t qscorer_version;
     float *calib_x, *calib_loss, *calib_qloss;   /* the calibration images and their losses */
