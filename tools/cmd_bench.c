@@ -7,6 +7,7 @@
 #include <time.h>
 #include "cli.h"
 #include "core/graph.h"
+#include "ops/qgemm.h"
 
 static double now_s(void)
 {
@@ -61,15 +62,17 @@ static void print_profile_json(const kiln_session_t *s, const kiln_graph_t *g, i
 
 int cmd_bench(int argc, char **argv)
 {
-    static const char *const flags[] = {"json", "profile", "gemm-conv", NULL};
+    static const char *const flags[] = {"json", "profile", "gemm-conv", "no-amx", NULL};
     cli_args a;
     if (cli_parse(&a, argc, argv, flags) || a.n_pos != 1) {
-        fprintf(stderr, "usage: kiln bench MODEL [--batch N] [--threads N] [--runs N] [--warmup N] [--profile] [--gemm-conv] [--json]\n");
+        fprintf(stderr, "usage: kiln bench MODEL [--batch N] [--threads N] [--runs N] [--warmup N] [--profile] [--gemm-conv] [--no-amx] [--json]\n");
         return 2;
     }
     int batch = (int)cli_int(&a, "batch", 1, 1, 1 << 16), threads = (int)cli_int(&a, "threads", 1, 1, 1024);
     int runs = (int)cli_int(&a, "runs", 2000, 1, 10000000), warm = (int)cli_int(&a, "warmup", 200, 0, 1000000);
     bool json = cli_flag(&a, "json"), profile = cli_flag(&a, "profile"), gemm_conv = cli_flag(&a, "gemm-conv");
+    if (cli_flag(&a, "no-amx"))   /* int8 products on AVX-512 VNNI only, as on CPUs without AMX */
+        kiln_qgemm_use_amx(false);
     cli_check_unused(&a, "bench");
     kiln_set_threads(threads);
     kiln_model_t *m = kiln_model_load(a.pos[0]);

@@ -24,7 +24,7 @@ static const char usage[] =
     "  quantize MODEL    post-training int8 quantisation   --out PATH  --calib-data fashion-mnist|DIR\n"
     "      --calib N (1000)  --method auto|minmax|percentile  --weights int8|fp16  --json\n"
     "  bench MODEL       inference latency p50/p99, throughput, arena, RSS   --batch N  --threads N\n"
-    "                    --profile (time per layer)  --gemm-conv (no Winograd)\n"
+    "                    --profile (time per layer)  --gemm-conv (no Winograd)  --no-amx\n"
     "      --runs N  --warmup N  --json\n"
     "  plot LOG[=LABEL]...  several runs' metrics logs on one chart   --out SVG  --title T  --by-time\n"
     "  help              this text\n";

@@ -296,10 +296,16 @@ static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,av
 vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, int R, int NV, int32_t *c, int m,
              const __mmask16 *mask, const kiln_qrequant *rq, uint8_t *out)
 {
+    /* every loop over R and NV is unrolled (the pragmas) so that the accumulators live in
+     * registers: GCC kept them on the stack otherwise (the reference CNN's conv2 at batch 1 on
+     * VNNI: 27.5 us, 14.2 us unrolled) */
     __m512i acc[4][4], acc2[4];
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
             acc[r][v] = _mm512_setzero_si512();
+    #pragma GCC unroll 4
     for (int v = 0; v < NV; v++)
         acc2[v] = _mm512_setzero_si512();
     int q = 0;
@@ -310,6 +316,7 @@ vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, 
             memcpy(&u0, x + 4 * q, 4);
             memcpy(&u1, x + 4 * q + 4, 4);
             __m512i b0 = _mm512_set1_epi32(u0), b1 = _mm512_set1_epi32(u1);
+            #pragma GCC unroll 4
             for (int v = 0; v < NV; v++) {
                 DPBUSD(acc[0][v], b0, _mm512_loadu_si512(wq + 64 * v));
                 DPBUSD(acc2[v], b1, _mm512_loadu_si512(wq + (size_t)mp * 4 + 64 * v));
@@ -318,20 +325,25 @@ vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, 
     for (; q < kq; q++) {
         const int8_t *wq = w + ((size_t)q * mp + j0) * 4;
         __m512i wv[4];
+        #pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
             wv[v] = _mm512_loadu_si512(wq + 64 * v);
+        #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             int32_t u;
             memcpy(&u, x + (size_t)r * kp + 4 * q, 4);
             __m512i b = _mm512_set1_epi32(u);
+            #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
                 DPBUSD(acc[r][v], b, wv[v]);
         }
     }
     if (R == 1)
+        #pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
             acc[0][v] = _mm512_add_epi32(acc[0][v], acc2[v]);
     if (rq) {   /* requantise in registers */
+        #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) {
             __m512i bq = _mm512_maskz_loadu_epi32(mask[v], rq->bias_q + j0 + 16 * v);
             __m512 sc = _mm512_maskz_loadu_ps(mask[v], rq->scale + j0 + 16 * v);
@@ -341,12 +353,15 @@ vnni512_tile(const uint8_t *x, int kp, const int8_t *w, int mp, int j0, int kq, 
                 requant16(mx, bq, sc, rq, mask[v], out + j0 + 16 * v);
                 continue;
             }
+            #pragma GCC unroll 4
             for (int r = 0; r < R; r++)
                 requant16(acc[r][v], bq, sc, rq, mask[v], out + (size_t)r * m + j0 + 16 * v);
         }
         return;
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
             _mm512_mask_storeu_epi32(c + (size_t)r * m + j0 + 16 * v, mask[v], acc[r][v]);
 }
