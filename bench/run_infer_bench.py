@@ -49,6 +49,7 @@ TARGETS = {"acc_points": 0.5, "eager": 3.0, "int8_speedup": 1.8, "rss_fraction":
 TORCH_FP32 = ["eager", "script", "trace", "ofi"]
 TORCH_INT8 = {"onednn": ["int8-onednn", "int8-onednn-jit"], "qnnpack": ["int8-qnnpack", "int8-qnnpack-jit"]}
 LABELS = {"kiln-fp32": "Kiln fp32", "kiln-int8": "Kiln int8",
+          "kiln-int8-no-amx": "Kiln int8, `--no-amx` (AVX-512 VNNI only, as CPUs without AMX run it; no target)",
           "eager": "PyTorch eager (`torch.inference_mode()`)",
           "script": "TorchScript `freeze(script(model).eval())`",
           "trace": "TorchScript `freeze(trace(model).eval())`",
@@ -305,6 +306,8 @@ def stage_latency(kiln, fp32, int8, onnx, work, res):
     R, W = cfg["runs"], cfg["warmup"]
     jobs = [("kiln-fp32", [kiln, "bench", fp32, "--batch", 1, "--threads", 1, "--runs", R, "--warmup", W, "--json"]),
             ("kiln-int8", [kiln, "bench", int8, "--batch", 1, "--threads", 1, "--runs", R, "--warmup", W, "--json"]),
+            ("kiln-int8-no-amx", [kiln, "bench", int8, "--batch", 1, "--threads", 1, "--runs", R, "--warmup", W,
+                                  "--no-amx", "--json"]),
             ("torch-fp32", [PY, PEER, "latency", fp32, "--variants", ",".join(TORCH_FP32), "--runs", R,
                             "--warmup", W, "--threads", 1])]
     jobs += [(f"torch-{e}", [PY, PEER, "latency", fp32, "--variants", ",".join(vs), "--runs", R, "--warmup", W,
@@ -361,6 +364,7 @@ def stage_latency(kiln, fp32, int8, onnx, work, res):
            "torchscript_best": ts_best, "torchscript_over_kiln_fp32": ratio(p50(ts_best), kf),
            "ofi_over_kiln_fp32": ratio(p50("ofi"), kf),
            "kiln_fp32_over_kiln_int8": ratio(kf, ki),
+           "kiln_fp32_over_kiln_int8_no_amx": ratio(kf, p50("kiln-int8-no-amx")),
            "torch_int8_best": i8_best, "torch_int8_over_kiln_int8": ratio(p50(i8_best), ki),
            "torch_int8_eager_best": i8_eager_best, "torch_int8_eager_over_kiln_int8": ratio(p50(i8_eager_best), ki),
            "torch_int8_by_engine": {e: min((p50(k) for k in vs if p50(k)), default=None)
@@ -470,7 +474,7 @@ def section(res):
     L.append("### Latency, batch 1, one thread (microseconds)\n")
     L.append("| runtime | p50 | p99 | p50 / Kiln fp32 p50 | p50 / Kiln int8 p50 | p50 per repetition |")
     L.append("|---|---:|---:|---:|---:|---|")
-    for k in ["kiln-fp32", "kiln-int8"] + TORCH_FP32 + [v for vs in TORCH_INT8.values() for v in vs] + \
+    for k in ["kiln-fp32", "kiln-int8", "kiln-int8-no-amx"] + TORCH_FP32 + [v for vs in TORCH_INT8.values() for v in vs] + \
             ["ort-api", "ort-binding"]:
         if k not in lat:
             continue
