@@ -15,7 +15,7 @@ void kiln_qmodel_free(kiln_qmodel *q, int n)
         return;
     for (int i = 0; q->qw && i < n; i++) {
         kiln_qweights *w = &q->qw[i];
-        free(w->w), free(w->packed), free(w->w_scale), free(w->bias), free(w->bias_q), free(w->deq), free(w->requant);
+        free(w->w), free(w->packed), free(w->w_scale), free(w->bias), free(w->bias_q), free(w->deq), free(w->requant), free(w->narrow);
     }
     free(q->qw), free(q->qp), free(q->int8), free(q->pool_of), free(q->elem_bytes), free(q->repack);
     free(q);
@@ -82,11 +82,16 @@ void kiln_qweights_derive(const kiln_graph_t *g, kiln_qmodel *q, int id, int8_t 
     }
 }
 
+static kiln_status narrow_prepare(const kiln_graph_t *g, kiln_qkernel kind, int id, void **out);
+
 kiln_status kiln_qweights_prepare(const kiln_graph_t *g, kiln_qmodel *q, int id)
 {
     kiln_qweights *qw = &q->qw[id];
     int m = qw->m, k = qw->k;
-    free(qw->packed), free(qw->bias_q), free(qw->deq), free(qw->requant);
+    free(qw->packed), free(qw->bias_q), free(qw->deq), free(qw->requant), free(qw->narrow);
+    qw->narrow = NULL;
+    if (narrow_prepare(g, q->kernel, id, &qw->narrow) != KILN_OK)
+        return KILN_ERR_NOMEM;
     qw->requant = malloc((size_t)m * sizeof(float));
     qw->packed = malloc(kiln_qgemm_packed_bytes(m, k));
     qw->bias_q = malloc((size_t)m * sizeof(int32_t));
@@ -315,8 +320,9 @@ enum { NARROW_VECS = 8, NARROW_ROWS = 8 };   /* most output vectors per block, w
 
 /* Whether narrow_im2row applies: every window inside (dilation 1, padding already applied), a
  * block of P pixels (P kp bytes, a multiple of 64) whose window rows span at most 64 input bytes,
- * and AVX-512 VBMI. Sets *pix to P. The first layers of image models (1 or 3 channels) qualify. */
-static bool narrow_fits(const kiln_node *nd, int c, int kp, int *pix)
+ * AVX-512 VBMI, and products by a kernel other than the generic one (kind). Sets *pix to P. The
+ * first layers of image models (1 or 3 channels) qualify. */
+static bool narrow_fits(const kiln_node *nd, int c, int kp, kiln_qkernel kind, int *pix)
 {
     static int vbmi = -1;
     if (vbmi < 0) {
@@ -328,7 +334,7 @@ static bool narrow_fits(const kiln_node *nd, int c, int kp, int *pix)
         g /= 2;
     int p = 64 / g, len = nd->a.kernel[1] * c;
     *pix = p;
-    return vbmi && kiln_qgemm_kernel() != KILN_QK_GENERIC && nd->a.dilation[0] == 1 && nd->a.dilation[1] == 1 &&
+    return vbmi && kind != KILN_QK_GENERIC && nd->a.dilation[0] == 1 && nd->a.dilation[1] == 1 &&
            nd->a.kernel[0] <= NARROW_ROWS && p * kp / 64 <= NARROW_VECS && (p - 1) * nd->a.stride[1] * c + len <= 64;
 }
 
@@ -359,6 +365,22 @@ static void narrow_tables(const kiln_node *nd, int c, int kp, int pix, narrow_ta
             if (off < k)
                 t->sel[v][off / len] |= (uint64_t)1 << i;
         }
+}
+
+static kiln_status narrow_prepare(const kiln_graph_t *g, kiln_qkernel kind, int id, void **out)
+{
+    const kiln_node *nd = &g->nodes[id];
+    if (nd->op != KILN_OP_CONV2D)
+        return KILN_OK;
+    int c = g->nodes[nd->inputs[0]].shape[0], pix, kp = kiln_qgemm_kpad((int)(nd->params[0].numel / nd->shape[0]));
+    if (!narrow_fits(nd, c, kp, kind, &pix))
+        return KILN_OK;
+    narrow_tab *t = malloc(sizeof *t);
+    if (!t)
+        return kiln_error(KILN_ERR_NOMEM, "out of memory for int8 weights");
+    narrow_tables(nd, c, kp, pix, t);
+    *out = t;
+    return KILN_OK;
 }
 
 /* im2row for narrow windows: per block of P pixels of an output row, each window row's 64 input
@@ -406,6 +428,12 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void narrow_im2row
                 p += two;
             }
         }
+}
+#else
+static kiln_status narrow_prepare(const kiln_graph_t *g, kiln_qkernel kind, int id, void **out)
+{
+    (void)g, (void)kind, (void)id, (void)out;
+    return KILN_OK;
 }
 #endif
 
@@ -526,26 +554,17 @@ static void conv_forward(const kiln_model_t *m, int id, const uint8_t *x, void *
     size_t out_each = pool ? pool->numel : nd->numel, pad = padded_bytes(nd, in);
     size_t per = kiln_qnode_scratch_floats(m, id, 1);
     size_t acc_at = ((size_t)p * kp + 3) / 4, pad_at = acc_at + (size_t)p * qw->m;
-    const void *nt = NULL;
-#ifndef KILN_GENERIC_ONLY
-    narrow_tab tab;
-    int pix;
-    if (narrow_fits(nd, in->shape[0], kp, &pix)) {   /* the byte-permuting im2row's tables, once per batch */
-        narrow_tables(nd, in->shape[0], kp, pix, &tab);
-        nt = &tab;
-    }
-#endif
+    const void *nt = qw->narrow;
     #pragma omp parallel for schedule(static) num_threads(threads) if (batch > 1)
     for (int b = 0; b < batch; b++) {
         float *mine = scratch + (size_t)kiln_thread_id() * per;
         uint8_t *rows = (uint8_t *)mine;
-        int32_t *acc = out_u8 ? (int32_t *)(mine + acc_at) : NULL;
+        int32_t *acc = (int32_t *)(mine + acc_at);
         uint8_t *padded = pad ? (uint8_t *)(mine + pad_at) : NULL;
         im2row_u8(nd, in, x + (size_t)b * in->numel, (uint8_t)iq.zero, kp, rows, padded, ph, pw, nt);
         if (out_u8) {
             gemm_requantize(m->q, id, nd, rows, n, acc, true, pool != NULL, (uint8_t *)out + (size_t)b * out_each);
         } else {   /* fp32 output stays NCHW: accumulate, then write transposed */
-            acc = (int32_t *)(mine + ((size_t)p * kp + 3) / 4);
             kiln_qgemm(m->q->kernel, rows, p, qw->k, qw->packed, qw->m, acc);
             float *ob = (float *)out + (size_t)b * nd->numel;
             for (int r = 0; r < p; r++)

@@ -25,6 +25,7 @@ typedef struct {
     float *deq;          /* [m] input scale x weight scale: accumulator to real */
     float *requant;      /* [m] deq / output scale: accumulator to u8 steps */
     kiln_qkernel kernel; /* the kernel packed is laid out for */
+    void *narrow;        /* conv: the byte-permuting im2row's tables (qforward.c) where it applies, else NULL */
 } kiln_qweights;
 
 /* What quantisation adds to a model. Owns its arrays. */
