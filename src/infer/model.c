@@ -6,7 +6,19 @@
 #include "infer/runtime.h"
 #include "ops/winograd.h"
 
+static kiln_status prepare_winograd(kiln_model_t *m);
+
 kiln_model_t *kiln_model_create(const kiln_graph_t *g, bool optimize)
+{
+    kiln_model_t *m = kiln_model_create_bare(g, optimize);
+    if (m && prepare_winograd(m) != KILN_OK) {
+        kiln_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+kiln_model_t *kiln_model_create_bare(const kiln_graph_t *g, bool optimize)
 {
     kiln_model_t *m = calloc(1, sizeof *m);
     if (!m) {
@@ -25,7 +37,7 @@ kiln_model_t *kiln_model_create(const kiln_graph_t *g, bool optimize)
             memcpy(m->g->buffers, g->buffers, g->n_buffers * sizeof(float));
     }
     m->src_params = g->n_params;
-    if (!m->g || kiln_model_prepare_winograd(m) != KILN_OK) {
+    if (!m->g) {
         kiln_model_free(m);
         return NULL;
     }
@@ -42,21 +54,17 @@ static void transform_winograd(kiln_model_t *m)
                                   m->wino[i]);
 }
 
-kiln_status kiln_model_prepare_winograd(kiln_model_t *m)
+/* Allocates and fills m->wino: the transformed kernel of every conv Winograd applies to. */
+static kiln_status prepare_winograd(kiln_model_t *m)
 {
     const kiln_graph_t *g = m->g;
-    if (!m->wino && !(m->wino = calloc((size_t)g->n, sizeof *m->wino)))
+    if (!(m->wino = calloc((size_t)g->n, sizeof *m->wino)))
         return kiln_error(KILN_ERR_NOMEM, "out of memory");
     for (int i = 1; i < g->n; i++) {
         const kiln_node *nd = &g->nodes[i], *in = &g->nodes[nd->inputs[0]];
-        bool want = nd->op == KILN_OP_CONV2D && !(m->q && m->q->int8[i]) && kiln_winograd_applies(nd, in);
-        if (!want) {
-            free(m->wino[i]);
-            m->wino[i] = NULL;
-        } else if (!m->wino[i] &&
-                   !(m->wino[i] = aligned_alloc(64, (kiln_winograd_weight_floats(nd, in) + 15) / 16 * 16 * sizeof(float)))) {
+        if (nd->op == KILN_OP_CONV2D && kiln_winograd_applies(nd, in) &&
+            !(m->wino[i] = aligned_alloc(64, (kiln_winograd_weight_floats(nd, in) + 15) / 16 * 16 * sizeof(float))))
             return kiln_error(KILN_ERR_NOMEM, "out of memory");
-        }
     }
     transform_winograd(m);
     return KILN_OK;

@@ -247,9 +247,8 @@ kiln_model_t *kiln_model_load(const char *path)
         kiln_graph_free(g);
     } else if (strcmp(quant, "int8") != 0) {
         kiln_error(KILN_ERR_FORMAT, "%s: __metadata__ \"kiln.quant\": expected \"int8\", found \"%.40s\"", path, quant);
-    } else if ((m = calloc(1, sizeof *m)) && (m->g = kiln_graph_spec_from_file(f)) && load_int8(f, m) == KILN_OK &&
-               kiln_model_prepare_winograd(m) == KILN_OK) {
-        /* loaded; fp32 nodes between int8 ones may run by Winograd */
+    } else if ((m = calloc(1, sizeof *m)) && (m->g = kiln_graph_spec_from_file(f)) && load_int8(f, m) == KILN_OK) {
+        /* loaded (no Winograd kernels: its groups-1 convolutions all run in int8) */
     } else {
         if (!m)
             kiln_error(KILN_ERR_NOMEM, "out of memory");

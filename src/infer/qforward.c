@@ -540,6 +540,21 @@ size_t kiln_qnode_scratch_floats(const kiln_model_t *m, int id, int batch)
     return 0;
 }
 
+/* Threads a dense layer's rows are split across: the batch's rows, when there are enough. */
+static int dense_parts(int batch, int threads)
+{
+    return batch >= 16 && threads > 1 ? threads : 1;
+}
+
+int kiln_qnode_product_rows(const kiln_model_t *m, int id, int batch, int threads)
+{
+    const kiln_node *nd = &m->g->nodes[id];
+    if (nd->op == KILN_OP_DENSE)
+        return batch / dense_parts(batch, threads);
+    int pool = m->q->pool_of[id];
+    return pool ? 4 * m->g->nodes[pool].shape[1] * m->g->nodes[pool].shape[2] : nd->shape[1] * nd->shape[2];
+}
+
 static void conv_forward(const kiln_model_t *m, int id, const uint8_t *x, void *out, int batch, float *scratch,
                          int threads)
 {
@@ -550,7 +565,7 @@ static void conv_forward(const kiln_model_t *m, int id, const uint8_t *x, void *
     int p = nd->shape[1] * nd->shape[2], kp = kiln_qgemm_kpad(qw->k);
     /* with a fused 2x2 max pool: rows of the pool windows only, four per pooled pixel */
     const kiln_node *pool = m->q->pool_of[id] ? &m->g->nodes[m->q->pool_of[id]] : NULL;
-    int ph = pool ? pool->shape[1] : 0, pw = pool ? pool->shape[2] : 0, n = pool ? 4 * ph * pw : p;
+    int ph = pool ? pool->shape[1] : 0, pw = pool ? pool->shape[2] : 0, n = kiln_qnode_product_rows(m, id, batch, threads);
     size_t out_each = pool ? pool->numel : nd->numel, pad = padded_bytes(nd, in);
     size_t per = kiln_qnode_scratch_floats(m, id, 1);
     size_t acc_at = ((size_t)p * kp + 3) / 4, pad_at = acc_at + (size_t)p * qw->m;
@@ -593,7 +608,7 @@ static void dense_forward(const kiln_model_t *m, int id, const uint8_t *x, void 
     }
     int32_t *acc = (int32_t *)(scratch + ((size_t)batch * kp + 3) / 4);
     size_t ob = out_u8 ? 1 : sizeof(float);
-    int parts = batch >= 16 && threads > 1 ? threads : 1;   /* rows split across threads */
+    int parts = dense_parts(batch, threads);
     #pragma omp parallel for schedule(static) num_threads(parts) if (parts > 1)
     for (int t = 0; t < parts; t++) {
         int r0 = (int)((int64_t)batch * t / parts), r1 = (int)((int64_t)batch * (t + 1) / parts);
@@ -668,9 +683,7 @@ void kiln_qnode_forward(const kiln_model_t *m, int id, const void *const *in, vo
     case KILN_OP_DENSE:
         dense_forward(m, id, in[0], out, batch, scratch, threads);
         break;
-    case KILN_OP_MAXPOOL2D:
-        if (kiln_qnode_pooled(m, id))
-            break;   /* its conv writes it */
+    case KILN_OP_MAXPOOL2D:   /* (a fused pool never runs: kiln_session_run skips it) */
         maxpool_u8(nd, &m->g->nodes[nd->inputs[0]], in[0], out, batch, threads);
         break;
     default:

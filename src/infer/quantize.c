@@ -248,7 +248,7 @@ kiln_model_t *kiln_model_quantize_with(const kiln_model_t *m, const kiln_qparams
         kiln_error(KILN_ERR_ARG, "the model is already quantised");
         return NULL;
     }
-    kiln_model_t *qm = kiln_model_create(m->g, false);
+    kiln_model_t *qm = kiln_model_create_bare(m->g, false);
     if (!qm)
         return NULL;
     qm->stats = m->stats;
@@ -260,8 +260,6 @@ kiln_model_t *kiln_model_quantize_with(const kiln_model_t *m, const kiln_qparams
     for (int i = 0; i < qm->g->n; i++)
         q->qp[i] = qp[i];
     kiln_qmodel_tie_views(qm->g, q);
-    if (kiln_model_prepare_winograd(qm) != KILN_OK)   /* int8 nodes drop theirs */
-        goto fail;
     for (int i = 0; i < qm->g->n; i++)
         if (q->int8[i] && qm->g->nodes[i].op != KILN_OP_MAXPOOL2D && quantize_weights(qm->g, i, q) != KILN_OK)
             goto fail;

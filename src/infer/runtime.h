@@ -49,7 +49,8 @@ struct kiln_model {
     kiln_weight_origin *origin;   /* per node of g, for kiln_model_update; NULL if not optimised */
     size_t src_params;            /* trainable floats of the graph g was made from */
     float **wino;                 /* per node of g: the Winograd-transformed kernel of a conv that
-                                   * runs by Winograd (kiln_winograd_applies), else NULL */
+                                   * runs by Winograd (kiln_winograd_applies), else NULL; NULL itself
+                                   * in int8 models */
 };
 
 struct kiln_session {
@@ -62,11 +63,12 @@ struct kiln_session {
     float *scratch;               /* per-thread im2col space (fp32 and int8 kernels) */
     size_t scratch_floats;
     float *convert[KILN_MAX_INPUTS]; /* dtype conversions of inputs (int8 models) */
+    char int8_label[32];          /* "int8 <kernel family>" (kiln_session_node_kernel) */
 };
 
-/* (Re)builds m->wino: the transformed kernel of every fp32 conv node Winograd applies to (nodes
- * that run in int8 get none). Called again once an int8 model's layout is known. */
-kiln_status kiln_model_prepare_winograd(kiln_model_t *m);
+/* As kiln_model_create, without Winograd kernels (wino NULL): the start of an int8 model, whose
+ * convolutions that Winograd could run (groups 1) all run in int8. */
+kiln_model_t *kiln_model_create_bare(const kiln_graph_t *g, bool optimize);
 /* Decides which nodes run in int8 and which outputs are u8 (from the graph alone, so a loaded
  * model derives the same); allocates q's per-node arrays. */
 kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q);
@@ -102,6 +104,9 @@ kiln_status kiln_qweights_prepare(const kiln_graph_t *g, kiln_qmodel *q, int id)
 void kiln_qtensor_dims(const kiln_graph_t *g, int id, int *c, size_t *hw);
 /* Scratch floats an int8 node needs: per thread for conv2d, for the whole batch for dense. */
 size_t kiln_qnode_scratch_floats(const kiln_model_t *m, int id, int batch);
+/* Rows of each int8 product int8 conv or dense node id runs for a batch on threads threads (a
+ * conv: one image's pixels, or its pool windows' four each; a dense layer: its thread's share). */
+int kiln_qnode_product_rows(const kiln_model_t *m, int id, int batch, int threads);
 /* Runs int8 node id: u8 input(s) in[], output (u8 or fp32 per elem_bytes) out. */
 void kiln_qnode_forward(const kiln_model_t *m, int id, const void *const *in, void *out, int batch,
                         float *scratch, int threads);

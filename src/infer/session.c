@@ -1,6 +1,7 @@
 /* Sessions: a planned arena and scratch space, and the run loop over the model's nodes. In int8
  * models a node whose input has the other element type (u8 vs fp32) reads a converted copy. */
 #include "core/omp_compat.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include "core/error.h"
 #include "infer/runtime.h"
@@ -22,7 +23,7 @@ static int has_bytes(const kiln_model_t *m, int id)
 /* Whether node id runs by Winograd in session s. */
 static bool winograd_node(const kiln_session_t *s, int id)
 {
-    return s->winograd && s->m->wino && s->m->wino[id];
+    return s->winograd && s->m->wino && s->m->wino[id];   /* int8 models have none */
 }
 
 kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_options *opt)
@@ -36,6 +37,8 @@ kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_op
     s->max_batch = opt && opt->max_batch > 0 ? opt->max_batch : 1;
     s->threads = opt && opt->threads > 0 ? opt->threads : 1;
     s->winograd = !(opt && opt->gemm_conv);
+    if (m->q)
+        snprintf(s->int8_label, sizeof s->int8_label, "int8 %s", kiln_qkernel_name(m->q->kernel));
     kiln_gemm_init();
     const kiln_graph_t *g = m->g;
     size_t *bytes = NULL;   /* per node and example; int8 models: u8 or fp32, fused pools are views */
@@ -60,11 +63,8 @@ kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_op
         const kiln_node *nd = &g->nodes[i];
         size_t w = m->q && m->q->int8[i]
                        ? kiln_qnode_scratch_floats(m, i, s->max_batch) * (nd->op == KILN_OP_CONV2D ? (size_t)s->threads : 1)
-                       : kiln_node_work_floats(g, i, s->threads);
-        if (winograd_node(s, i)) {
-            size_t wf = kiln_winograd_work_floats(nd, &g->nodes[nd->inputs[0]]) * (size_t)s->threads;
-            w = wf > w ? wf : w;
-        }
+                   : winograd_node(s, i) ? kiln_winograd_work_floats(nd, &g->nodes[nd->inputs[0]]) * (size_t)s->threads
+                                         : kiln_node_work_floats(g, i, s->threads);
         s->scratch_floats = w > s->scratch_floats ? w : s->scratch_floats;
         for (int j = 0; j < nd->n_inputs && nd->op != KILN_OP_FLATTEN; j++)
             if (has_bytes(m, nd->inputs[j]) != needs_bytes(m, i)) {
@@ -157,7 +157,7 @@ kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, f
     float *arena = s->arena;
     memcpy(arena + s->plan.offset[0], input, g->nodes[0].numel * (size_t)batch * sizeof(float));
     for (int i = 1; i < g->n; i++) {
-        if (g->nodes[i].op == KILN_OP_FLATTEN || (m->q && kiln_qnode_pooled(m, i)))
+        if (g->nodes[i].op == KILN_OP_FLATTEN || kiln_qnode_pooled(m, i))
             continue;   /* a view of its input's buffer (a fused pool: written by its conv) */
         double t0 = s->node_seconds ? omp_get_wtime() : 0;
         run_node(s, i, batch);
@@ -187,16 +187,12 @@ const char *kiln_session_node_kernel(const kiln_session_t *s, int node)
     if (node < 0 || node >= m->g->n)
         return "";
     const kiln_node *nd = &m->g->nodes[node];
-    if (m->q && m->q->int8[node] && (nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_DENSE)) {
-        static const char *const names[] = {"int8 generic", "int8 avx2", "int8 avx-vnni", "int8 avx512-vnni"};
-        int pool = m->q->pool_of[node];   /* per product: a fused pool's conv multiplies its windows' rows */
-        int rows = nd->op != KILN_OP_CONV2D ? s->max_batch
-                   : pool ? 4 * m->g->nodes[pool].shape[1] * m->g->nodes[pool].shape[2] : nd->shape[1] * nd->shape[2];
-        if (kiln_qgemm_uses_amx(m->q->kernel, rows, m->q->qw[node].k))
-            return "int8 amx";
-        return names[m->q->kernel];
-    }
-    if (m->q && kiln_qnode_pooled(m, node))
+    if (m->q && m->q->int8[node] && (nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_DENSE))
+        return kiln_qgemm_uses_amx(m->q->kernel, kiln_qnode_product_rows(m, node, s->max_batch, s->threads),
+                                   m->q->qw[node].k)
+                   ? "int8 amx"
+                   : s->int8_label;
+    if (kiln_qnode_pooled(m, node))
         return "fused (conv)";
     if (nd->op == KILN_OP_CONV2D)
         return winograd_node(s, node) ? "winograd"
