@@ -178,27 +178,6 @@ __attribute__((target("avx2,fma"))) static void requant_rows_avx2(const int32_t 
     }
 }
 
-/* The same, 16 channels at a time on AVX-512: clamp in float, convert (nearest even), add the
- * zero point, narrow with unsigned saturation. Equal to the AVX2 path value for value. */
-__attribute__((target("avx512f,avx512bw,avx512vl"))) static void requant_rows_avx512(const int32_t *acc, int rows, int m,
-                                                                          const int32_t *bq, const float *rq, int zero,
-                                                                          float lo, uint8_t *out)
-{
-    __m512 vlo = _mm512_set1_ps(lo - (float)zero), vhi = _mm512_set1_ps(255.0f - (float)zero);
-    __m512i vz = _mm512_set1_epi32(zero);
-    for (int r = 0; r < rows; r++) {
-        const int32_t *a = acc + (size_t)r * m;
-        uint8_t *o = out + (size_t)r * m;
-        for (int j = 0; j < m; j += 16) {
-            __mmask16 k = m - j >= 16 ? 0xffff : (__mmask16)((1u << (m - j)) - 1);
-            __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(k, a + j), _mm512_maskz_loadu_epi32(k, bq + j));
-            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_maskz_loadu_ps(k, rq + j));
-            f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
-            __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), vz);
-            _mm_mask_storeu_epi8(o + j, k, _mm512_cvtusepi32_epi8(q));
-        }
-    }
-}
 #endif
 
 /* Requantises rows x m accumulators (row-major, also the output's NHWC order): u8 through
@@ -212,10 +191,7 @@ static void requantize(const kiln_qweights *qw, const kiln_node *nd, const int32
         float zf = (float)oq.zero, lo = act == KILN_OP_RELU ? zf : 0.0f;
         uint8_t *o = out;
 #ifndef KILN_GENERIC_ONLY
-        if (qw->kernel == KILN_QK_AVX512VNNI) {
-            requant_rows_avx512(acc, rows, m, qw->bias_q, qw->requant, oq.zero, lo, o);
-            return;
-        }
+        /* (the AVX-512 VNNI family requantises inside its kernel: kiln_qgemm_u8) */
         if (qw->kernel != KILN_QK_GENERIC) {
             requant_rows_avx2(acc, rows, m, qw->bias_q, qw->requant, zf, lo, o);
             return;

@@ -281,7 +281,7 @@ __attribute__((target("avx2,fma,avxvnni"))) static void qgemm_vnni(const uint8_t
  * not bound it. Channel tails by masked stores (the packing pads channels to 32 with zero
  * weights, so full-width loads stay in bounds). */
 /* Sixteen accumulators of one row requantised to u8 (see kiln_qrequant), the lanes in mask
- * stored at dst; as requant_rows_avx512 (src/infer/qforward.c), value for value. */
+ * stored at dst; as requant_rows_avx2 (src/infer/qforward.c), value for value. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
 requant16(__m512i acc, __m512i bq, __m512 sc, const kiln_qrequant *rq, __mmask16 mask, uint8_t *dst)
 {
