@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "kiln/kiln_train.h"
 #include "ops/gemm.h"
+#include "ops/winograd.h"
 
 static kiln_rng rng;
 
@@ -212,6 +213,13 @@ int main(void)
          * + pool forward, and the input gradient (reaching the 1x1 conv before), for each padding */
         snprintf(spec, sizeof spec, "input %d %d %d\nconv2d %d 1\nconv2d %d 3 pad=%d\nrelu\nmaxpool2d 2\nflatten\n"
                  "dense 3\n", c, h, w, rnd(8, 10), rnd(8, 10), rep % 3);
+        if (kiln_f32_avx512()) {   /* where Winograd exists, these cases do run it */
+            kiln_graph_t *wg = kiln_spec_parse(spec, "winograd");
+            const kiln_node *conv = &wg->nodes[2], *in = &wg->nodes[1];
+            CHECK(kiln_winograd_applies(conv, in) && kiln_winograd_dx_applies(conv, in),
+                  "the Winograd case does not run by Winograd: %s", spec);
+            kiln_graph_free(wg);
+        }
         check_spec(spec, b);
         /* a relu that cannot be fused (its producer has two consumers) */
         snprintf(spec, sizeof spec, "input %d %d %d\na: conv2d 3 3 pad=1\nrelu\nadd a\n", c, h, w);

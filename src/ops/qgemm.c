@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "ops/avx512_util.h"
 #include "ops/qgemm.h"
 
 static int force_generic = -1;   /* -1: not yet decided from the environment */
@@ -469,7 +470,7 @@ amx_rows16(const uint8_t *x, int kp, const int8_t *w, int mp, int m, int32_t *c,
         _tile_stored(3, buf + 48, 256);
         for (int v = 0; v < nt; v++) {
             int left = m - j0 - 16 * v;
-            __mmask16 mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            __mmask16 mask = kiln_lanes16(left);
             if (rq) {
                 __m512i bq = _mm512_maskz_loadu_epi32(mask, rq->bias_q + j0 + 16 * v);
                 __m512 sc = _mm512_maskz_loadu_ps(mask, rq->scale + j0 + 16 * v);
@@ -544,7 +545,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void qgem
         __mmask16 mask[4];
         for (int v = 0; v < 4; v++) {
             int left = cnt - 16 * v;
-            mask[v] = left >= 16 ? 0xffff : (left <= 0 ? 0 : (__mmask16)((1u << left) - 1));
+            mask[v] = kiln_lanes16(left);
         }
         if (cnt > 32) {   /* the padded width is a multiple of 32: 64 columns are loadable */
             VNNI512_ROWS(4);

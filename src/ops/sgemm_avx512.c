@@ -4,7 +4,7 @@
 #include <immintrin.h>
 #include <stdbool.h>
 #include <string.h>
-#include "ops/avx512_transpose.h"
+#include "ops/avx512_util.h"
 #include "ops/sgemm_avx512.h"
 
 #define MR 12
@@ -22,7 +22,7 @@ __attribute__((target("avx512f"))) static void pack_a_rows_avx512(const float *a
 {
     for (int p = 0; p < kc; p += 16) {
         int np = kc - p < 16 ? kc - p : 16;
-        __mmask16 kp = np >= 16 ? 0xffff : (__mmask16)((1u << np) - 1);
+        __mmask16 kp = kiln_lanes16(np);
         __m512 r[16];
         for (int i = 0; i < 16; i++)
             r[i] = i < mr ? _mm512_maskz_loadu_ps(kp, a + (size_t)(row0 + i) * lda + p0 + p) : _mm512_setzero_ps();
@@ -40,7 +40,7 @@ __attribute__((target("avx512f"))) static void pack_b_rows_avx512(const float *b
     for (int half = 0; half < 2; half++)
         for (int p = 0; p < kc; p += 16) {
             int np = kc - p < 16 ? kc - p : 16;
-            __mmask16 kp = np >= 16 ? 0xffff : (__mmask16)((1u << np) - 1);
+            __mmask16 kp = kiln_lanes16(np);
             __m512 r[16];
             for (int i = 0; i < 16; i++) {
                 int j = 16 * half + i;
@@ -109,8 +109,8 @@ __attribute__((target("avx512f"))) static void kernel(int kc, const float *ap, c
     __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51},
                          {c60, c61}, {c70, c71}, {c80, c81}, {c90, c91}, {ca0, ca1}, {cb0, cb1}};
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? 0xffff : (nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1));
+    __mmask16 m0 = kiln_lanes16(nr);
+    __mmask16 m1 = kiln_lanes16(nr - 16);
     for (int r = 0; r < mr; r++) {
         float *cr = c + (size_t)r * ldc;
         __m512 x0 = _mm512_mul_ps(acc[r][0], va), x1 = _mm512_mul_ps(acc[r][1], va);
@@ -144,8 +144,8 @@ __attribute__((target("avx512f"))) static void kernel(int kc, const float *ap, c
             bp += NR;                                                                                    \
         }                                                                                                \
         __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                                    \
-        __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);                                  \
-        __mmask16 m1 = nr >= 32 ? 0xffff : (nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1));          \
+        __mmask16 m0 = kiln_lanes16(nr);                                                                 \
+        __mmask16 m1 = kiln_lanes16(nr - 16);                                                            \
         for (int r = 0; r < mr; r++) {                                                                   \
             float *cr = c + (size_t)r * ldc;                                                             \
             __m512 x0 = _mm512_mul_ps(acc[r][0], va), x1 = _mm512_mul_ps(acc[r][1], va);                 \

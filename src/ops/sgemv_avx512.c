@@ -3,13 +3,8 @@
 #include <immintrin.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include "ops/avx512_util.h"
 #include "ops/sgemm_avx512.h"
-
-/* Lanes [0, n) of a 16-lane mask. */
-static inline __mmask16 lanes(int n)
-{
-    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
-}
 
 /* c[j] = alpha * dot(a, b row j) + beta * c[j] for rows j0 .. j0 + R - 1 (R <= 8): one
  * accumulator per row, the vector a loaded once per 16 values for all R rows. */
@@ -28,7 +23,7 @@ static inline __mmask16 lanes(int n)
                 acc[r] = _mm512_fmadd_ps(x, _mm512_loadu_ps(b + (size_t)r * ldb + p), acc[r]);     \
         }                                                                                           \
         if (p < k) {                                                                                \
-            __mmask16 m = lanes(k - p);                                                             \
+            __mmask16 m = kiln_lanes16(k - p);                                                             \
             __m512 x = _mm512_maskz_loadu_ps(m, a + p);                                             \
             for (int r = 0; r < R; r++)                                                             \
                 acc[r] = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, b + (size_t)r * ldb + p), acc[r]); \
@@ -75,6 +70,6 @@ __attribute__((target("avx512f"))) void kiln_sgemv_avx512(bool tb, int n, int k,
     }
     for (int j = 0; j < n; j += 64) {   /* c = B^T a, B k x n: 64 columns at a time */
         int w = n - j < 64 ? n - j : 64, nv = (w + 15) / 16;
-        cols_axpy(nv, lanes(w - 16 * (nv - 1)), k, alpha, a, b + j, ldb, beta, c + j);
+        cols_axpy(nv, kiln_lanes16(w - 16 * (nv - 1)), k, alpha, a, b + j, ldb, beta, c + j);
     }
 }

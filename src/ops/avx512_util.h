@@ -1,9 +1,16 @@
-/* A 16 x 16 fp32 transpose in AVX-512 registers, shared by the kernels that change layouts
- * (GEMM packing, Winograd convolution). Include only where AVX-512 code is compiled. */
-#ifndef KILN_OPS_AVX512_TRANSPOSE_H
-#define KILN_OPS_AVX512_TRANSPOSE_H
+/* Small AVX-512 helpers shared by the kernels: tail masks, and a 16 x 16 fp32 transpose for the
+ * ones that change layouts (GEMM packing, Winograd convolution). Include only where AVX-512 code
+ * is compiled. */
+#ifndef KILN_OPS_AVX512_UTIL_H
+#define KILN_OPS_AVX512_UTIL_H
 
 #include <immintrin.h>
+
+/* Lanes [0, n) of a 16-lane mask (none for n <= 0, all for n >= 16). */
+static inline __mmask16 kiln_lanes16(int n)
+{
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
 
 /* In-register transpose of 16 rows of 16 floats: r[i][j] -> r[j][i]. */
 __attribute__((target("avx512f"))) static inline void kiln_transpose16_avx512(__m512 r[16])
