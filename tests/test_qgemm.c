@@ -98,6 +98,10 @@ int main(void)
     kiln_qkernel best = kiln_qgemm_kernel();
     printf("best int8 kernel here: %s%s\n", kiln_qkernel_name(best), kiln_qgemm_amx() ? " (with AMX)" : "");
     for (int kind = KILN_QK_GENERIC; kind <= (int)best; kind++) {
+        if (!kiln_qgemm_cpu_runs((kiln_qkernel)kind)) {
+            printf("kernel %s: this CPU cannot run it\n", kiln_qkernel_name((kiln_qkernel)kind));
+            continue;
+        }
         bool amx = kind == KILN_QK_AVX512VNNI && kiln_qgemm_amx();
         check_kernel(kind, amx ? "avx512-vnni + amx" : kiln_qkernel_name((kiln_qkernel)kind));
         if (amx) {   /* and the same family without it */

@@ -301,6 +301,8 @@ int main(void)
         kiln_dataset_gather(&test, ti, NB, xb, NULL);
         outputs(q, xb, NB, ya);
         for (int kind = KILN_QK_GENERIC; kind <= (int)kiln_qgemm_kernel(); kind++) {
+            if (!kiln_qgemm_cpu_runs((kiln_qkernel)kind))
+                continue;
             kiln_model_t *qk = kiln_model_quantize_with(fp, kiln_model_qparams(q), q->q->method);
             qk->q->kernel = (kiln_qkernel)kind;
             for (int i = 0; i < qk->g->n; i++)

@@ -29,6 +29,18 @@ typedef enum {
 /* The message of the last error on this thread (never NULL). */
 const char *kiln_last_error(void);
 
+/* Element types of tensors: in graphs (f32 for training; u8/i8/i32 in quantised runtime graphs;
+ * i64 and bool constants for shape arithmetic), datasets and model files. */
+typedef enum {
+    KILN_DT_F32, KILN_DT_F16, KILN_DT_I8, KILN_DT_U8, KILN_DT_I32, KILN_DT_I64, KILN_DT_BOOL,
+    KILN_DT_COUNT
+} kiln_dtype;
+
+/* Bytes per element of t, or 0 if t is out of range. */
+size_t kiln_dtype_size(kiln_dtype t);
+/* The name of t as safetensors spells it ("F32", "BOOL"), or NULL if t is out of range. */
+const char *kiln_dtype_name(kiln_dtype t);
+
 /* Operators of the graph IR. */
 typedef enum {
     KILN_OP_INPUT, KILN_OP_DENSE, KILN_OP_CONV2D, KILN_OP_MAXPOOL2D, KILN_OP_AVGPOOL2D,

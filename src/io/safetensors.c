@@ -32,7 +32,9 @@ static const struct {
 } dtype_info[] = {
     [KILN_DT_F32] = { "F32", 4 }, [KILN_DT_F16] = { "F16", 2 }, [KILN_DT_I8] = { "I8", 1 },
     [KILN_DT_U8] = { "U8", 1 },   [KILN_DT_I32] = { "I32", 4 }, [KILN_DT_I64] = { "I64", 8 },
+    [KILN_DT_BOOL] = { "BOOL", 1 },
 };
+_Static_assert(sizeof dtype_info / sizeof dtype_info[0] == KILN_DT_COUNT, "a dtype without a name");
 #define N_DTYPES (sizeof dtype_info / sizeof dtype_info[0])
 
 size_t kiln_dtype_size(kiln_dtype t)
@@ -309,7 +311,7 @@ static bool load_dtype(const kiln_st_file *f, const kiln_json *entry, kiln_st_te
                            describe(v).s);
     if (!dtype_parse(kiln_json_string(v), &t->dtype))
         return tensor_fail(f, t->name, "unsupported dtype %s, expected one of F32, F16, I8, "
-                           "U8, I32, I64", describe(v).s);
+                           "U8, I32, I64, BOOL", describe(v).s);
     return true;
 }
 

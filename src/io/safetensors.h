@@ -12,13 +12,7 @@
 #define KILN_ST_NAME_MAX 128                     /* name buffer size, with the NUL */
 #define KILN_ST_MAX_HEADER (100u * 1024u * 1024u) /* largest JSON header accepted */
 
-/* Element types supported (others, such as BF16, are rejected when reading). */
-typedef enum { KILN_DT_F32, KILN_DT_F16, KILN_DT_I8, KILN_DT_U8, KILN_DT_I32, KILN_DT_I64 } kiln_dtype;
-
-/* Bytes per element of t, or 0 if t is out of range. */
-size_t kiln_dtype_size(kiln_dtype t);
-/* The header name of t ("F32", ...), or NULL if t is out of range. */
-const char *kiln_dtype_name(kiln_dtype t);
+/* Element types: kiln_dtype in kiln.h (others, such as BF16, are rejected when reading). */
 
 /* One tensor: its name, type, shape and bytes. */
 typedef struct {

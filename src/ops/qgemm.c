@@ -51,6 +51,27 @@ kiln_qkernel kiln_qgemm_kernel(void)
 #endif
 }
 
+bool kiln_qgemm_cpu_runs(kiln_qkernel k)
+{
+#ifdef KILN_GENERIC_ONLY
+    return k == KILN_QK_GENERIC;
+#else
+    __builtin_cpu_init();
+    switch (k) {
+    case KILN_QK_GENERIC:
+        return true;
+    case KILN_QK_AVX2:
+        return __builtin_cpu_supports("avx2");
+    case KILN_QK_AVXVNNI:
+        return __builtin_cpu_supports("avx2") && has_avx_vnni();
+    case KILN_QK_AVX512VNNI:
+        return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl");
+    }
+    return false;
+#endif
+}
+
 const char *kiln_qkernel_name(kiln_qkernel k)
 {
     return k == KILN_QK_AVX512VNNI ? "avx512-vnni" : k == KILN_QK_AVXVNNI ? "avx-vnni" : k == KILN_QK_AVX2 ? "avx2" : "generic";

@@ -14,6 +14,9 @@ typedef enum { KILN_QK_GENERIC, KILN_QK_AVX2, KILN_QK_AVXVNNI, KILN_QK_AVX512VNN
 
 /* The best kernel this CPU runs (or generic when forced). */
 kiln_qkernel kiln_qgemm_kernel(void);
+/* Whether this CPU runs kernel family k (the families are not nested: AMD's AVX-512 VNNI CPUs
+ * lack AVX-VNNI). */
+bool kiln_qgemm_cpu_runs(kiln_qkernel k);
 /* Its name: "generic", "avx2", "avx-vnni", "avx512-vnni". */
 const char *kiln_qkernel_name(kiln_qkernel k);
 /* Forces the generic kernel (true) or restores detection (false). */
