@@ -14,6 +14,7 @@ extern "C" {
 #define KILN_MAX_INPUTS 8   /* most inputs one node takes (concat) */
 #define KILN_MAX_PARAMS 4   /* most tensors one node owns (bn: weight, bias, mean, var) */
 #define KILN_NAME_LEN 48    /* longest node name, with the terminating NUL */
+#define KILN_MAX_RANK 6     /* most dims of a tensor's per-example shape (the batch not counted) */
 
 /* Status codes returned by every fallible call; details in kiln_last_error(). */
 typedef enum {
