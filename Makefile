@@ -7,8 +7,13 @@ JOBS ?= 2
 
 all: build
 
+# Each job installs the Debian packages it needs (scripts/setup-deps): the base set for build and
+# run, plus the test, bench or fuzz set when deps is made for `make test`, `bench` or `fuzz`.
+test: DEPS = --test
+bench: DEPS = --bench
+fuzz: DEPS = --fuzz
 deps:
-	@scripts/setup-deps
+	@scripts/setup-deps $(DEPS)
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -25,7 +30,6 @@ test: build
 	@scripts/size-check
 
 bench: build
-	@command -v node >/dev/null && command -v npm >/dev/null || scripts/setup-deps --bench
 	@scripts/bench $(BUILD)
 
 clean:
@@ -33,8 +37,7 @@ clean:
 
 # Builds the loader fuzz targets with clang's libFuzzer and runs each for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 60
-fuzz:
-	@scripts/setup-deps --fuzz
+fuzz: deps
 	@cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DKILN_FUZZ=ON >/dev/null
 	@cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_safetensors fuzz_idx fuzz_model fuzz_spec fuzz_npy fuzz_image
 	@for f in fuzz_safetensors fuzz_idx fuzz_model fuzz_spec fuzz_npy fuzz_image; do \
