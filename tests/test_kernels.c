@@ -69,7 +69,7 @@ static void conv_ref(const kiln_graph_t *g, const kiln_node *nd, const float *x,
 {
     const kiln_node *in = &g->nodes[nd->inputs[0]];
     const kiln_attrs *a = &nd->a;
-    int c = in->shape[0], h = in->shape[1], w = in->shape[2], co = nd->shape[0], ho = nd->shape[1], wo = nd->shape[2];
+    int c = in->dims[0], h = in->dims[1], w = in->dims[2], co = nd->dims[0], ho = nd->dims[1], wo = nd->dims[2];
     int cg = c / a->groups, og = co / a->groups;
     const float *wt = kiln_node_tensor(g, nd, 0), *bias = a->no_bias ? NULL : kiln_node_tensor(g, nd, 1);
     for (int b = 0; b < batch; b++)
@@ -96,7 +96,7 @@ static void conv_ref(const kiln_graph_t *g, const kiln_node *nd, const float *x,
 static void pool_ref(const kiln_node *nd, const kiln_node *in, const float *x, int batch, float *y)
 {
     const kiln_attrs *a = &nd->a;
-    int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
+    int c = in->dims[0], h = in->dims[1], w = in->dims[2], ho = nd->dims[1], wo = nd->dims[2];
     for (int p = 0; p < batch * c; p++)
         for (int oy = 0; oy < ho; oy++)
             for (int ox = 0; ox < wo; ox++) {

@@ -134,9 +134,9 @@ int cmd_info(int argc, char **argv)
             const kiln_node *nd = &g->nodes[i];
             printf("%s{\"name\":", i ? "," : "");
             cli_json_str(nd->name);
-            printf(",\"op\":\"%s\",\"shape\":[%d", kiln_op_name(nd->op), nd->shape[0]);
-            if (nd->ndim == 3)
-                printf(",%d,%d", nd->shape[1], nd->shape[2]);
+            printf(",\"op\":\"%s\",\"shape\":[%d", kiln_op_name(nd->op), nd->dims[0]);
+            if (nd->rank == 3)
+                printf(",%d,%d", nd->dims[1], nd->dims[2]);
             printf("]");
             if (nd->a.act != KILN_OP_INPUT)
                 printf(",\"act\":\"%s\"", kiln_op_name(nd->a.act));

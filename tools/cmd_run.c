@@ -28,23 +28,23 @@ static int read_input(const char *path, const kiln_node *in, int count, float **
             goto fail;
         if (t.numel == 0 || t.numel % want) {
             fprintf(stderr, "kiln run: %s: shape holds %zu values, expected a multiple of the model input's %zu "
-                    "(%dx%dx%d)\n", path, t.numel, want, in->shape[0], in->shape[1], in->shape[2]);
+                    "(%dx%dx%d)\n", path, t.numel, want, in->dims[0], in->dims[1], in->dims[2]);
             kiln_tensor_f32_free(&t);
             return 1;
         }
         *batch = (int)(t.numel / want);
     } else if (ends_with(path, ".png") || ends_with(path, ".pgm") || ends_with(path, ".ppm") || ends_with(path, ".pnm")) {
         kiln_tensor_f32 img = {0};
-        if (in->ndim != 3) {
-            fprintf(stderr, "kiln run: %s: the model takes a vector of %d, not an image\n", path, in->shape[0]);
+        if (in->rank != 3) {
+            fprintf(stderr, "kiln run: %s: the model takes a vector of %d, not an image\n", path, in->dims[0]);
             return 1;
         }
-        if (kiln_image_read(path, in->shape[0], &img) != KILN_OK)
+        if (kiln_image_read(path, in->dims[0], &img) != KILN_OK)
             goto fail;
-        if (img.dims[1] != in->shape[1] || img.dims[2] != in->shape[2]) {
+        if (img.dims[1] != in->dims[1] || img.dims[2] != in->dims[2]) {
             fprintf(stderr, "kiln run: %s: resizing %lldx%lld to the model's %dx%d\n", path, (long long)img.dims[1],
-                    (long long)img.dims[2], in->shape[1], in->shape[2]);
-            kiln_status st = kiln_tensor_resize(&img, in->shape[1], in->shape[2], &t);
+                    (long long)img.dims[2], in->dims[1], in->dims[2]);
+            kiln_status st = kiln_tensor_resize(&img, in->dims[1], in->dims[2], &t);
             kiln_tensor_f32_free(&img);
             if (st != KILN_OK)
                 goto fail;
@@ -114,8 +114,8 @@ int cmd_run(int argc, char **argv)
         if (cli_load_data(data, false, &d))
             goto done;
         if (in->numel != (size_t)d.c * d.h * d.w) {
-            fprintf(stderr, "kiln run: model input %dx%dx%d, images %dx%dx%d\n", in->shape[0], in->shape[1],
-                    in->shape[2], d.c, d.h, d.w);
+            fprintf(stderr, "kiln run: model input %dx%dx%d, images %dx%dx%d\n", in->dims[0], in->dims[1],
+                    in->dims[2], d.c, d.h, d.w);
             goto done;
         }
         batch = count < d.n ? count : d.n;
@@ -138,8 +138,8 @@ int cmd_run(int argc, char **argv)
         goto done;
     }
     if (out_path) {
-        int64_t dims[4] = {batch, g->nodes[g->n - 1].shape[0], g->nodes[g->n - 1].shape[1], g->nodes[g->n - 1].shape[2]};
-        if (kiln_npy_write(out_path, z, g->nodes[g->n - 1].ndim + 1, dims) != KILN_OK) {
+        int64_t dims[4] = {batch, g->nodes[g->n - 1].dims[0], g->nodes[g->n - 1].dims[1], g->nodes[g->n - 1].dims[2]};
+        if (kiln_npy_write(out_path, z, g->nodes[g->n - 1].rank + 1, dims) != KILN_OK) {
             fprintf(stderr, "kiln run: %s\n", kiln_last_error());
             goto done;
         }

@@ -15,6 +15,7 @@ extern "C" {
 #define KILN_MAX_PARAMS 4   /* most tensors one node owns (bn: weight, bias, mean, var) */
 #define KILN_NAME_LEN 48    /* longest node name, with the terminating NUL */
 #define KILN_MAX_RANK 6     /* most dims of a tensor's per-example shape (the batch not counted) */
+#define KILN_MAX_OUTPUTS 16 /* most outputs a graph declares */
 
 /* Status codes returned by every fallible call; details in kiln_last_error(). */
 typedef enum {
@@ -87,8 +88,9 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
 int kiln_graph_size(const kiln_graph_t *g);
 /* The id of the output node (the last one). */
 int kiln_graph_output(const kiln_graph_t *g);
-/* Per-example output shape of a node: number of dims (1 or 3) and dims into out[3]. */
-int kiln_graph_shape(const kiln_graph_t *g, int node, int out[3]);
+/* Per-example output shape of a node: returns its rank (0..KILN_MAX_RANK) and writes its dims
+ * into out (entries past the rank are 1). */
+int kiln_graph_shape(const kiln_graph_t *g, int node, int out[KILN_MAX_RANK]);
 /* Elements per example of a node's output. */
 size_t kiln_graph_numel(const kiln_graph_t *g, int node);
 /* Trainable parameter count. */

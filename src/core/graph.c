@@ -34,15 +34,15 @@ void kiln_graph_free(kiln_graph_t *g)
 }
 
 int kiln_graph_size(const kiln_graph_t *g) { return g->n; }
-int kiln_graph_output(const kiln_graph_t *g) { return g->n - 1; }
+int kiln_graph_output(const kiln_graph_t *g) { return g->n_outputs ? g->outputs[0] : g->n - 1; }
 size_t kiln_graph_param_count(const kiln_graph_t *g) { return g->n_params; }
 float *kiln_graph_params(kiln_graph_t *g) { return g->params; }
 size_t kiln_graph_numel(const kiln_graph_t *g, int node) { return g->nodes[node].numel; }
 
-int kiln_graph_shape(const kiln_graph_t *g, int node, int out[3])
+int kiln_graph_shape(const kiln_graph_t *g, int node, int out[KILN_MAX_RANK])
 {
-    memcpy(out, g->nodes[node].shape, sizeof g->nodes[node].shape);
-    return g->nodes[node].ndim;
+    memcpy(out, g->nodes[node].dims, sizeof g->nodes[node].dims);
+    return g->nodes[node].rank;
 }
 
 /* Reserves a tensor of the given dims in the params (trainable) or buffers array. */
@@ -72,11 +72,18 @@ static int add_tensor(kiln_graph_t *g, kiln_node *nd, const char *name, bool tra
 
 static void set_shape(kiln_node *nd, int ndim, int c, int h, int w)
 {
-    nd->ndim = ndim;
-    nd->shape[0] = c;
-    nd->shape[1] = ndim == 3 ? h : 1;
-    nd->shape[2] = ndim == 3 ? w : 1;
-    nd->numel = (size_t)nd->shape[0] * nd->shape[1] * nd->shape[2];
+    int d[3] = {c, h, w};
+    kiln_node_set_shape(nd, ndim, d);
+}
+
+void kiln_node_set_shape(kiln_node *nd, int rank, const int *dims)
+{
+    nd->rank = rank;
+    nd->numel = 1;
+    for (int i = 0; i < KILN_MAX_RANK; i++) {
+        nd->dims[i] = i < rank ? dims[i] : 1;
+        nd->numel *= (size_t)nd->dims[i];
+    }
 }
 
 /* Fills in defaults for attributes left zero. */
@@ -112,13 +119,13 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
     case KILN_OP_INPUT:
         return KILN_OK;
     case KILN_OP_DENSE: {
-        if (in->ndim != 1)
+        if (in->rank != 1)
             return kiln_error(KILN_ERR_SHAPE, "%s: dense expects a vector input, found %dx%dx%d "
-                              "(add a flatten layer first)", nm, in->shape[0], in->shape[1], in->shape[2]);
+                              "(add a flatten layer first)", nm, in->dims[0], in->dims[1], in->dims[2]);
         if (a->units <= 0)
             return kiln_error(KILN_ERR_ARG, "%s: dense units must be positive, found %d", nm, a->units);
         set_shape(nd, 1, a->units, 1, 1);
-        int wd[2] = {a->units, in->shape[0]};
+        int wd[2] = {a->units, in->dims[0]};
         if (add_tensor(g, nd, "weight", true, 2, wd) || (!a->no_bias && add_tensor(g, nd, "bias", true, 1, wd)))
             return KILN_ERR_NOMEM;
         return KILN_OK;
@@ -126,10 +133,10 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
     case KILN_OP_CONV2D:
     case KILN_OP_MAXPOOL2D:
     case KILN_OP_AVGPOOL2D: {
-        if (in->ndim != 3)
+        if (in->rank != 3)
             return kiln_error(KILN_ERR_SHAPE, "%s: %s expects a (c,h,w) input, found a vector of %d",
-                              nm, kiln_op_name(nd->op), in->shape[0]);
-        int c = in->shape[0], ho, wo;
+                              nm, kiln_op_name(nd->op), in->dims[0]);
+        int c = in->dims[0], ho, wo;
         int dh = nd->op == KILN_OP_CONV2D ? a->dilation[0] : 1;
         int dw = nd->op == KILN_OP_CONV2D ? a->dilation[1] : 1;
         if (a->pad[0] < 0 || a->pad[1] < 0)
@@ -137,11 +144,11 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
         if (nd->op != KILN_OP_CONV2D && (2 * a->pad[0] > a->kernel[0] || 2 * a->pad[1] > a->kernel[1]))
             return kiln_error(KILN_ERR_ARG, "%s: pool padding %dx%d exceeds half the window %dx%d",
                               nm, a->pad[0], a->pad[1], a->kernel[0], a->kernel[1]);
-        ho = kiln_conv_out(in->shape[1], a->kernel[0], a->stride[0], a->pad[0], dh);
-        wo = kiln_conv_out(in->shape[2], a->kernel[1], a->stride[1], a->pad[1], dw);
+        ho = kiln_conv_out(in->dims[1], a->kernel[0], a->stride[0], a->pad[0], dh);
+        wo = kiln_conv_out(in->dims[2], a->kernel[1], a->stride[1], a->pad[1], dw);
         if (ho <= 0 || wo <= 0)
             return kiln_error(KILN_ERR_SHAPE, "%s: window %dx%d does not fit input %dx%d",
-                              nm, a->kernel[0], a->kernel[1], in->shape[1], in->shape[2]);
+                              nm, a->kernel[0], a->kernel[1], in->dims[1], in->dims[2]);
         if (nd->op != KILN_OP_CONV2D) {
             set_shape(nd, 3, c, ho, wo);
             return KILN_OK;
@@ -158,19 +165,19 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
         return KILN_OK;
     }
     case KILN_OP_GLOBAL_AVGPOOL:
-        if (in->ndim != 3)
+        if (in->rank != 3)
             return kiln_error(KILN_ERR_SHAPE, "%s: global_avgpool expects a (c,h,w) input", nm);
-        set_shape(nd, 1, in->shape[0], 1, 1);
+        set_shape(nd, 1, in->dims[0], 1, 1);
         return KILN_OK;
     case KILN_OP_RELU: case KILN_OP_LEAKY_RELU: case KILN_OP_SIGMOID: case KILN_OP_TANH:
     case KILN_OP_GELU: case KILN_OP_SOFTMAX: case KILN_OP_DROPOUT:
         if (nd->op == KILN_OP_DROPOUT && (a->alpha < 0 || a->alpha >= 1))
             return kiln_error(KILN_ERR_ARG, "%s: dropout probability must be in [0, 1), found %g", nm, a->alpha);
-        set_shape(nd, in->ndim, in->shape[0], in->shape[1], in->shape[2]);
+        set_shape(nd, in->rank, in->dims[0], in->dims[1], in->dims[2]);
         return KILN_OK;
     case KILN_OP_BATCHNORM: {
-        set_shape(nd, in->ndim, in->shape[0], in->shape[1], in->shape[2]);
-        int d[1] = {in->shape[0]};
+        set_shape(nd, in->rank, in->dims[0], in->dims[1], in->dims[2]);
+        int d[1] = {in->dims[0]};
         if (add_tensor(g, nd, "weight", true, 1, d) || add_tensor(g, nd, "bias", true, 1, d) ||
             add_tensor(g, nd, "running_mean", false, 1, d) || add_tensor(g, nd, "running_var", false, 1, d))
             return KILN_ERR_NOMEM;
@@ -190,15 +197,15 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
         int c = 0;
         for (int i = 0; i < nd->n_inputs; i++) {
             const kiln_node *x = &g->nodes[nd->inputs[i]];
-            bool same = x->ndim == in->ndim && x->shape[1] == in->shape[1] && x->shape[2] == in->shape[2] &&
-                        (nd->op == KILN_OP_CONCAT || x->shape[0] == in->shape[0]);
+            bool same = x->rank == in->rank && x->dims[1] == in->dims[1] && x->dims[2] == in->dims[2] &&
+                        (nd->op == KILN_OP_CONCAT || x->dims[0] == in->dims[0]);
             if (!same)
                 return kiln_error(KILN_ERR_SHAPE, "%s: input %s has shape %dx%dx%d, expected %dx%dx%d%s", nm,
-                                  x->name, x->shape[0], x->shape[1], x->shape[2], in->shape[0],
-                                  in->shape[1], in->shape[2], nd->op == KILN_OP_CONCAT ? " (any channels)" : "");
-            c += x->shape[0];
+                                  x->name, x->dims[0], x->dims[1], x->dims[2], in->dims[0],
+                                  in->dims[1], in->dims[2], nd->op == KILN_OP_CONCAT ? " (any channels)" : "");
+            c += x->dims[0];
         }
-        set_shape(nd, in->ndim, nd->op == KILN_OP_ADD ? in->shape[0] : c, in->shape[1], in->shape[2]);
+        set_shape(nd, in->rank, nd->op == KILN_OP_ADD ? in->dims[0] : c, in->dims[1], in->dims[2]);
         return KILN_OK;
     }
     default:
@@ -226,7 +233,7 @@ int kiln_graph_input(kiln_graph_t *g, int c, int h, int w)
         return kiln_error(KILN_ERR_ARG, "the input must be the first node"), -1;
     if (c <= 0 || h <= 0 || w <= 0 || (double)c * h * w > 1e9)
         return kiln_error(KILN_ERR_ARG, "input shape %dx%dx%d is not positive or too large", c, h, w), -1;
-    kiln_node nd = {.op = KILN_OP_INPUT};
+    kiln_node nd = {.op = KILN_OP_INPUT, .batched = true};
     snprintf(nd.name, sizeof nd.name, "input");
     set_shape(&nd, (h == 1 && w == 1) ? 1 : 3, c, h, w);
     return append_node(g, &nd);
@@ -248,7 +255,7 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
         return kiln_error(KILN_ERR_ARG, "add the input node first"), -1;
     if (op <= KILN_OP_INPUT || op >= KILN_OP_COUNT)
         return kiln_error(KILN_ERR_ARG, "unknown op %d", (int)op), -1;
-    kiln_node nd = {.op = op};
+    kiln_node nd = {.op = op, .batched = true};
     if (attrs)
         nd.a = *attrs;
     resolve_attrs(op, &nd.a);
@@ -306,7 +313,7 @@ double kiln_graph_flops(const kiln_graph_t *g)
         const kiln_node *nd = &g->nodes[i];
         if (nd->op == KILN_OP_DENSE || nd->op == KILN_OP_CONV2D) {
             const kiln_param_ref *w = &nd->params[0];
-            f += 2.0 * (double)w->numel * nd->shape[1] * nd->shape[2];
+            f += 2.0 * (double)w->numel * nd->dims[1] * nd->dims[2];
         }
     }
     return f;
@@ -331,7 +338,7 @@ void kiln_graph_init_params(kiln_graph_t *g, uint64_t seed)
         } else if (nd->op == KILN_OP_BATCHNORM) {
             float *w = kiln_node_tensor(g, nd, 0), *b = kiln_node_tensor(g, nd, 1);
             float *m = kiln_node_tensor(g, nd, 2), *v = kiln_node_tensor(g, nd, 3);
-            for (int c = 0; c < nd->shape[0]; c++) {
+            for (int c = 0; c < nd->dims[0]; c++) {
                 w[c] = 1.0f;
                 b[c] = 0.0f;
                 m[c] = 0.0f;
@@ -348,10 +355,10 @@ void kiln_graph_print(const kiln_graph_t *g, void *file)
     for (int i = 0; i < g->n; i++) {
         const kiln_node *nd = &g->nodes[i];
         char shape[48];
-        if (nd->ndim == 3)
-            snprintf(shape, sizeof shape, "%dx%dx%d", nd->shape[0], nd->shape[1], nd->shape[2]);
+        if (nd->rank == 3)
+            snprintf(shape, sizeof shape, "%dx%dx%d", nd->dims[0], nd->dims[1], nd->dims[2]);
         else
-            snprintf(shape, sizeof shape, "%d", nd->shape[0]);
+            snprintf(shape, sizeof shape, "%d", nd->dims[0]);
         size_t np = 0;
         for (int t = 0; t < nd->n_params; t++)
             np += nd->params[t].trainable ? nd->params[t].numel : 0;

@@ -410,10 +410,10 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
         pair_str(pd, sizeof pd, a->pad);
         pair_str(dl, sizeof dl, a->dilation);
         if (nd->op == KILN_OP_INPUT) {
-            if (nd->ndim == 3)
-                sb_printf(&s, &len, &cap, "input %d %d %d\n", nd->shape[0], nd->shape[1], nd->shape[2]);
+            if (nd->rank == 3)
+                sb_printf(&s, &len, &cap, "input %d %d %d\n", nd->dims[0], nd->dims[1], nd->dims[2]);
             else
-                sb_printf(&s, &len, &cap, "input %d\n", nd->shape[0]);
+                sb_printf(&s, &len, &cap, "input %d\n", nd->dims[0]);
             continue;
         }
         sb_printf(&s, &len, &cap, "%s: %s", nd->name, kiln_op_name(nd->op));

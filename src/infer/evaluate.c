@@ -13,7 +13,7 @@ kiln_status kiln_evaluate(const kiln_model_t *m, const kiln_dataset *d, int batc
     const kiln_node *in = &g->nodes[0];
     if (in->numel != (size_t)d->c * d->h * d->w)
         return kiln_error(KILN_ERR_SHAPE, "model input %dx%dx%d does not match dataset images %dx%dx%d",
-                          in->shape[0], in->shape[1], in->shape[2], d->c, d->h, d->w);
+                          in->dims[0], in->dims[1], in->dims[2], d->c, d->h, d->w);
     if (classes < d->n_classes)
         return kiln_error(KILN_ERR_SHAPE, "model has %d outputs, dataset has %d classes", classes, d->n_classes);
     kiln_session_t *s = kiln_session_create(m, &(kiln_session_options){.max_batch = batch,

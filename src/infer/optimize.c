@@ -16,7 +16,7 @@ static bool fusable_act(kiln_op op)
 /* Folds eval-mode batchnorm (gamma, beta, mean, var, eps) into the conv/dense node p of g. */
 static void fold_batchnorm(kiln_graph_t *g, kiln_node *p, const kiln_graph_t *src, const kiln_node *bn)
 {
-    int c = bn->shape[0];
+    int c = bn->dims[0];
     const float *gamma = kiln_node_tensor(src, bn, 0), *beta = kiln_node_tensor(src, bn, 1);
     const float *mean = kiln_node_tensor(src, bn, 2), *var = kiln_node_tensor(src, bn, 3);
     float *w = kiln_node_tensor(g, p, 0), *b = kiln_node_tensor(g, p, 1);
@@ -73,7 +73,7 @@ kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *
     for (int i = 0; i < n; i++) {
         const kiln_node *nd = &src->nodes[i];
         if (nd->op == KILN_OP_INPUT) {
-            map[i] = kiln_graph_input(g, nd->shape[0], nd->shape[1], nd->shape[2]);
+            map[i] = kiln_graph_input(g, nd->dims[0], nd->dims[1], nd->dims[2]);
             whole[i] = true;
             continue;
         }

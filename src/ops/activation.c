@@ -39,8 +39,8 @@ void kiln_activation_forward(kiln_op op, float alpha, const float *x, float *y, 
 
 void kiln_softmax_forward(const kiln_node *nd, const float *x, int batch, float *y)
 {
-    int c = nd->shape[0];
-    size_t p = (size_t)nd->shape[1] * nd->shape[2];
+    int c = nd->dims[0];
+    size_t p = (size_t)nd->dims[1] * nd->dims[2];
     for (int b = 0; b < batch; b++) {
         const float *xb = x + (size_t)b * c * p;
         float *yb = y + (size_t)b * c * p;

@@ -15,7 +15,7 @@ size_t kiln_node_save_floats(const kiln_graph_t *g, int id, int batch)
     const kiln_node *nd = &g->nodes[id];
     switch (nd->op) {
     case KILN_OP_BATCHNORM:
-        return 2 * (size_t)nd->shape[0];
+        return 2 * (size_t)nd->dims[0];
     case KILN_OP_DROPOUT:
         return nd->numel * (size_t)batch;
     default:

@@ -4,8 +4,8 @@
 
 static void softmax_backward(const kiln_node *nd, const kiln_bwd_args *a)
 {
-    int c = nd->shape[0];
-    size_t p = (size_t)nd->shape[1] * nd->shape[2];
+    int c = nd->dims[0];
+    size_t p = (size_t)nd->dims[1] * nd->dims[2];
     for (int b = 0; b < a->batch; b++) {
         const float *y = a->out + (size_t)b * c * p, *dy = a->dy + (size_t)b * c * p;
         float *dx = a->dx[0] + (size_t)b * c * p;

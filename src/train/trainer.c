@@ -421,7 +421,7 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
         return kiln_error(KILN_ERR_ARG, "batch (%d) and epochs (%d) must be positive", B, cfg->epochs);
     if (in->numel != (size_t)train->c * train->h * train->w)
         return kiln_error(KILN_ERR_SHAPE, "model input %dx%dx%d does not match the images %dx%dx%d",
-                          in->shape[0], in->shape[1], in->shape[2], train->c, train->h, train->w);
+                          in->dims[0], in->dims[1], in->dims[2], train->c, train->h, train->w);
     if ((int)g->nodes[g->n - 1].numel < train->n_classes)
         return kiln_error(KILN_ERR_SHAPE, "model output has %zu values, the dataset %d classes",
                           g->nodes[g->n - 1].numel, train->n_classes);
