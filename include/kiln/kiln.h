@@ -43,12 +43,28 @@ size_t kiln_dtype_size(kiln_dtype t);
 /* The name of t as safetensors spells it ("F32", "BOOL"), or NULL if t is out of range. */
 const char *kiln_dtype_name(kiln_dtype t);
 
-/* Operators of the graph IR. */
+/* Operators of the graph IR (docs/IR.md); each has one record in the op table. */
 typedef enum {
     KILN_OP_INPUT, KILN_OP_DENSE, KILN_OP_CONV2D, KILN_OP_MAXPOOL2D, KILN_OP_AVGPOOL2D,
     KILN_OP_GLOBAL_AVGPOOL, KILN_OP_RELU, KILN_OP_LEAKY_RELU, KILN_OP_SIGMOID, KILN_OP_TANH,
     KILN_OP_GELU, KILN_OP_SOFTMAX, KILN_OP_BATCHNORM, KILN_OP_DROPOUT, KILN_OP_FLATTEN,
-    KILN_OP_ADD, KILN_OP_CONCAT, KILN_OP_COUNT
+    KILN_OP_ADD, KILN_OP_CONCAT,
+    /* the general N-d ops */
+    KILN_OP_PARAM,        /* a learned tensor of any shape, one copy for the whole batch */
+    KILN_OP_LINEAR,       /* y = x W^T + b over the last axis, any rank */
+    KILN_OP_MATMUL,       /* batched matrix product over the last two axes, leading ones broadcast */
+    KILN_OP_LAYERNORM,    /* normalise over the last axis, then scale and shift */
+    KILN_OP_RMSNORM,      /* divide by the root mean square over the last axis, then scale */
+    KILN_OP_LOG_SOFTMAX,  /* log of softmax over an axis */
+    KILN_OP_RESHAPE,      /* the same elements under another per-example shape (a view) */
+    KILN_OP_TRANSPOSE,    /* permutes the per-example axes */
+    KILN_OP_SLICE,        /* start:end:step along one axis */
+    KILN_OP_SUB, KILN_OP_MUL, KILN_OP_DIV,   /* elementwise, NumPy broadcasting (add too) */
+    KILN_OP_SILU, KILN_OP_HARD_SWISH, KILN_OP_RELU6,
+    KILN_OP_EMBEDDING,    /* rows of a table gathered by int32 index: (...) -> (..., width) */
+    KILN_OP_ATTENTION,    /* multi-head scaled dot-product attention over (tokens, width) */
+    KILN_OP_MEAN, KILN_OP_SUM,               /* reductions over a set of axes */
+    KILN_OP_COUNT
 } kiln_op;
 
 /* The spec keyword of an op ("conv2d"), or NULL if out of range. */
@@ -69,6 +85,18 @@ typedef struct {
     kiln_op act;         /* activation fused into the output of dense, conv2d, batchnorm or add
                           * (inference graphs; relu, leaky_relu with alpha, sigmoid, tanh, gelu);
                           * KILN_OP_INPUT (0) for none */
+    int axis;            /* softmax, log_softmax, concat, slice: per-example axis (negative:
+                          * from the end); 0 is the channel axis of images */
+    int heads;           /* attention: heads (the width splits into heads x head size) */
+    bool causal;         /* attention: a query sees no key after it */
+    int rank;            /* reshape, param: rank of shape[]; transpose: of perm[] */
+    int shape[KILN_MAX_RANK]; /* reshape (one entry may be -1: inferred), param: the shape */
+    int perm[KILN_MAX_RANK];  /* transpose: output axis i is input axis perm[i] */
+    int start, end, step;     /* slice: along axis; end 0 means the axis' length; step 0 means 1 */
+    unsigned axes;       /* mean, sum: bit i set reduces per-example axis i */
+    bool keepdims;       /* mean, sum: keep reduced axes as 1 */
+    int vocab;           /* embedding: rows of the table (units: its width) */
+    float std;           /* param init: normal with this deviation; 0 means zeros */
 } kiln_attrs;
 
 /* A dataflow graph of layers with inferred shapes and the parameters it owns. */

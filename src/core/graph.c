@@ -5,18 +5,8 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/graph.h"
+#include "core/op_table.h"
 #include "core/rng.h"
-
-static const char *const op_names[KILN_OP_COUNT] = {
-    "input", "dense", "conv2d", "maxpool2d", "avgpool2d", "global_avgpool", "relu",
-    "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "batchnorm", "dropout", "flatten",
-    "add", "concat",
-};
-
-const char *kiln_op_name(kiln_op op)
-{
-    return (op >= 0 && op < KILN_OP_COUNT) ? op_names[op] : NULL;
-}
 
 kiln_graph_t *kiln_graph_create(void)
 {
@@ -45,15 +35,16 @@ int kiln_graph_shape(const kiln_graph_t *g, int node, int out[KILN_MAX_RANK])
     return g->nodes[node].rank;
 }
 
-/* Reserves a tensor of the given dims in the params (trainable) or buffers array. */
-static int add_tensor(kiln_graph_t *g, kiln_node *nd, const char *name, bool trainable,
-                      int ndim, const int *dims)
+kiln_status kiln_node_add_param(kiln_graph_t *g, kiln_node *nd, const char *name, bool trainable,
+                                int rank, const int *dims)
 {
+    if (nd->n_params >= KILN_MAX_PARAMS)
+        return kiln_error(KILN_ERR_ARG, "%s: more than %d tensors", nd->name, KILN_MAX_PARAMS);
     kiln_param_ref *p = &nd->params[nd->n_params++];
     snprintf(p->name, sizeof p->name, "%s", name);
-    p->ndim = ndim;
+    p->ndim = rank;
     p->numel = 1;
-    for (int i = 0; i < ndim; i++) {
+    for (int i = 0; i < rank; i++) {
         p->dims[i] = dims[i];
         p->numel *= (size_t)dims[i];
     }
@@ -62,12 +53,12 @@ static int add_tensor(kiln_graph_t *g, kiln_node *nd, const char *name, bool tra
     size_t *len = trainable ? &g->n_params : &g->n_buffers;
     float *grown = realloc(*arr, (*len + p->numel) * sizeof(float));
     if (!grown && *len + p->numel > 0)
-        return kiln_error(KILN_ERR_NOMEM, "out of memory for %zu parameters", p->numel), -1;
+        return kiln_error(KILN_ERR_NOMEM, "out of memory for %zu parameters", p->numel);
     *arr = grown;
     p->offset = *len;
     memset(*arr + *len, 0, p->numel * sizeof(float));
     *len += p->numel;
-    return 0;
+    return KILN_OK;
 }
 
 static void set_shape(kiln_node *nd, int ndim, int c, int h, int w)
@@ -109,8 +100,7 @@ static void resolve_attrs(kiln_op op, kiln_attrs *a)
         a->alpha = 0.01f;
 }
 
-/* Infers the output shape and allocates parameters of a new node. */
-static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
+kiln_status kiln_infer_legacy(kiln_graph_t *g, kiln_node *nd)
 {
     const kiln_node *in = nd->n_inputs > 0 ? &g->nodes[nd->inputs[0]] : NULL;
     kiln_attrs *a = &nd->a;
@@ -126,7 +116,7 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
             return kiln_error(KILN_ERR_ARG, "%s: dense units must be positive, found %d", nm, a->units);
         set_shape(nd, 1, a->units, 1, 1);
         int wd[2] = {a->units, in->dims[0]};
-        if (add_tensor(g, nd, "weight", true, 2, wd) || (!a->no_bias && add_tensor(g, nd, "bias", true, 1, wd)))
+        if (kiln_node_add_param(g, nd, "weight", true, 2, wd) || (!a->no_bias && kiln_node_add_param(g, nd, "bias", true, 1, wd)))
             return KILN_ERR_NOMEM;
         return KILN_OK;
     }
@@ -160,7 +150,7 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
                               nm, a->groups, c, a->units);
         set_shape(nd, 3, a->units, ho, wo);
         int wd[4] = {a->units, c / a->groups, a->kernel[0], a->kernel[1]};
-        if (add_tensor(g, nd, "weight", true, 4, wd) || (!a->no_bias && add_tensor(g, nd, "bias", true, 1, wd)))
+        if (kiln_node_add_param(g, nd, "weight", true, 4, wd) || (!a->no_bias && kiln_node_add_param(g, nd, "bias", true, 1, wd)))
             return KILN_ERR_NOMEM;
         return KILN_OK;
     }
@@ -170,7 +160,7 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
         set_shape(nd, 1, in->dims[0], 1, 1);
         return KILN_OK;
     case KILN_OP_RELU: case KILN_OP_LEAKY_RELU: case KILN_OP_SIGMOID: case KILN_OP_TANH:
-    case KILN_OP_GELU: case KILN_OP_SOFTMAX: case KILN_OP_DROPOUT:
+    case KILN_OP_GELU: case KILN_OP_DROPOUT:
         if (nd->op == KILN_OP_DROPOUT && (a->alpha < 0 || a->alpha >= 1))
             return kiln_error(KILN_ERR_ARG, "%s: dropout probability must be in [0, 1), found %g", nm, a->alpha);
         set_shape(nd, in->rank, in->dims[0], in->dims[1], in->dims[2]);
@@ -178,8 +168,8 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
     case KILN_OP_BATCHNORM: {
         set_shape(nd, in->rank, in->dims[0], in->dims[1], in->dims[2]);
         int d[1] = {in->dims[0]};
-        if (add_tensor(g, nd, "weight", true, 1, d) || add_tensor(g, nd, "bias", true, 1, d) ||
-            add_tensor(g, nd, "running_mean", false, 1, d) || add_tensor(g, nd, "running_var", false, 1, d))
+        if (kiln_node_add_param(g, nd, "weight", true, 1, d) || kiln_node_add_param(g, nd, "bias", true, 1, d) ||
+            kiln_node_add_param(g, nd, "running_mean", false, 1, d) || kiln_node_add_param(g, nd, "running_var", false, 1, d))
             return KILN_ERR_NOMEM;
         float *var = kiln_node_tensor(g, nd, 3);
         for (int i = 0; i < d[0]; i++)
@@ -189,25 +179,6 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
     case KILN_OP_FLATTEN:
         set_shape(nd, 1, (int)in->numel, 1, 1);
         return KILN_OK;
-    case KILN_OP_ADD:
-    case KILN_OP_CONCAT: {
-        if (nd->n_inputs < 2)
-            return kiln_error(KILN_ERR_ARG, "%s: %s needs at least 2 inputs, found %d", nm,
-                              kiln_op_name(nd->op), nd->n_inputs);
-        int c = 0;
-        for (int i = 0; i < nd->n_inputs; i++) {
-            const kiln_node *x = &g->nodes[nd->inputs[i]];
-            bool same = x->rank == in->rank && x->dims[1] == in->dims[1] && x->dims[2] == in->dims[2] &&
-                        (nd->op == KILN_OP_CONCAT || x->dims[0] == in->dims[0]);
-            if (!same)
-                return kiln_error(KILN_ERR_SHAPE, "%s: input %s has shape %dx%dx%d, expected %dx%dx%d%s", nm,
-                                  x->name, x->dims[0], x->dims[1], x->dims[2], in->dims[0],
-                                  in->dims[1], in->dims[2], nd->op == KILN_OP_CONCAT ? " (any channels)" : "");
-            c += x->dims[0];
-        }
-        set_shape(nd, in->rank, nd->op == KILN_OP_ADD ? in->dims[0] : c, in->dims[1], in->dims[2]);
-        return KILN_OK;
-    }
     default:
         return kiln_error(KILN_ERR_ARG, "%s: unknown op %d", nm, (int)nd->op);
     }
@@ -251,15 +222,19 @@ int kiln_graph_find(const kiln_graph_t *g, const char *name)
 int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
                    const kiln_attrs *attrs, const char *name)
 {
-    if (g->n == 0)
-        return kiln_error(KILN_ERR_ARG, "add the input node first"), -1;
     if (op <= KILN_OP_INPUT || op >= KILN_OP_COUNT)
         return kiln_error(KILN_ERR_ARG, "unknown op %d", (int)op), -1;
+    const kiln_op_def *def = kiln_op_def_of(op);
+    if (g->n == 0 && def->max_inputs > 0)
+        return kiln_error(KILN_ERR_ARG, "add an input node first"), -1;
     kiln_node nd = {.op = op, .batched = true};
     if (attrs)
         nd.a = *attrs;
     resolve_attrs(op, &nd.a);
-    if (n_inputs <= 0 || !inputs) {
+    if (def->max_inputs == 0) {
+        if (n_inputs > 0)
+            return kiln_error(KILN_ERR_ARG, "%s takes no input, given %d", def->name, n_inputs), -1;
+    } else if (n_inputs <= 0 || !inputs) {
         nd.inputs[0] = g->n - 1;
         nd.n_inputs = 1;
     } else {
@@ -272,8 +247,9 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
         }
         nd.n_inputs = n_inputs;
     }
-    if (op != KILN_OP_ADD && op != KILN_OP_CONCAT && nd.n_inputs != 1)
-        return kiln_error(KILN_ERR_ARG, "%s takes one input, given %d", kiln_op_name(op), nd.n_inputs), -1;
+    if (nd.n_inputs < def->min_inputs || nd.n_inputs > def->max_inputs)
+        return kiln_error(KILN_ERR_ARG, "%s takes %d to %d inputs, given %d", def->name, def->min_inputs,
+                          def->max_inputs, nd.n_inputs), -1;
     if (name && *name) {
         if (strlen(name) >= KILN_NAME_LEN)
             return kiln_error(KILN_ERR_ARG, "name '%s' longer than %d characters", name, KILN_NAME_LEN - 1), -1;
@@ -291,14 +267,12 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
     kiln_op act = nd.a.act;
     if (act != KILN_OP_INPUT) {
         bool host = op == KILN_OP_DENSE || op == KILN_OP_CONV2D || op == KILN_OP_BATCHNORM || op == KILN_OP_ADD;
-        bool fusable = act == KILN_OP_RELU || act == KILN_OP_LEAKY_RELU || act == KILN_OP_SIGMOID ||
-                       act == KILN_OP_TANH || act == KILN_OP_GELU;
-        if (!host || !fusable)
+        if (!host || !kiln_op_fusable_act(act))
             return kiln_error(KILN_ERR_ARG, "%s: %s cannot carry a fused %s", nd.name, kiln_op_name(op),
                               kiln_op_name(act) ? kiln_op_name(act) : "activation"), -1;
     }
     size_t np = g->n_params, nb = g->n_buffers;
-    if (infer(g, &nd) != KILN_OK) {
+    if (def->infer(g, &nd) != KILN_OK) {
         g->n_params = np;   /* drop any tensors reserved before the failure */
         g->n_buffers = nb;
         return -1;

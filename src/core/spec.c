@@ -17,6 +17,7 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/graph.h"
+#include "core/op_table.h"
 
 typedef struct {
     const char *origin;
@@ -178,8 +179,7 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
     else if ((conv || op == KILN_OP_DENSE || op == KILN_OP_BATCHNORM || op == KILN_OP_ADD) && KEY("act")) {
         token at = {v, vl, vcol};
         a->act = op_from(&at);
-        ok = a->act == KILN_OP_RELU || a->act == KILN_OP_LEAKY_RELU || a->act == KILN_OP_SIGMOID ||
-             a->act == KILN_OP_TANH || a->act == KILN_OP_GELU;
+        ok = kiln_op_fusable_act(a->act);
     }
     else {
         spec_error(p, t->col, "unknown key '%.*s' for %s", kl, k, kiln_op_name(op));

@@ -5,13 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/op_table.h"
 #include "infer/optimize.h"
 
-static bool fusable_act(kiln_op op)
-{
-    return op == KILN_OP_RELU || op == KILN_OP_LEAKY_RELU || op == KILN_OP_SIGMOID || op == KILN_OP_TANH ||
-           op == KILN_OP_GELU;
-}
 
 /* Folds eval-mode batchnorm (gamma, beta, mean, var, eps) into the conv/dense node p of g. */
 static void fold_batchnorm(kiln_graph_t *g, kiln_node *p, const kiln_graph_t *src, const kiln_node *bn)
@@ -94,7 +90,7 @@ kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *
             st.batchnorms_folded++;
             continue;
         }
-        if (fusable_act(nd->op) && sole && pn->a.act == KILN_OP_INPUT &&
+        if (kiln_op_fusable_act(nd->op) && sole && pn->a.act == KILN_OP_INPUT &&
             (pn->op == KILN_OP_CONV2D || pn->op == KILN_OP_DENSE || pn->op == KILN_OP_BATCHNORM ||
              pn->op == KILN_OP_ADD)) {
             pn->a.act = nd->op;

@@ -139,9 +139,11 @@ static void run_node(kiln_session_t *s, int i, int batch)
                              nd->a.act);
         return;
     }
-    kiln_fwd_args a = {.batch = batch, .out = out, .work = s->scratch, .threads = s->threads};
-    for (int j = 0; j < nd->n_inputs; j++)
+    kiln_fwd_args a = {.batch = nd->batched ? batch : 1, .out = out, .work = s->scratch, .threads = s->threads};
+    for (int j = 0; j < nd->n_inputs; j++) {
         a.in[j] = input_for(s, i, j, batch);
+        a.in_batch[j] = m->g->nodes[nd->inputs[j]].batched ? batch : 1;
+    }
     kiln_node_forward(m->g, i, &a);
 }
 

@@ -32,23 +32,59 @@ void kiln_activation_forward(kiln_op op, float alpha, const float *x, float *y, 
         for (size_t i = 0; i < n; i++)
             y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
         break;
+    case KILN_OP_SILU:
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] / (1.0f + expf(-x[i]));
+        break;
+    case KILN_OP_HARD_SWISH:   /* x * relu6(x + 3) / 6 */
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] * fminf(fmaxf(x[i] + 3.0f, 0.0f), 6.0f) * (1.0f / 6.0f);
+        break;
+    case KILN_OP_RELU6:
+        for (size_t i = 0; i < n; i++)
+            y[i] = fminf(fmaxf(x[i], 0.0f), 6.0f);
+        break;
     default:
         break;
     }
 }
 
-void kiln_softmax_forward(const kiln_node *nd, const float *x, int batch, float *y)
+void kiln_axis_split(const kiln_node *nd, int axis, size_t *outer, int *n, size_t *inner)
 {
-    int c = nd->dims[0];
-    size_t p = (size_t)nd->dims[1] * nd->dims[2];
-    for (int b = 0; b < batch; b++) {
-        const float *xb = x + (size_t)b * c * p;
-        float *yb = y + (size_t)b * c * p;
+    int ax = axis < 0 ? axis + nd->rank : axis;
+    *outer = 1;
+    *inner = 1;
+    for (int i = 0; i < ax; i++)
+        *outer *= (size_t)nd->dims[i];
+    for (int i = ax + 1; i < nd->rank; i++)
+        *inner *= (size_t)nd->dims[i];
+    *n = nd->rank ? nd->dims[ax] : 1;
+}
+
+/* Softmax (or its log) over the axis at each position: rows of n values inner apart. */
+void kiln_softmax_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+{
+    size_t outer, p;
+    int c;
+    kiln_axis_split(nd, nd->a.axis, &outer, &c, &p);
+    bool log_out = nd->op == KILN_OP_LOG_SOFTMAX;
+    size_t rows = outer * (size_t)a->batch;
+    for (size_t r = 0; r < rows; r++) {
+        const float *xb = a->in[0] + r * c * p;
+        float *yb = a->out + r * c * p;
         for (size_t s = 0; s < p; s++) {
             float m = xb[s];
             for (int k = 1; k < c; k++)
                 m = fmaxf(m, xb[k * p + s]);
             float sum = 0.0f;
+            if (log_out) {
+                for (int k = 0; k < c; k++)
+                    sum += expf(xb[k * p + s] - m);
+                float lse = m + logf(sum);
+                for (int k = 0; k < c; k++)
+                    yb[k * p + s] = xb[k * p + s] - lse;
+                continue;
+            }
             for (int k = 0; k < c; k++) {
                 yb[k * p + s] = expf(xb[k * p + s] - m);
                 sum += yb[k * p + s];
@@ -58,4 +94,9 @@ void kiln_softmax_forward(const kiln_node *nd, const float *x, int batch, float 
                 yb[k * p + s] *= inv;
         }
     }
+}
+
+void kiln_activation_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+{
+    kiln_activation_forward(nd->op, nd->a.alpha, a->in[0], a->out, nd->numel * (size_t)a->batch);
 }

@@ -215,8 +215,11 @@ const float *kiln_tape_forward(kiln_tape_t *t, const float *x, int batch, bool t
                            .relu = t->relu_out[i],
                            .save = t->save[i], .threads = t->threads, .argmax = t->argmax[i],
                            .rng = &t->rng};
-        for (int j = 0; j < nd->n_inputs; j++)
+        a.batch = nd->batched ? batch : 1;
+        for (int j = 0; j < nd->n_inputs; j++) {
             a.in[j] = t->act[nd->inputs[j]];
+            a.in_batch[j] = g->nodes[nd->inputs[j]].batched ? batch : 1;
+        }
         double t0 = t->fwd_s ? omp_get_wtime() : 0;
         kiln_node_forward(g, i, &a);
         if (t->fwd_s)

@@ -1,0 +1,152 @@
+/* Multi-head scaled dot-product attention over (tokens, width) tensors, heads side by side in
+ * the width. Training keeps each head's probabilities (batch, heads, queries, keys) for the
+ * backward; inference never holds a whole score matrix: each thread takes a block of queries
+ * and walks the keys a block at a time with an online softmax (running maximum and sum). */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+#include "ops/gemm.h"
+#include "ops/ops.h"
+
+enum { QB = 16, KB = 64 };   /* queries and keys per inference block */
+
+/* Where q, k and v of example b start, and their row strides. */
+typedef struct {
+    const float *q, *k, *v;
+    int ldq, ldk, ldv;
+    int t, s, width, heads, dh;
+} attn_view;
+
+static attn_view view_of(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a, int b)
+{
+    attn_view v;
+    const kiln_node *q = &g->nodes[nd->inputs[0]];
+    v.t = nd->dims[0];
+    v.width = nd->dims[1];
+    v.heads = nd->a.heads;
+    v.dh = v.width / v.heads;
+    if (nd->n_inputs == 1) {
+        const float *base = a->in[0] + (a->in_batch[0] > 1 ? (size_t)b * q->numel : 0);
+        v.q = base;
+        v.k = base + v.width;
+        v.v = base + 2 * v.width;
+        v.ldq = v.ldk = v.ldv = 3 * v.width;
+        v.s = v.t;
+    } else {
+        const kiln_node *k = &g->nodes[nd->inputs[1]];
+        v.q = a->in[0] + (a->in_batch[0] > 1 ? (size_t)b * q->numel : 0);
+        v.k = a->in[1] + (a->in_batch[1] > 1 ? (size_t)b * k->numel : 0);
+        v.v = a->in[2] + (a->in_batch[2] > 1 ? (size_t)b * k->numel : 0);
+        v.ldq = v.ldk = v.ldv = v.width;
+        v.s = k->dims[0];
+    }
+    return v;
+}
+
+size_t kiln_attention_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch)
+{
+    const kiln_node *k = &g->nodes[nd->inputs[nd->n_inputs == 1 ? 0 : 1]];
+    return (size_t)batch * nd->a.heads * nd->dims[0] * k->dims[0];
+}
+
+size_t kiln_attention_work_floats(const kiln_graph_t *g, const kiln_node *nd, int batch, int threads)
+{
+    int dh = nd->dims[1] / nd->a.heads;
+    return (size_t)threads * (QB * KB + QB * (size_t)dh + 2 * QB);
+}
+
+/* Training form: P = softmax(Q K^T / sqrt(dh)) kept in save, O = P V. */
+static void attention_saved(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+{
+    for (int b = 0; b < a->batch; b++) {
+        attn_view v = view_of(g, nd, a, b);
+        float scale = 1.0f / sqrtf((float)v.dh);
+        #pragma omp parallel for schedule(static) num_threads(a->threads)
+        for (int h = 0; h < v.heads; h++) {
+            float *p = a->save + ((size_t)b * v.heads + h) * v.t * v.s;
+            kiln_sgemm(false, true, v.t, v.s, v.dh, scale, v.q + h * v.dh, v.ldq, v.k + h * v.dh, v.ldk, 0.0f, p, v.s);
+            for (int i = 0; i < v.t; i++) {
+                float *row = p + (size_t)i * v.s;
+                int n = nd->a.causal ? i + 1 : v.s;
+                float m = row[0], sum = 0.0f;
+                for (int j = 1; j < n; j++)
+                    m = fmaxf(m, row[j]);
+                for (int j = 0; j < n; j++)
+                    sum += (row[j] = expf(row[j] - m));
+                float inv = 1.0f / sum;
+                for (int j = 0; j < n; j++)
+                    row[j] *= inv;
+                for (int j = n; j < v.s; j++)
+                    row[j] = 0.0f;
+            }
+            kiln_sgemm(false, false, v.t, v.dh, v.s, 1.0f, p, v.s, v.v + h * v.dh, v.ldv, 0.0f,
+                       a->out + (size_t)b * nd->numel + h * v.dh, v.width);
+        }
+    }
+}
+
+/* Inference form: query blocks of QB rows, key blocks of KB, online softmax. */
+static void attention_streamed(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+{
+    attn_view v0 = view_of(g, nd, a, 0);
+    int qblocks = (v0.t + QB - 1) / QB, dh = v0.dh;
+    int tasks = a->batch * v0.heads * qblocks;
+    size_t per_thread = QB * KB + QB * (size_t)dh + 2 * QB;
+    #pragma omp parallel for schedule(static) num_threads(a->threads)
+    for (int task = 0; task < tasks; task++) {
+        int b = task / (v0.heads * qblocks), h = task / qblocks % v0.heads, qb = task % qblocks;
+        attn_view v = view_of(g, nd, a, b);
+        float *sc = a->work + (size_t)kiln_thread_id() * per_thread;
+        float *acc = sc + QB * KB, *mx = acc + QB * dh, *sum = mx + QB;
+        int i0 = qb * QB, nq = v.t - i0 < QB ? v.t - i0 : QB;
+        float scale = 1.0f / sqrtf((float)dh);
+        for (int i = 0; i < nq; i++) {
+            mx[i] = -FLT_MAX;
+            sum[i] = 0.0f;
+        }
+        memset(acc, 0, (size_t)nq * dh * sizeof(float));
+        int kend = nd->a.causal ? i0 + nq : v.s;
+        for (int j0 = 0; j0 < kend; j0 += KB) {
+            int nk = kend - j0 < KB ? kend - j0 : KB;
+            kiln_sgemm(false, true, nq, nk, dh, scale, v.q + (size_t)i0 * v.ldq + h * dh, v.ldq,
+                       v.k + (size_t)j0 * v.ldk + h * dh, v.ldk, 0.0f, sc, KB);
+            for (int i = 0; i < nq; i++) {
+                float *row = sc + (size_t)i * KB;
+                int n = nd->a.causal ? (i0 + i + 1 - j0 < nk ? i0 + i + 1 - j0 : nk) : nk;
+                if (n <= 0) {
+                    for (int j = 0; j < nk; j++)
+                        row[j] = 0.0f;
+                    continue;
+                }
+                float m = mx[i];
+                for (int j = 0; j < n; j++)
+                    m = fmaxf(m, row[j]);
+                float corr = expf(mx[i] - m), s = 0.0f;   /* rescales what was summed before */
+                for (int j = 0; j < n; j++)
+                    s += (row[j] = expf(row[j] - m));
+                for (int j = n; j < nk; j++)
+                    row[j] = 0.0f;
+                sum[i] = sum[i] * corr + s;
+                mx[i] = m;
+                float *ai = acc + (size_t)i * dh;
+                for (int d = 0; d < dh; d++)
+                    ai[d] *= corr;
+            }
+            kiln_sgemm(false, false, nq, dh, nk, 1.0f, sc, KB, v.v + (size_t)j0 * v.ldv + h * dh, v.ldv, 1.0f, acc, dh);
+        }
+        for (int i = 0; i < nq; i++) {
+            float *o = a->out + (size_t)b * nd->numel + (size_t)(i0 + i) * v.width + h * dh;
+            float inv = 1.0f / sum[i];
+            for (int d = 0; d < dh; d++)
+                o[d] = acc[(size_t)i * dh + d] * inv;
+        }
+    }
+}
+
+void kiln_attention_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+{
+    if (a->save)
+        attention_saved(g, nd, a);
+    else
+        attention_streamed(g, nd, a);
+}
