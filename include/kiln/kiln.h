@@ -109,12 +109,24 @@ void kiln_graph_free(kiln_graph_t *g);
 /* Adds the input node, per-example shape (c,h,w); h = w = 1 and c = n gives a vector. Returns
  * its node id or -1. */
 int kiln_graph_input(kiln_graph_t *g, int c, int h, int w);
+/* Adds a named graph input of a dtype (F32, or I32 for token indices) and a per-example shape
+ * of rank 0..KILN_MAX_RANK; any number, anywhere before their readers. Returns its id or -1. */
+int kiln_graph_input_nd(kiln_graph_t *g, const char *name, kiln_dtype dtype, int rank, const int *dims);
+/* The number of input nodes; their ids in order into ids (may be NULL; up to the count). */
+int kiln_graph_inputs(const kiln_graph_t *g, int *ids);
+/* The number of input nodes. */
+int kiln_graph_input_count(const kiln_graph_t *g);
+/* Declares the graph's outputs (any nodes, 1..KILN_MAX_OUTPUTS, no repeats), replacing the
+ * default (the last node). */
+kiln_status kiln_graph_set_outputs(kiln_graph_t *g, const int *ids, int n);
+/* The number of outputs (1 unless declared) and their ids into ids (may be NULL). */
+int kiln_graph_outputs(const kiln_graph_t *g, int *ids);
 /* Adds a layer taking the given node ids; infers its shape. Returns the new id or -1. */
 int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
                    const kiln_attrs *attrs, const char *name);
 /* Nodes in the graph (ids are 0..n-1, topologically ordered). */
 int kiln_graph_size(const kiln_graph_t *g);
-/* The id of the output node (the last one). */
+/* The id of the (first) output node: the last node unless outputs were declared. */
 int kiln_graph_output(const kiln_graph_t *g);
 /* Per-example output shape of a node: returns its rank (0..KILN_MAX_RANK) and writes its dims
  * into out (entries past the rank are 1). */

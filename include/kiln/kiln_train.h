@@ -17,15 +17,25 @@ typedef struct kiln_tape kiln_tape_t;
 kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, uint64_t seed);
 /* Frees a tape. */
 void kiln_tape_free(kiln_tape_t *t);
-/* Forward pass over batch examples of x; training: batch statistics, dropout. Returns the output
- * (batch x numel), owned by the tape. */
+/* Forward pass over batch examples, one buffer per graph input in id order (f32, or int32 for
+ * I32 inputs; token indices are checked against the embeddings reading them); training: batch
+ * statistics, dropout. The buffers must stay valid until the backward. */
+kiln_status kiln_tape_run(kiln_tape_t *t, const void *const *inputs, int batch, bool training);
+/* Output k of the last forward (batch x numel; numel for an unbatched one), owned by the tape;
+ * NULL if k is out of range. */
+const float *kiln_tape_output(const kiln_tape_t *t, int k);
+/* kiln_tape_run for a graph with one input, returning output 0 (NULL on error). */
 const float *kiln_tape_forward(kiln_tape_t *t, const float *x, int batch, bool training);
-/* Backward pass from the output gradient dout (batch x numel) of the last forward. */
+/* Backward pass of the last forward from one gradient per graph output (NULL: no loss on it). */
+void kiln_tape_backward_outputs(kiln_tape_t *t, const float *const *douts);
+/* Backward pass from the gradient dout (batch x numel) of output 0. */
 void kiln_tape_backward(kiln_tape_t *t, const float *dout);
 /* Gradient of every trainable parameter (kiln_graph_param_count floats), after backward. */
 float *kiln_tape_param_grads(kiln_tape_t *t);
-/* Gradient of the input after backward, or NULL if the tape was created without it. */
+/* Gradient of the first input after backward, or NULL if the tape was created without it. */
 const float *kiln_tape_input_grad(const kiln_tape_t *t);
+/* Gradient of any node's output after backward (NULL where none is kept), for gradient checks. */
+const float *kiln_tape_node_grad(const kiln_tape_t *t, int node);
 /* Bytes of activations and saved state the tape keeps per example. */
 size_t kiln_tape_bytes_per_example(const kiln_tape_t *t);
 /* Turns per-layer forward/backward timing on (resetting it) or off. */

@@ -210,6 +210,84 @@ int kiln_graph_input(kiln_graph_t *g, int c, int h, int w)
     return append_node(g, &nd);
 }
 
+int kiln_graph_input_nd(kiln_graph_t *g, const char *name, kiln_dtype dtype, int rank, const int *dims)
+{
+    if (dtype != KILN_DT_F32 && dtype != KILN_DT_I32)
+        return kiln_error(KILN_ERR_ARG, "input %s: dtype %s, expected F32 or I32", name ? name : "",
+                          kiln_dtype_name(dtype) ? kiln_dtype_name(dtype) : "?"), -1;
+    if (rank < 0 || rank > KILN_MAX_RANK)
+        return kiln_error(KILN_ERR_ARG, "input %s: rank %d, expected 0..%d", name ? name : "", rank, KILN_MAX_RANK), -1;
+    double numel = 1;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] <= 0)
+            return kiln_error(KILN_ERR_ARG, "input %s: dim %d is %d, expected positive", name ? name : "", i, dims[i]), -1;
+        numel *= dims[i];
+    }
+    if (numel > 1e9)
+        return kiln_error(KILN_ERR_ARG, "input %s: %.0f elements per example, at most 1e9", name ? name : "", numel), -1;
+    kiln_node nd = {.op = KILN_OP_INPUT, .batched = true, .dtype = dtype};
+    if (name && *name) {
+        if (strlen(name) >= KILN_NAME_LEN)
+            return kiln_error(KILN_ERR_ARG, "name '%s' longer than %d characters", name, KILN_NAME_LEN - 1), -1;
+        if (kiln_graph_find(g, name) >= 0)
+            return kiln_error(KILN_ERR_ARG, "name '%s' is already used", name), -1;
+        snprintf(nd.name, sizeof nd.name, "%s", name);
+    } else {
+        int k = kiln_graph_input_count(g);
+        do {
+            snprintf(nd.name, sizeof nd.name, k ? "input_%d" : "input", k);
+            k++;
+        } while (kiln_graph_find(g, nd.name) >= 0);
+    }
+    kiln_node_set_shape(&nd, rank, dims);
+    return append_node(g, &nd);
+}
+
+int kiln_graph_inputs(const kiln_graph_t *g, int *ids)
+{
+    int n = 0;
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op == KILN_OP_INPUT) {
+            if (ids)
+                ids[n] = i;
+            n++;
+        }
+    return n;
+}
+
+int kiln_graph_input_count(const kiln_graph_t *g)
+{
+    return kiln_graph_inputs(g, NULL);
+}
+
+kiln_status kiln_graph_set_outputs(kiln_graph_t *g, const int *ids, int n)
+{
+    if (n < 1 || n > KILN_MAX_OUTPUTS)
+        return kiln_error(KILN_ERR_ARG, "%d outputs, expected 1..%d", n, KILN_MAX_OUTPUTS);
+    for (int k = 0; k < n; k++) {
+        if (ids[k] < 0 || ids[k] >= g->n)
+            return kiln_error(KILN_ERR_ARG, "output %d: node id %d out of range", k, ids[k]);
+        for (int j = 0; j < k; j++)
+            if (ids[j] == ids[k])
+                return kiln_error(KILN_ERR_ARG, "output %s named twice", g->nodes[ids[k]].name);
+    }
+    memcpy(g->outputs, ids, (size_t)n * sizeof *ids);
+    g->n_outputs = n;
+    return KILN_OK;
+}
+
+int kiln_graph_outputs(const kiln_graph_t *g, int *ids)
+{
+    if (!g->n_outputs) {
+        if (ids)
+            ids[0] = g->n - 1;
+        return 1;
+    }
+    if (ids)
+        memcpy(ids, g->outputs, (size_t)g->n_outputs * sizeof *ids);
+    return g->n_outputs;
+}
+
 /* Finds a node by name; -1 if none. */
 int kiln_graph_find(const kiln_graph_t *g, const char *name)
 {

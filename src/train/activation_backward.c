@@ -2,34 +2,11 @@
 #include <math.h>
 #include "train/backward.h"
 
-static void softmax_backward(const kiln_node *nd, const kiln_bwd_args *a)
-{
-    int c = nd->dims[0];
-    size_t p = (size_t)nd->dims[1] * nd->dims[2];
-    for (int b = 0; b < a->batch; b++) {
-        const float *y = a->out + (size_t)b * c * p, *dy = a->dy + (size_t)b * c * p;
-        float *dx = a->dx[0] + (size_t)b * c * p;
-        for (size_t s = 0; s < p; s++) {
-            float dot = 0.0f;
-            for (int k = 0; k < c; k++)
-                dot += dy[k * p + s] * y[k * p + s];
-            for (int k = 0; k < c; k++) {
-                float v = y[k * p + s] * (dy[k * p + s] - dot);
-                dx[k * p + s] = a->acc[0] ? dx[k * p + s] + v : v;
-            }
-        }
-    }
-}
-
 void kiln_activation_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a)
 {
     float *dx = a->dx[0];
     if (!dx)
         return;
-    if (nd->op == KILN_OP_SOFTMAX) {
-        softmax_backward(nd, a);
-        return;
-    }
     size_t n = nd->numel * (size_t)a->batch;
     const float *x = a->in[0], *y = a->out, *dy = a->dy;
     const float *mask = a->save;
@@ -61,6 +38,20 @@ void kiln_activation_backward(const kiln_graph_t *g, const kiln_node *nd, const 
             float pdf = 0.39894228040143268f * expf(-0.5f * x[i] * x[i]);
             STORE(dy[i] * (cdf + x[i] * pdf));
         }
+        break;
+    case KILN_OP_SILU:
+        for (size_t i = 0; i < n; i++) {
+            float sg = 1.0f / (1.0f + expf(-x[i]));
+            STORE(dy[i] * sg * (1.0f + x[i] * (1.0f - sg)));
+        }
+        break;
+    case KILN_OP_HARD_SWISH:   /* x (x + 3) / 6 inside [-3, 3] */
+        for (size_t i = 0; i < n; i++)
+            STORE(x[i] <= -3.0f ? 0.0f : x[i] >= 3.0f ? dy[i] : dy[i] * (2.0f * x[i] + 3.0f) * (1.0f / 6.0f));
+        break;
+    case KILN_OP_RELU6:
+        for (size_t i = 0; i < n; i++)
+            STORE(x[i] > 0.0f && x[i] < 6.0f ? dy[i] : 0.0f);
         break;
     case KILN_OP_DROPOUT:
         for (size_t i = 0; i < n; i++)
