@@ -123,7 +123,7 @@ static void test_spec_errors(void)
     expect_error("input 1 28 28\nconv2d 8 40\n", "does not fit input 28x28");
     expect_error("input 1 28 28\nadd nothere\n", "t.kiln:2:5: no earlier layer is named 'nothere'");
     expect_error("dense 10\n", "t.kiln:1:1: the first layer must be 'input'");
-    expect_error("input 1 28 28\ninput 1 28 28\n", "t.kiln:2:1: input must be the first layer");
+    expect_error("x: input 4\nx: input 4\n", "t.kiln:2:4: name 'x' is already used");
     expect_error("input 3 8 8\nconv2d 4 3 groups=2\n", "groups=2 must divide in channels 3");
     expect_error("input 1 8 8\na: relu\na: relu\n", "name 'a' is already used");
     expect_error("input 2 8 8\na: conv2d 3 1\nadd a in=input\n", "shape");
