@@ -195,6 +195,67 @@ static void check_attention_streamed(int t, int s, int width, int heads, bool ca
     (void)nin;
 }
 
+/* The inference runtime (optimised, planned, streamed attention) and a saved-and-loaded copy
+ * agree with the training tape's eval-mode forward on every output. */
+static void check_session(const char *spec, int batch)
+{
+    kiln_graph_t *g = kiln_spec_parse(spec, "session-spec");
+    CHECK(g != NULL, "%s\n%s", kiln_last_error(), spec);
+    if (!g)
+        return;
+    kiln_graph_init_params(g, kiln_rng_next(&rng));
+    kiln_tape_t *t = kiln_tape_create(g, batch, false, 1);
+    int ids[8], outs[KILN_MAX_OUTPUTS], n_in = kiln_graph_inputs(g, ids), n_out = kiln_graph_outputs(g, outs);
+    void *x[8];
+    for (int k = 0; k < n_in; k++) {
+        const kiln_node *in = &g->nodes[ids[k]];
+        size_t n = in->numel * (size_t)batch;
+        x[k] = malloc(n * 4);
+        for (size_t i = 0; i < n; i++) {
+            if (in->dtype == KILN_DT_I32)
+                ((int32_t *)x[k])[i] = rnd(0, vocab_of(g, ids[k]) - 1);
+            else
+                ((float *)x[k])[i] = urand();
+        }
+    }
+    CHECK(kiln_tape_run(t, (const void *const *)x, batch, false) == KILN_OK, "%s", kiln_last_error());
+    char path[256];
+    snprintf(path, sizeof path, "%s/test_ops_session.safetensors", getenv("KILN_BINARY_DIR") ? getenv("KILN_BINARY_DIR") : ".");
+    CHECK(kiln_graph_save(g, path, NULL) == KILN_OK, "save: %s", kiln_last_error());
+    kiln_model_t *models[2] = {kiln_model_create(g, true), kiln_model_load(path)};
+    for (int mi = 0; mi < 2; mi++) {
+        CHECK(models[mi] != NULL, "model %d: %s", mi, kiln_last_error());
+        if (!models[mi])
+            continue;
+        kiln_session_t *s = kiln_session_create(models[mi], &(kiln_session_options){.max_batch = batch, .threads = 2});
+        CHECK(s != NULL, "session: %s", kiln_last_error());
+        float *y[KILN_MAX_OUTPUTS];
+        size_t ny[KILN_MAX_OUTPUTS];
+        for (int k = 0; k < n_out; k++) {
+            const kiln_node *o = &g->nodes[outs[k]];
+            ny[k] = o->numel * (o->batched ? (size_t)batch : 1);
+            y[k] = malloc(ny[k] * sizeof(float));
+        }
+        CHECK(s && kiln_session_run_all(s, (const void *const *)x, batch, y) == KILN_OK, "run: %s", kiln_last_error());
+        for (int k = 0; k < n_out; k++) {
+            const float *ref = kiln_tape_output(t, k);
+            double worst = 0;
+            for (size_t i = 0; i < ny[k]; i++)
+                worst = fmax(worst, fabs((double)ref[i] - y[k][i]) / (1.0 + fabs(ref[i])));
+            CHECK(worst < 1e-4, "%s model, output %d differs from the tape by %g:\n%s", mi ? "loaded" : "optimised",
+                  k, worst, spec);
+            free(y[k]);
+        }
+        kiln_session_free(s);
+        kiln_model_free(models[mi]);
+    }
+    remove(path);
+    for (int k = 0; k < n_in; k++)
+        free(x[k]);
+    kiln_tape_free(t);
+    kiln_graph_free(g);
+}
+
 static void expect_error(const char *spec, const char *want)
 {
     kiln_graph_t *g = kiln_spec_parse(spec, "t.kiln");
@@ -318,6 +379,15 @@ int main(void)
                  "gelu\nfc2: linear %d\nr2: add r1 fc2\ncls: slice axis=0 start=0 end=1\nhead: linear 3\n"
                  "output head,r2\n", t, d, t, d, 3 * d, d, 2 * d, d);
         check_spec(spec, bt);
+        check_session(spec, bt);
+        snprintf(spec, sizeof spec,
+                 "tok: input %d dtype=i32\nemb: embedding 11 %d\npos: param %dx%d std=0.1\nh: add emb pos\n"
+                 "ln1: layernorm\nqkv: linear %d\natt: attention heads=2 causal=1\nr1: add h att\nrmsnorm\n"
+                 "logits: linear 11\nlog_softmax axis=-1\n", t + 40, d, t + 40, d, 3 * d);
+        check_session(spec, bt);
+        snprintf(spec, sizeof spec, "x: input 2 %d %d\ny: input %d\nw: param %dx%d std=1\ns: sub x y\n"
+                 "m: matmul s w\nr: reshape -1\nsum axes=0 keepdims=1\noutput m,r\n", a, c, c, c, b);
+        check_session(spec, bt + 1);
     }
     int shapes[][4] = {{5, 5, 8, 2}, {40, 40, 16, 4}, {70, 150, 12, 3}, {1, 130, 8, 1}, {17, 17, 64, 4}};
     for (int i = 0; i < 5; i++)

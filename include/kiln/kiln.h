@@ -133,6 +133,10 @@ int kiln_graph_output(const kiln_graph_t *g);
 int kiln_graph_shape(const kiln_graph_t *g, int node, int out[KILN_MAX_RANK]);
 /* Elements per example of a node's output. */
 size_t kiln_graph_numel(const kiln_graph_t *g, int node);
+/* KILN_OK if every index of x (batch examples of I32 input node `input`) is inside the
+ * vocabulary of each embedding reading it; else an error naming the input, the example and the
+ * position. */
+kiln_status kiln_graph_check_indices(const kiln_graph_t *g, int input, const int32_t *x, int batch);
 /* Trainable parameter count. */
 size_t kiln_graph_param_count(const kiln_graph_t *g);
 /* Every trainable parameter, contiguous (kiln_graph_param_count floats), owned by the graph. */
@@ -192,8 +196,11 @@ const kiln_graph_t *kiln_model_graph(const kiln_model_t *m);
 kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_options *opt);
 /* Frees a session. */
 void kiln_session_free(kiln_session_t *s);
-/* Runs batch examples of input (NCHW fp32, batch x input numel) and writes output (batch x
- * output numel). Allocates nothing. */
+/* Runs batch examples: one buffer per graph input in id order (batch x numel, f32 or int32 for
+ * I32 inputs, whose indices are checked), one per output (batch x numel f32; numel for an
+ * unbatched output; NULL skips it). Allocates nothing. */
+kiln_status kiln_session_run_all(kiln_session_t *s, const void *const *inputs, int batch, float *const *outputs);
+/* kiln_session_run_all for a model with one input and one output (NCHW fp32 images, say). */
 kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, float *output);
 /* How int8 quantisation picks each activation's range from calibration data. */
 typedef enum {

@@ -358,6 +358,23 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
     return append_node(g, &nd);
 }
 
+kiln_status kiln_graph_check_indices(const kiln_graph_t *g, int input, const int32_t *x, int batch)
+{
+    const kiln_node *in = &g->nodes[input];
+    for (int i = 0; i < g->n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        if (nd->op != KILN_OP_EMBEDDING || nd->inputs[0] != input)
+            continue;
+        size_t n = in->numel * (size_t)batch;
+        for (size_t k = 0; k < n; k++)
+            if (x[k] < 0 || x[k] >= nd->a.vocab)
+                return kiln_error(KILN_ERR_ARG, "%s: index %d at example %zu, position %zu is outside the "
+                                  "vocabulary 0..%d of %s", in->name, x[k], k / in->numel, k % in->numel,
+                                  nd->a.vocab - 1, nd->name);
+    }
+    return KILN_OK;
+}
+
 double kiln_graph_flops(const kiln_graph_t *g)
 {
     double f = 0;

@@ -214,24 +214,6 @@ static size_t examples_of(const kiln_node *nd, int batch)
     return nd->batched ? (size_t)batch : 1;
 }
 
-/* Checks the token indices an input gives each embedding that reads it. */
-static kiln_status check_indices(const kiln_graph_t *g, int input, const int32_t *x, int batch)
-{
-    const kiln_node *in = &g->nodes[input];
-    for (int i = 0; i < g->n; i++) {
-        const kiln_node *nd = &g->nodes[i];
-        if (nd->op != KILN_OP_EMBEDDING || nd->inputs[0] != input)
-            continue;
-        size_t n = in->numel * (size_t)batch;
-        for (size_t k = 0; k < n; k++)
-            if (x[k] < 0 || x[k] >= nd->a.vocab)
-                return kiln_error(KILN_ERR_ARG, "%s: index %d at example %zu, position %zu is outside the "
-                                  "vocabulary 0..%d of %s", in->name, x[k], k / in->numel, k % in->numel,
-                                  nd->a.vocab - 1, nd->name);
-    }
-    return KILN_OK;
-}
-
 kiln_status kiln_tape_run(kiln_tape_t *t, const void *const *inputs, int batch, bool training)
 {
     const kiln_graph_t *g = t->g;
@@ -243,7 +225,7 @@ kiln_status kiln_tape_run(kiln_tape_t *t, const void *const *inputs, int batch, 
         if (g->nodes[i].op == KILN_OP_INPUT) {
             if (!inputs[k])
                 return kiln_error(KILN_ERR_ARG, "input %s: no data given", g->nodes[i].name);
-            if (g->nodes[i].dtype == KILN_DT_I32 && check_indices(g, i, inputs[k], batch) != KILN_OK)
+            if (g->nodes[i].dtype == KILN_DT_I32 && kiln_graph_check_indices(g, i, inputs[k], batch) != KILN_OK)
                 return KILN_ERR_ARG;
             t->act[i] = (float *)inputs[k++];
         }
