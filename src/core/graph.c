@@ -383,6 +383,15 @@ double kiln_graph_flops(const kiln_graph_t *g)
         if (nd->op == KILN_OP_DENSE || nd->op == KILN_OP_CONV2D) {
             const kiln_param_ref *w = &nd->params[0];
             f += 2.0 * (double)w->numel * nd->dims[1] * nd->dims[2];
+        } else if (nd->op == KILN_OP_LINEAR) {   /* every leading position is a row */
+            f += 2.0 * (double)nd->params[0].numel * (double)(nd->numel / (size_t)nd->a.units);
+        } else if (nd->op == KILN_OP_MATMUL) {
+            const kiln_node *x = &g->nodes[nd->inputs[0]];
+            f += 2.0 * (double)nd->numel * x->dims[x->rank - 1];
+        } else if (nd->op == KILN_OP_ATTENTION) {   /* Q K^T and P V, each queries x keys x width */
+            const kiln_node *k = &g->nodes[nd->inputs[nd->n_inputs == 1 ? 0 : 1]];
+            double keys = k->dims[0], full = 4.0 * nd->dims[0] * keys * nd->dims[1];
+            f += nd->a.causal ? full * (keys + 1) / (2 * keys) : full;
         }
     }
     return f;
@@ -394,7 +403,7 @@ void kiln_graph_init_params(kiln_graph_t *g, uint64_t seed)
     kiln_rng_seed(&rng, seed);
     for (int i = 0; i < g->n; i++) {
         kiln_node *nd = &g->nodes[i];
-        if (nd->op == KILN_OP_DENSE || nd->op == KILN_OP_CONV2D) {
+        if (nd->op == KILN_OP_DENSE || nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_LINEAR) {
             /* Kaiming-uniform with a = sqrt(5): bound = sqrt(6 / ((1 + 5) fan_in)) = 1/sqrt(fan_in);
              * PyTorch's bias rule uses the same bound. */
             size_t fan_in = nd->params[0].numel / (size_t)nd->params[0].dims[0];
@@ -404,6 +413,18 @@ void kiln_graph_init_params(kiln_graph_t *g, uint64_t seed)
                 for (size_t k = 0; k < nd->params[t].numel; k++)
                     p[k] = (2.0f * kiln_rng_uniform(&rng) - 1.0f) * bound;
             }
+        } else if (nd->op == KILN_OP_LAYERNORM || nd->op == KILN_OP_RMSNORM) {   /* weight 1, bias 0 */
+            for (int t = 0; t < nd->n_params; t++) {
+                float *p = kiln_node_tensor(g, nd, t);
+                for (size_t k = 0; k < nd->params[t].numel; k++)
+                    p[k] = t == 0 ? 1.0f : 0.0f;
+            }
+        } else if (nd->op == KILN_OP_EMBEDDING || nd->op == KILN_OP_PARAM) {
+            /* PyTorch's nn.Embedding: N(0, 1); a param: N(0, std), zeros without std */
+            float std = nd->op == KILN_OP_EMBEDDING ? 1.0f : nd->a.std;
+            float *p = kiln_node_tensor(g, nd, 0);
+            for (size_t k = 0; k < nd->params[0].numel; k++)
+                p[k] = std > 0 ? std * kiln_rng_normal(&rng) : 0.0f;
         } else if (nd->op == KILN_OP_BATCHNORM) {
             float *w = kiln_node_tensor(g, nd, 0), *b = kiln_node_tensor(g, nd, 1);
             float *m = kiln_node_tensor(g, nd, 2), *v = kiln_node_tensor(g, nd, 3);
@@ -423,11 +444,8 @@ void kiln_graph_print(const kiln_graph_t *g, void *file)
     fprintf(f, "%-20s %-15s %-16s %12s\n", "layer", "op", "output", "params");
     for (int i = 0; i < g->n; i++) {
         const kiln_node *nd = &g->nodes[i];
-        char shape[48];
-        if (nd->rank == 3)
-            snprintf(shape, sizeof shape, "%dx%dx%d", nd->dims[0], nd->dims[1], nd->dims[2]);
-        else
-            snprintf(shape, sizeof shape, "%d", nd->dims[0]);
+        char shape[64];
+        kiln_shape_str(shape, sizeof shape, nd->rank, nd->dims);
         size_t np = 0;
         for (int t = 0; t < nd->n_params; t++)
             np += nd->params[t].trainable ? nd->params[t].numel : 0;
