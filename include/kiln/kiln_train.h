@@ -54,6 +54,43 @@ void kiln_loss_softmax_ce_each(const float *logits, const int *labels, int batch
 /* Mean squared error over n values; writes dy (may be NULL). */
 float kiln_loss_mse(const float *y, const float *target, size_t n, float *dy);
 
+/* Losses on any output (src/train/losses.c). */
+typedef enum {
+    KILN_LOSS_CE,      /* softmax cross-entropy over a class axis; int32 targets, the output's shape
+                        * without that axis (per token for sequence models) */
+    KILN_LOSS_BCE,     /* binary cross-entropy with logits; float targets in [0, 1], same shape */
+    KILN_LOSS_MSE,     /* mean squared error; float targets */
+    KILN_LOSS_L1,      /* mean absolute error */
+    KILN_LOSS_HUBER,   /* smooth L1 / Huber with threshold delta */
+    KILN_LOSS_COUNT
+} kiln_loss_kind;
+
+/* One loss term on one graph output. */
+typedef struct {
+    kiln_loss_kind kind;
+    float weight;        /* its weight in the total; 0 means 1 */
+    int axis;            /* ce: the class axis of the output's per-example shape (-1: the last) */
+    int ignore_index;    /* ce: targets equal to this count for nothing (PyTorch's -100) */
+    float delta;         /* huber: 0 means 1 */
+} kiln_loss_spec;
+
+/* What one loss evaluation found. */
+typedef struct {
+    double loss;         /* the mean over counted elements (before the weight) */
+    int64_t counted;     /* elements counted (ce: targets not ignored) */
+    int64_t correct;     /* ce: argmax equal to the target */
+} kiln_loss_stats;
+
+/* The loss's name ("ce", "bce", "mse", "l1", "huber"), or NULL. */
+const char *kiln_loss_name(kiln_loss_kind k);
+/* Targets per example that loss ls on node `output` of g takes. */
+size_t kiln_loss_target_numel(const kiln_loss_spec *ls, const kiln_graph_t *g, int output);
+/* Evaluates ls on node `output`'s values y (batch examples) against target (int32 for ce, float
+ * otherwise) with optional per-target weights; writes the gradient of weight x loss into dy
+ * (may be NULL). An error names the output when the loss is not finite. */
+kiln_status kiln_loss_eval(const kiln_loss_spec *ls, const kiln_graph_t *g, int output, int batch, const float *y,
+                           const void *target, const float *weights, float *dy, kiln_loss_stats *st);
+
 /* Optimizer kinds. */
 typedef enum { KILN_OPT_SGD, KILN_OPT_MOMENTUM, KILN_OPT_NESTEROV, KILN_OPT_ADAM, KILN_OPT_ADAMW } kiln_opt_kind;
 /* Learning-rate schedules; warm-up composes with each. */
