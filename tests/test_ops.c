@@ -256,6 +256,61 @@ static void check_session(const char *spec, int batch)
     kiln_graph_free(g);
 }
 
+/* The KV-cache decoder, one position at a time, gives the full forward's output at every
+ * position; it refuses a full context and restarts after a reset. */
+static void check_decoder(void)
+{
+    int T = 21, D = 8, V = 13;
+    char spec[1024];
+    snprintf(spec, sizeof spec,
+             "tok: input %d dtype=i32\nemb: embedding %d %d\npos: param %dx%d std=0.5\nx: add emb pos\nln1: layernorm\n"
+             "qkv: linear %d\natt: attention heads=2 causal=1\nr1: add x att\nln2: rmsnorm\nfc: linear %d\nsilu\n"
+             "fc2: linear %d\nr2: add r1 fc2\nln: layernorm\nlogits: linear %d\n", T, V, D, T, D, 3 * D, 2 * D, D, V);
+    kiln_graph_t *g = kiln_spec_parse(spec, "lm");
+    CHECK(g != NULL, "%s", kiln_last_error());
+    if (!g)
+        return;
+    kiln_graph_init_params(g, 5);
+    kiln_model_t *m = kiln_model_create(g, true);
+    kiln_session_t *s = kiln_session_create(m, NULL);
+    kiln_decoder_t *d = kiln_decoder_create(m);
+    CHECK(m && s && d, "%s", kiln_last_error());
+    if (!m || !s || !d)
+        return;
+    int32_t tok[21];
+    for (int i = 0; i < T; i++)
+        tok[i] = rnd(0, V - 1);
+    float full[21 * 13], step[13];
+    const void *in[1] = {tok};
+    float *out[1] = {full};
+    CHECK(kiln_session_run_all(s, in, 1, out) == KILN_OK, "%s", kiln_last_error());
+    double worst = 0;
+    for (int rep = 0; rep < 2; rep++) {
+        kiln_decoder_reset(d);
+        for (int p = 0; p < T; p++) {
+            CHECK(kiln_decoder_step(d, tok[p], step) == KILN_OK, "%s", kiln_last_error());
+            for (int v = 0; v < V; v++)
+                worst = fmax(worst, fabs((double)step[v] - full[p * V + v]));
+        }
+    }
+    CHECK(worst < 1e-4, "decoder differs from the full forward by %g", worst);
+    CHECK(kiln_decoder_step(d, 0, step) != KILN_OK && strstr(kiln_last_error(), "full"), "a full context is refused");
+    kiln_decoder_reset(d);
+    CHECK(kiln_decoder_step(d, V, step) != KILN_OK && strstr(kiln_last_error(), "outside the vocabulary"),
+          "a token outside the vocabulary is refused");
+    kiln_decoder_free(d);
+    kiln_session_free(s);
+    kiln_model_free(m);
+    kiln_graph_free(g);
+    /* a model that mixes positions is refused with the node named */
+    g = kiln_spec_parse("tok: input 6 dtype=i32\nemb: embedding 5 4\nr: reshape 24\nlinear 5\n", "mixing");
+    m = g ? kiln_model_create(g, true) : NULL;
+    d = m ? kiln_decoder_create(m) : NULL;
+    CHECK(d == NULL && strstr(kiln_last_error(), "r (reshape) mixes positions"), "mixing model: %s", kiln_last_error());
+    kiln_model_free(m);
+    kiln_graph_free(g);
+}
+
 static void expect_error(const char *spec, const char *want)
 {
     kiln_graph_t *g = kiln_spec_parse(spec, "t.kiln");
@@ -310,6 +365,7 @@ int main(void)
     kiln_rng_seed(&rng, 99);
     char spec[2048];
     check_shapes();
+    check_decoder();
     for (int rep = 0; rep < 2; rep++) {
         int a = rnd(2, 4), b = rnd(2, 5), c = rnd(2, 6), bt = rnd(1, 3);
         snprintf(spec, sizeof spec, "input %d %d %d\nlinear %d\n", a, b, c, rnd(1, 5));

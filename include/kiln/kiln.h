@@ -239,6 +239,25 @@ double kiln_session_node_seconds(const kiln_session_t *s, int node);
 /* Zeroes the per-node times. */
 void kiln_session_profile_reset(kiln_session_t *s);
 
+/* Incremental decoding of a causal sequence model (one int32 token input of T positions, every
+ * attention causal and packed): one position per step with a KV cache, holding the past
+ * positions' keys and values and one position's activations, never a training forward's. */
+typedef struct kiln_decoder kiln_decoder_t;
+/* A decoder for model m (kept by the caller; its weights are copied). NULL with an error naming
+ * the node when some op mixes positions. */
+kiln_decoder_t *kiln_decoder_create(const kiln_model_t *m);
+/* Frees a decoder. */
+void kiln_decoder_free(kiln_decoder_t *d);
+/* Feeds the token at the next position and writes the output at that position (the logits of
+ * the token after it). Allocates nothing. */
+kiln_status kiln_decoder_step(kiln_decoder_t *d, int32_t token, float *logits);
+/* Empties the cache: the next step is position 0. */
+void kiln_decoder_reset(kiln_decoder_t *d);
+/* Positions filled so far. */
+int kiln_decoder_position(const kiln_decoder_t *d);
+/* The positions the model was built for (T). */
+int kiln_decoder_context(const kiln_decoder_t *d);
+
 /* Sets the worker thread count of OpenMP and BLAS. */
 void kiln_set_threads(int n);
 
