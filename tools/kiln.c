@@ -26,6 +26,8 @@ static const char usage[] =
     "  bench MODEL       inference latency p50/p99, throughput, arena, RSS   --batch N  --threads N\n"
     "                    --profile (time per layer)  --gemm-conv (no Winograd)  --no-amx\n"
     "      --runs N  --warmup N  --json\n"
+    "  generate MODEL    sample bytes from a byte-level causal model with a KV cache\n"
+    "      --prompt TEXT  --tokens N (200)  --temperature T (0.8; 0: greedy)  --top-k K  --seed N  --json\n"
     "  plot LOG[=LABEL]...  several runs' metrics logs on one chart   --out SVG  --title T  --by-time\n"
     "  help              this text\n";
 
@@ -48,6 +50,8 @@ int main(int argc, char **argv)
         return cmd_quantize(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(argc - 2, argv + 2);
+    if (strcmp(cmd, "generate") == 0)
+        return cmd_generate(argc - 2, argv + 2);
     if (strcmp(cmd, "plot") == 0)
         return cmd_plot(argc - 2, argv + 2);
     fprintf(stderr, "kiln: unknown command '%s'\n%s", cmd, usage);
