@@ -143,9 +143,13 @@ int cmd_generate(int argc, char **argv)
     if (json) {
         printf("{\"command\":\"generate\",\"model\":");
         cli_json_str(a.pos[0]);
-        printf(",\"prompt_tokens\":%zu,\"tokens\":%d,\"context\":%d,\"seconds\":%.4f,\"tokens_per_s\":%.1f,"
-               "\"ms_per_token_ctx16\":%.4f,\"ms_per_token_ctx%d\":%.4f,\"peak_rss_bytes\":%ld,\"text\":",
-               plen, tokens, ctx, wall, tokens ? tokens / gen_s : 0.0, at16 * 1e3, ctx, at128 * 1e3, ru.ru_maxrss * 1024L);
+        printf(",\"prompt_tokens\":%zu,\"tokens\":%d,\"context\":%d,\"seconds\":%.4f,\"tokens_per_s\":%.1f,",
+               plen, tokens, ctx, wall, tokens ? tokens / gen_s : 0.0);
+        const char *keys[2] = {"ms_per_token_ctx16", "ms_per_token_ctx_full"};
+        double vals[2] = {at16 * 1e3, at128 * 1e3};
+        for (int k = 0; k < 2; k++)   /* null where the run did not reach that context */
+            printf(isfinite(vals[k]) ? "\"%s\":%.4f," : "\"%s\":null,", keys[k], vals[k]);
+        printf("\"peak_rss_bytes\":%ld,\"text\":", ru.ru_maxrss * 1024L);
         putchar('"');   /* bytes as Latin-1 code points: valid JSON whatever was sampled */
         for (size_t i = 0; i < n; i++) {
             int c = text[i];
