@@ -283,14 +283,19 @@ kiln_status kiln_dataset_load_image_folder(const char *dir, const kiln_data_opti
     if (!is_dir(dir))
         return kiln_error(KILN_ERR_IO, "%s: image folder: expected a directory, found %s", dir,
                           path_text(dir));
-    char *train_dir = join(dir, "train"), *test_dir = join(dir, "test");
+    char *base = strdup(dir);   /* without trailing slashes, for the paths in messages */
+    for (size_t n = base ? strlen(base) : 0; n > 1 && base[n - 1] == '/'; n--)
+        base[n - 1] = '\0';
+    char *train_dir = base ? join(base, "train") : NULL;
+    char *test_dir = base ? join(base, "test") : NULL;
     if (!train_dir || !test_dir) {
         st = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", dir);
     } else if (is_dir(train_dir) && is_dir(test_dir)) {
         st = load_split(train_dir, train ? train_dir : test_dir, opt, out);
     } else {
-        st = load_split(dir, train ? dir : NULL, opt, out);
+        st = load_split(base, train ? base : NULL, opt, out);
     }
+    free(base);
     free(train_dir);
     free(test_dir);
     return st;

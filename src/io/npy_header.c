@@ -122,7 +122,8 @@ static kiln_status read_preamble(npy_src *s, uint64_t *header_len)
     if (s->size_known && *header_len > kiln_npy_src_left(s))
         return kiln_error(KILN_ERR_FORMAT, "%s: header length: expected at most %llu (the bytes "
                           "left in the file), found %llu", s->name,
-                          (unsigned long long)kiln_npy_src_left(s), (unsigned long long)*header_len);
+                          (unsigned long long)kiln_npy_src_left(s),
+                          (unsigned long long)*header_len);
     return KILN_OK;
 }
 
@@ -394,7 +395,8 @@ kiln_status kiln_npy_read_header(npy_src *s, npy_header *h)
         return kiln_error(KILN_ERR_NOMEM, "%s: out of memory for a %llu-byte header", s->name,
                           (unsigned long long)len);
     size_t got = kiln_npy_src_read(s, text, (size_t)len);
-    st = got < len ? kiln_npy_short_read(s, "header", len, got) : parse_header(s->name, text, len, h);
+    st = got < len ? kiln_npy_short_read(s, "header", len, got)
+                   : parse_header(s->name, text, len, h);
     free(text);
     return st;
 }
