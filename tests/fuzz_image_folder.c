@@ -2,8 +2,9 @@
  * bits 1-3: height - 1; bits 4-6: width - 1; bit 7: the test split), then entries of a slot
  * byte, a 2-byte little-endian length and that many bytes, each written as a file at the slot's
  * path (class folders, train/ and test/ splits, dot files, nested folders, stray files) under a
- * scratch folder that kiln_dataset_load_image_folder then reads. On success the dataset's
- * invariants are checked and every example gathered; on failure it must be empty. */
+ * scratch folder (under /tmp, removed at exit) that kiln_dataset_load_image_folder then reads.
+ * On success the dataset's invariants are checked and every example gathered; on failure it must
+ * be empty. */
 #define _GNU_SOURCE   /* nftw's FTW_DEPTH and FTW_PHYS */
 #include <ftw.h>
 #include <stdio.h>
@@ -27,6 +28,12 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
     (void)flag;
     (void)ftw;
     return remove(path);
+}
+
+/* Removes the scratch folder (at exit). */
+static void remove_root(void)
+{
+    nftw(root, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Writes root/run/rel (creating its folders). */
@@ -57,6 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!root[0]) {
         snprintf(root, sizeof root, "/tmp/kiln_fuzz_folder_XXXXXX");
         require(mkdtemp(root) != NULL);
+        atexit(remove_root);
     }
     snprintf(dir, sizeof dir, "%s/run", root);
     nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);

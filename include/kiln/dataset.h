@@ -45,7 +45,8 @@ typedef struct {
     int c, h, w;      /* per-example input shape as a model input: (c, h, w) for images (IDX
                        * 3-D files give c = 1); a vector of c (h = w = 1); for higher ranks c
                        * is the product of all but the last two dims; c * h * w = input.numel */
-    int n_classes;    /* max class index + 1 (256 for text; 0 for float targets) */
+    int n_classes;    /* max class index + 1; image folders: the class folders (of train/);
+                       * text: 256; float targets: 0 */
     uint8_t *images;  /* n * c * h * w, row-major NCHW, when the inputs are stored as uint8
                        * (text: NULL) */
     uint8_t *labels;  /* n class indices, when each example has one and all are below 256;
