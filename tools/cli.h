@@ -25,8 +25,17 @@ int cmd_plot(int argc, char **argv);
 kiln_graph_t *cli_load_model(const char *path, uint64_t init_seed);
 /* Loads a model for inference: a model file (fp32 or int8), or a spec with fresh parameters. */
 kiln_model_t *cli_load_runtime(const char *path);
-/* Loads a dataset split, printing the error and returning nonzero on failure. */
-int cli_load_data(const char *name, bool train, kiln_dataset *d);
+/* A command's data options: the data spec and the text context. */
+typedef struct {
+    const char *spec;   /* --data (see kiln_dataset_open) */
+    int context;        /* --context: bytes per text window (0: not given) */
+} cli_data;
+/* Reads the data spec from --option (def when absent) and --context. */
+cli_data cli_data_args(cli_args *a, const char *option, const char *def);
+/* Loads a dataset split for model g (image folders are resized to its input shape; g may be
+ * NULL), printing the error and returning nonzero on failure. A source without this split gives
+ * an empty dataset (n = 0). */
+int cli_load_data(const cli_data *data, const kiln_graph_t *g, bool train, kiln_dataset *d);
 /* Prints s as a JSON string literal. */
 void cli_json_str(const char *s);
 

@@ -1,4 +1,4 @@
-/* kiln run: classify inputs from a .npy tensor, a PNG/PGM/PPM image, an IDX file or the test set;
+/* kiln run: classify inputs from a .npy tensor, a PNG/JPEG/PGM/PPM image, an IDX file or the test set;
  * print the top classes and optionally write the raw outputs as .npy. */
 #include <math.h>
 #include <stdio.h>
@@ -33,7 +33,8 @@ static int read_input(const char *path, const kiln_node *in, int count, float **
             return 1;
         }
         *batch = (int)(t.numel / want);
-    } else if (ends_with(path, ".png") || ends_with(path, ".pgm") || ends_with(path, ".ppm") || ends_with(path, ".pnm")) {
+    } else if (ends_with(path, ".png") || ends_with(path, ".jpg") || ends_with(path, ".jpeg") ||
+               ends_with(path, ".pgm") || ends_with(path, ".ppm") || ends_with(path, ".pnm")) {
         kiln_tensor_f32 img = {0};
         if (in->rank != 3) {
             fprintf(stderr, "kiln run: %s: the model takes a vector of %d, not an image\n", path, in->dims[0]);
@@ -88,11 +89,13 @@ int cmd_run(int argc, char **argv)
     static const char *const flags[] = {"json", NULL};
     cli_args a;
     if (cli_parse(&a, argc, argv, flags) || a.n_pos < 1 || a.n_pos > 2) {
-        fprintf(stderr, "usage: kiln run MODEL [INPUT.npy|IMAGE.png|IMAGE.pgm|IMAGES.idx] [--data fashion-mnist|DIR] "
+        fprintf(stderr, "usage: kiln run MODEL [INPUT.npy|IMAGE.png|IMAGE.jpg|IMAGE.pgm|IMAGES.idx] "
+                        "[--data fashion-mnist|DIR|npy:X,Y,TX,TY|images:DIR] "
                         "[--count N] [--top K] [--output OUT.npy] [--threads N] [--json]\n");
         return 2;
     }
-    const char *data = cli_str(&a, "data", "fashion-mnist"), *out_path = cli_str(&a, "output", NULL);
+    cli_data data = cli_data_args(&a, "data", "fashion-mnist");
+    const char *out_path = cli_str(&a, "output", NULL);
     int count = (int)cli_int(&a, "count", a.n_pos == 2 ? 1 << 20 : 5, 1, 1 << 20);
     int top = (int)cli_int(&a, "top", 3, 1, 1000), threads = (int)cli_int(&a, "threads", 1, 1, 1024);
     bool json = cli_flag(&a, "json");
@@ -111,8 +114,12 @@ int cmd_run(int argc, char **argv)
         if (read_input(a.pos[1], in, count, &x, &batch, &labels))
             goto done;
     } else {
-        if (cli_load_data(data, false, &d))
+        if (cli_load_data(&data, g, false, &d))
             goto done;
+        if (kiln_dataset_check_classification(&d) != KILN_OK) {
+            fprintf(stderr, "kiln run: %s: %s\n", data.spec, kiln_last_error());
+            goto done;
+        }
         if (in->numel != (size_t)d.c * d.h * d.w) {
             fprintf(stderr, "kiln run: model input %dx%dx%d, images %dx%dx%d\n", in->dims[0], in->dims[1],
                     in->dims[2], d.c, d.h, d.w);

@@ -11,6 +11,9 @@ kiln_status kiln_evaluate(const kiln_model_t *m, const kiln_dataset *d, int batc
     const kiln_graph_t *g = kiln_model_graph(m);
     int classes = (int)kiln_graph_numel(g, kiln_graph_output(g));
     const kiln_node *in = &g->nodes[0];
+    kiln_status fit = kiln_dataset_check_classification(d);
+    if (fit != KILN_OK)
+        return fit;
     if (in->numel != (size_t)d->c * d->h * d->w)
         return kiln_error(KILN_ERR_SHAPE, "model input %dx%dx%d does not match dataset images %dx%dx%d",
                           in->dims[0], in->dims[1], in->dims[2], d->c, d->h, d->w);

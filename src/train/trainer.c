@@ -419,6 +419,9 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
     int B = cfg->batch;
     if (B < 1 || cfg->epochs < 1)
         return kiln_error(KILN_ERR_ARG, "batch (%d) and epochs (%d) must be positive", B, cfg->epochs);
+    kiln_status fit = kiln_dataset_check_classification(train);
+    if (fit != KILN_OK || (test && (fit = kiln_dataset_check_classification(test)) != KILN_OK))
+        return fit;
     if (in->numel != (size_t)train->c * train->h * train->w)
         return kiln_error(KILN_ERR_SHAPE, "model input %dx%dx%d does not match the images %dx%dx%d",
                           in->dims[0], in->dims[1], in->dims[2], train->c, train->h, train->w);
