@@ -13,10 +13,14 @@ cli_data cli_data_args(cli_args *a, const char *option, const char *def)
 
 int cli_load_data(const cli_data *data, const kiln_graph_t *g, bool train, kiln_dataset *d)
 {
-    int shape[3] = { 1, 1, 1 };
-    int ndim = g ? kiln_graph_shape(g, 0, shape) : 0;
+    int shape[KILN_MAX_RANK] = { 1, 1, 1, 1, 1, 1 }, in = 0;
+    if (g)
+        kiln_graph_inputs(g, &in);
+    int ndim = g ? kiln_graph_shape(g, in, shape) : 0;
     kiln_data_options opt = { .c = shape[0], .h = ndim == 3 ? shape[1] : 1,
                               .w = ndim == 3 ? shape[2] : 1, .context = data->context };
+    if (!opt.context && g && ndim == 1)   /* a token model: its positions are the window */
+        opt.context = shape[0];
     if (kiln_dataset_open(data->spec, &opt, train, d) != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", kiln_last_error());
         return 1;
