@@ -692,29 +692,45 @@ static void test_text(void)
           error_has("nothing.txt", "cannot open", NULL), "missing: %s", kiln_last_error());
 }
 
-/* The trainer and evaluation refuse text (no token-input models yet) and targets they have no
- * loss for, before touching the data. */
-static void test_trainer_refuses(void)
+/* The trainer and evaluation take text with a token model and float targets with a regression
+ * loss, and refuse data that does not fit the model with both shapes named, before training. */
+static void test_trainer_fit(void)
 {
     kiln_graph_t *g = kiln_spec_parse("input 16\ndense 256\n", "test");
+    kiln_graph_t *lm = kiln_spec_parse("input 16 dtype=i32\nembedding 256 8\nlinear 256\n", "lm");
+    kiln_graph_t *reg = kiln_spec_parse("input 4\nlinear 2\n", "reg");
     kiln_dataset text, f32;
-    CHECK(g && kiln_dataset_load_text(at("t.txt"), 16, true, &text) == KILN_OK &&
+    CHECK(g && lm && reg && kiln_dataset_load_text(at("t.txt"), 16, true, &text) == KILN_OK &&
           kiln_dataset_load_npy(at("f_x.npy"), at("f_y.npy"), &f32) == KILN_OK, "setup: %s",
           kiln_last_error());
-    if (!g)
+    if (!g || !lm || !reg)
         return;
-    kiln_train_config cfg = { .epochs = 1, .batch = 4 };
-    CHECK(kiln_train(g, &text, NULL, &cfg, NULL) == KILN_ERR_ARG &&
-          error_has("text data needs a model with token input", NULL, NULL), "train text: %s",
+    kiln_train_config cfg = { .epochs = 1, .batch = 4, .opt = { .kind = KILN_OPT_ADAM, .lr = 1e-3f } };
+    CHECK(kiln_train(g, &text, NULL, &cfg, NULL) == KILN_ERR_SHAPE &&
+          error_has("model input input is F32, the dataset gives I32", NULL, NULL), "train text: %s",
           kiln_last_error());
-    CHECK(kiln_train(g, &f32, NULL, &cfg, NULL) == KILN_ERR_ARG &&
-          error_has("float32 targets", NULL, NULL), "train f32: %s", kiln_last_error());
+    kiln_train_result res;
+    kiln_graph_init_params(lm, 1);
+    CHECK(kiln_train(lm, &text, NULL, &cfg, &res) == KILN_OK && isfinite(res.train_loss) &&
+          res.train_loss < 6.0f, "train text on a token model: %s (loss %g)", kiln_last_error(), res.train_loss);
+    CHECK(kiln_train(g, &f32, NULL, &cfg, NULL) == KILN_ERR_SHAPE &&
+          error_has("model input 16 (16 values)", "examples of 4 values", NULL), "train f32: %s", kiln_last_error());
+    kiln_graph_init_params(reg, 1);
+    cfg.loss = KILN_LOSS_HUBER;
+    CHECK(kiln_train(reg, &f32, NULL, &cfg, &res) == KILN_OK && isfinite(res.train_loss) && isnan(res.train_accuracy),
+          "train f32 with huber: %s", kiln_last_error());
     kiln_model_t *m = kiln_model_create(g, true);
     float loss, acc;
-    CHECK(m && kiln_evaluate(m, &text, 8, &loss, &acc) == KILN_ERR_ARG &&
-          error_has("token input", NULL, NULL), "evaluate text: %s", kiln_last_error());
+    CHECK(m && kiln_evaluate(m, &text, 8, &loss, &acc) == KILN_ERR_SHAPE &&
+          error_has("is F32, the dataset gives I32", NULL, NULL), "evaluate text: %s", kiln_last_error());
+    kiln_model_free(m);
+    m = kiln_model_create(lm, true);
+    CHECK(m && kiln_evaluate(m, &text, 8, &loss, &acc) == KILN_OK && isfinite(loss) && acc >= 0 && acc <= 1,
+          "evaluate text on a token model: %s", kiln_last_error());
     kiln_model_free(m);
     kiln_graph_free(g);
+    kiln_graph_free(lm);
+    kiln_graph_free(reg);
     kiln_dataset_free(&text);
     kiln_dataset_free(&f32);
 }
@@ -808,7 +824,7 @@ static void test_cli(void)
     CHECK(run(cmd) == 0 && output_has("test accuracy"), "train image folder");
     snprintf(cmd, sizeof cmd, "%s train %s --data text:%s --context 16 --quiet --out %s", cli,
              at("c.kiln"), at("t.txt"), at("t.safetensors"));
-    CHECK(run(cmd) == 1 && output_has("text data needs a model with token input"), "train text");
+    CHECK(run(cmd) == 1 && output_has("does not match the text windows of 16 bytes"), "train text on an image model");
     snprintf(cmd, sizeof cmd, "%s eval %s --data npy:%s,%s", cli, at("c.safetensors"),
              at("c_x.npy"), at("c_y.npy"));
     CHECK(run(cmd) == 1 && output_has("empty"), "eval without a test split");
@@ -827,7 +843,7 @@ int main(void)
     test_image_folder();
     test_image_folder_hostile();
     test_text();
-    test_trainer_refuses();
+    test_trainer_fit();
     test_open_idx();
     test_cli();
     if (!check_failed)

@@ -132,6 +132,11 @@ kiln_status kiln_dataset_gather_typed(const kiln_dataset *d, const int *idx, int
  * float inputs, one class index per example); otherwise an error saying what the data needs
  * (text: a model with token input). */
 kiln_status kiln_dataset_check_classification(const kiln_dataset *d);
+/* KILN_OK if d fits model graph g (one input, one output): the input's dtype and elements match
+ * what gathering gives, and the targets are class indices over the output's last axis (one per
+ * position before it; the dataset's classes at most the output's) or float targets of the
+ * output's shape. Else an error naming both shapes. */
+kiln_status kiln_dataset_check_model(const kiln_dataset *d, const kiln_graph_t *g);
 
 /* A generic IDX tensor: element type, shape and data in host byte order. Owns data. */
 typedef struct {
@@ -151,8 +156,10 @@ kiln_status kiln_idx_read_memory(const void *bytes, size_t len, kiln_idx_tensor 
 /* Frees the data and zeroes the struct. */
 void kiln_idx_tensor_free(kiln_idx_tensor *t);
 
-/* Runs model m over every example of d in batches; mean softmax cross-entropy and
- * accuracy (either output may be NULL). */
+/* Runs model m over every example of d in batches (kiln_dataset_check_model must hold): for
+ * class targets the mean softmax cross-entropy over the output's last axis and the accuracy, per
+ * target (per token for sequence models); for float targets the mean squared error and NaN
+ * accuracy. Either output may be NULL. */
 kiln_status kiln_evaluate(const kiln_model_t *m, const kiln_dataset *d, int batch, float *loss, float *accuracy);
 
 #ifdef __cplusplus

@@ -204,6 +204,9 @@ typedef struct {
     const char *metrics_path;       /* JSON lines, one per report; NULL = none */
     int64_t stop_after_steps;       /* stop early (tests); 0 = run all */
     kiln_sb_config selective;       /* Selective Backprop; zeroes: standard training */
+    kiln_loss_kind loss;            /* for float targets (mse, l1, huber, bce); class targets always
+                                     * take cross-entropy over the output's last axis */
+    float huber_delta;              /* 0 means 1 */
     void (*on_progress)(const kiln_progress *p, void *user);
     /* called with the dataset indices of every batch trained on (may be NULL) */
     void (*on_batch)(const int *indices, int n, int epoch, void *user);

@@ -1,8 +1,10 @@
 /* Datasets in memory: freeing, gathering examples into batches (classic float/int batches and
  * batches in each layout's gathered type), and the check that a dataset suits a classifier. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/graph.h"
 #include "kiln/dataset.h"
 
 void kiln_dataset_free(kiln_dataset *d)
@@ -149,5 +151,53 @@ kiln_status kiln_dataset_check_classification(const kiln_dataset *d)
                           "need a sequence model; the trainer and evaluation take one class "
                           "index per example (labels of shape (N,)); not supported yet",
                           d->target.rank);
+    return KILN_OK;
+}
+
+kiln_status kiln_dataset_check_model(const kiln_dataset *d, const kiln_graph_t *g)
+{
+    int in, out;
+    if (!d || d->n < 1)
+        return kiln_error(KILN_ERR_ARG, "the dataset is empty (a source without a test split gives an empty test set)");
+    if (kiln_graph_inputs(g, NULL) != 1 || kiln_graph_outputs(g, NULL) != 1)
+        return kiln_error(KILN_ERR_ARG, "training and evaluation on a dataset need a model with one input and one "
+                          "output, found %d and %d", kiln_graph_inputs(g, NULL), kiln_graph_outputs(g, NULL));
+    kiln_graph_inputs(g, &in);
+    kiln_graph_outputs(g, &out);
+    int id[KILN_MAX_RANK], od[KILN_MAX_RANK];
+    int ir = kiln_graph_shape(g, in, id), orank = kiln_graph_shape(g, out, od);
+    size_t in_numel = kiln_graph_numel(g, in), out_numel = kiln_graph_numel(g, out);
+    kiln_dtype in_dt = d->kind == KILN_DATA_IMAGES && d->input.numel == 0 ? KILN_DT_F32 : d->input.gathered;
+    size_t d_in = d->kind == KILN_DATA_IMAGES && d->input.numel == 0 ? (size_t)d->c * d->h * d->w : d->input.numel;
+    char a[64] = "", b[64] = "";
+    for (int i = 0, n = 0; i < ir; i++)
+        n += snprintf(a + n, sizeof a - (size_t)n, "%s%d", i ? "x" : "", id[i]);
+    if (d_in != in_numel) {
+        if (d->kind == KILN_DATA_TEXT)
+            return kiln_error(KILN_ERR_SHAPE, "model input %s does not match the text windows of %zu bytes (--context)",
+                              a, d_in);
+        return kiln_error(KILN_ERR_SHAPE, "model input %s (%zu values) does not match the dataset's examples of %zu "
+                          "values", a, in_numel, d_in);
+    }
+    const kiln_node *inn = &g->nodes[in];
+    if (inn->dtype != in_dt)
+        return kiln_error(KILN_ERR_SHAPE, "model input %s is %s, the dataset gives %s", inn->name,
+                          kiln_dtype_name(inn->dtype), kiln_dtype_name(in_dt));
+    for (int i = 0, n = 0; i < orank; i++)
+        n += snprintf(b + n, sizeof b - (size_t)n, "%s%d", i ? "x" : "", od[i]);
+    bool classes = d->kind == KILN_DATA_IMAGES && d->target.numel == 0 ? true : d->target.gathered == KILN_DT_I32;
+    size_t t_numel = d->kind == KILN_DATA_IMAGES && d->target.numel == 0 ? 1 : d->target.numel;
+    if (classes) {
+        int c = orank ? od[orank - 1] : 1;
+        if (out_numel / (size_t)c != t_numel)
+            return kiln_error(KILN_ERR_SHAPE, "model output %s gives %zu class rows (its last axis holds the classes), "
+                              "the dataset %zu class targets per example", b, out_numel / (size_t)c, t_numel);
+        if (c < d->n_classes)
+            return kiln_error(KILN_ERR_SHAPE, "model output %s has %d classes on its last axis, the dataset %d", b, c,
+                              d->n_classes);
+    } else if (out_numel != t_numel) {
+        return kiln_error(KILN_ERR_SHAPE, "model output %s (%zu values) does not match the dataset's %zu float "
+                          "targets per example", b, out_numel, t_numel);
+    }
     return KILN_OK;
 }
