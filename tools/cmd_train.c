@@ -166,6 +166,7 @@ int cmd_train(int argc, char **argv)
     cfg.checkpoint_every = cli_int(&a, "checkpoint-every", 0, 0, INT64_MAX);
     cfg.resume_path = cli_str(&a, "resume", NULL);
     cfg.stop_after_steps = cli_int(&a, "max-steps", 0, 0, INT64_MAX);
+    cfg.steps = cli_int(&a, "steps", 0, 0, INT64_MAX);
     cfg.selective.enabled = cli_flag(&a, "selective-backprop");
     cfg.selective.beta = (float)cli_float(&a, "sb-beta", 3, 0, 1000);
     cfg.selective.history = (int)cli_int(&a, "sb-history", 1024, 1, 1 << 24);

@@ -203,6 +203,8 @@ typedef struct {
     const char *resume_path;        /* continue from this checkpoint */
     const char *metrics_path;       /* JSON lines, one per report; NULL = none */
     int64_t stop_after_steps;       /* stop early (tests); 0 = run all */
+    int64_t steps;                  /* the run's length in steps (the schedule's too), ending inside
+                                     * an epoch if need be; 0 = epochs x steps per epoch */
     kiln_sb_config selective;       /* Selective Backprop; zeroes: standard training */
     kiln_loss_kind loss;            /* for float targets (mse, l1, huber, bce); class targets always
                                      * take cross-entropy over the output's last axis */

@@ -370,7 +370,7 @@ static kiln_status trainer_init(trainer *t, kiln_graph_t *g, const kiln_dataset 
                              .axis = -1, .ignore_index = -100,
                              .delta = cfg->huber_delta};
     t->spe = (train->n + t->B - 1) / t->B;
-    t->total = t->spe * cfg->epochs;
+    t->total = cfg->steps > 0 ? cfg->steps : t->spe * cfg->epochs;
     t->selective = cfg->selective.enabled;
     t->scorer_version = -1;
     size_t B = (size_t)t->B;
@@ -485,9 +485,10 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
     }
     double t0 = now_s(), eval_s = 0;   /* eval_s: evaluation time since t0, not training */
     int64_t start_step = s->global_step, last_ckpt = s->global_step;
-    kiln_progress p = {.epochs = cfg->epochs, .steps_per_epoch = spe, .total_steps = total};
+    int epochs = (int)((total + spe - 1) / spe);   /* --steps may end inside an epoch */
+    kiln_progress p = {.epochs = epochs, .steps_per_epoch = spe, .total_steps = total};
     t.lr = kiln_optim_lr(t.opt, s->global_step, total);
-    for (int epoch = (int)(s->global_step / spe); epoch < cfg->epochs; epoch++) {
+    for (int epoch = (int)(s->global_step / spe); epoch < epochs; epoch++) {
         kiln_rng shuf;
         kiln_rng_seed(&shuf, cfg->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)epoch);
         for (int i = 0; i < train->n; i++)
@@ -504,7 +505,7 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
                 kiln_augment(t.x, b, train->c, train->h, train->w, cfg->crop_pad, cfg->flip, &aug, t.tmp);
             }
             s->c.examples += b;
-            p.epoch_end = step + 1 == spe;
+            p.epoch_end = step + 1 == spe || s->global_step + 1 == total;
             if (!t.selective || epoch == 0) {
                 s->c.selected += t.selective ? b : 0;
                 st = train_batch(&t, t.x, t.y, idx, b, epoch);
@@ -575,7 +576,7 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
                     goto done;
                 last_ckpt = s->global_step;
             }
-            if (cfg->stop_after_steps > 0 && s->global_step >= cfg->stop_after_steps)
+            if ((cfg->stop_after_steps > 0 && s->global_step >= cfg->stop_after_steps) || s->global_step >= total)
                 goto finish;
         }
     }
