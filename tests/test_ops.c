@@ -333,6 +333,10 @@ static void check_shapes(void)
     expect_error("input 4\nembedding 10 8\n", "is F32, expected I32 indices");
     expect_error("input 4 6\nslice axis=1 start=5 end=2\n", "slice 5:2 of axis 1 (length 6)");
     expect_error("input 4 6\nsoftmax axis=2\n", "axis 2 is outside input 4x6");
+    expect_error("input 4 6\nsplit axis=1 sizes=2,3\n", "split split_1: parts sum to 5, axis 1 of input has 6");
+    expect_error("input 4 6\nupsample scale=2\n", "input input is 4x6, expected (c, h, w)");
+    expect_error("input 2 4 6\npad pads=1,2,3,4,5,6,7,8\n", "pads name axis 3, past input 2x4x6");
+    expect_error("input 2 4 6\nconv_transpose2d 3 3 pad=3\n", "padding 3x3 leaves no output for input 2x4x6");
     /* shapes and the round trip through spec text */
     kiln_graph_t *g = kiln_spec_parse("x: input 3 1 5\ny: input 4 1\nw: param 5x2 std=0.1\ns: mul x y\n"
                                       "m: matmul s w\nr: reshape -1x2\nt: transpose 1,0\nmean axes=1 keepdims=1\n"
@@ -422,6 +426,24 @@ int main(void)
                  a, b, b);
         check_spec(spec, bt);
         snprintf(spec, sizeof spec, "q: input %d 4\nkv: input %d 4\nattention in=q,kv,kv heads=2\n", a, b);
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d %d\nupsample scale=2 mode=nearest\nsigmoid\n", a, b, c);
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d %d\nupsample size=%dx%d mode=bilinear\n", a, b, c, 2 * b + 1, c + 3);
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d %d\nupsample size=%dx%d mode=bilinear\n", a, b + 3, c + 2, b + 1, c);
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d %d\nconv_transpose2d %d 3 stride=2 pad=1 out_pad=1\n", a, b, c, rnd(1, 4));
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d %d\nconv_transpose2d %d 2x3 stride=2x1 dilation=2 bias=0\n", a, b, c,
+                 rnd(1, 4));
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d %d\npad pads=0,1,2,1,0,3 value=0.5\ntanh\n", a, b, c);
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d\npad pads=2,0\n", a, c);
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "x: input %d %d\nparts: split axis=1 sizes=1,%d\nm: mul parts.0 parts.1\n"
+                 "output m,parts.1\n", a, c + 1, c);
         check_spec(spec, bt);
         snprintf(spec, sizeof spec, "input %d %d %d\nmean axes=0,2\n", a, b, c);
         check_spec(spec, bt);

@@ -64,6 +64,9 @@ typedef enum {
     KILN_OP_EMBEDDING,    /* rows of a table gathered by int32 index: (...) -> (..., width) */
     KILN_OP_ATTENTION,    /* multi-head scaled dot-product attention over (tokens, width) */
     KILN_OP_MEAN, KILN_OP_SUM,               /* reductions over a set of axes */
+    KILN_OP_UPSAMPLE,     /* (c, h, w) images resized by nearest or bilinear sampling */
+    KILN_OP_CONV_TRANSPOSE2D, /* the transposed convolution (PyTorch's ConvTranspose2d, groups 1) */
+    KILN_OP_PAD,          /* a constant border on any per-example axes */
     KILN_OP_COUNT
 } kiln_op;
 
@@ -96,6 +99,12 @@ typedef struct {
     unsigned axes;       /* mean, sum: bit i set reduces per-example axis i */
     bool keepdims;       /* mean, sum: keep reduced axes as 1 */
     int vocab;           /* embedding: rows of the table (units: its width) */
+    int mode;            /* upsample: 0 nearest, 1 bilinear (align_corners false) */
+    int size[2];         /* upsample: output (h, w); 0: by scale */
+    float scale[2];      /* upsample: factors (h, w) when size is 0 */
+    int out_pad[2];      /* conv_transpose2d: output padding (h, w) */
+    int pads[2 * KILN_MAX_RANK]; /* pad: before for every axis, then after (ONNX order) */
+    float value;         /* pad: the border's value */
     float std;           /* param init: normal with this deviation; 0 means zeros */
 } kiln_attrs;
 
@@ -124,6 +133,10 @@ int kiln_graph_outputs(const kiln_graph_t *g, int *ids);
 /* Adds a layer taking the given node ids; infers its shape. Returns the new id or -1. */
 int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
                    const kiln_attrs *attrs, const char *name);
+/* Splits node input along axis into n parts of the given sizes (summing to the axis' length):
+ * one slice node per part, named NAME.0, NAME.1, ... (ids into ids, may be NULL). Returns n, or
+ * -1 with the parts added before the error left in g. */
+int kiln_graph_split(kiln_graph_t *g, int input, int axis, const int *sizes, int n, const char *name, int *ids);
 /* Nodes in the graph (ids are 0..n-1, topologically ordered). */
 int kiln_graph_size(const kiln_graph_t *g);
 /* The id of the (first) output node: the last node unless outputs were declared. */

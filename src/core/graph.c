@@ -453,3 +453,30 @@ void kiln_graph_print(const kiln_graph_t *g, void *file)
     }
     fprintf(f, "total parameters: %zu, forward FLOPs per example: %.0f\n", g->n_params, kiln_graph_flops(g));
 }
+
+int kiln_graph_split(kiln_graph_t *g, int input, int axis, const int *sizes, int n, const char *name, int *ids)
+{
+    if (input < 0 || input >= g->n || n < 1 || n > 64)
+        return kiln_error(KILN_ERR_ARG, "split: input %d or part count %d out of range", input, n), -1;
+    char nm[KILN_NAME_LEN];
+    int start = 0;
+    for (int k = 0; k < n; k++) {
+        if (sizes[k] <= 0)
+            return kiln_error(KILN_ERR_ARG, "split %s: part %d has size %d", name ? name : "", k, sizes[k]), -1;
+        kiln_attrs a = {.axis = axis, .start = start, .end = start + sizes[k], .step = 1};
+        if ((size_t)snprintf(nm, sizeof nm, "%s.%d", name ? name : "split", k) >= sizeof nm)
+            return kiln_error(KILN_ERR_ARG, "split name '%s' too long", name ? name : ""), -1;
+        int id = kiln_graph_add(g, KILN_OP_SLICE, &input, 1, &a, nm);
+        if (id < 0)
+            return -1;
+        const kiln_node *x = &g->nodes[input];
+        int ax = g->nodes[id].a.axis;
+        if (k == n - 1 && start + sizes[k] != x->dims[ax])
+            return kiln_error(KILN_ERR_SHAPE, "split %s: parts sum to %d, axis %d of %s has %d", name ? name : "",
+                              start + sizes[k], ax, x->name, x->dims[ax]), -1;
+        if (ids)
+            ids[k] = id;
+        start += sizes[k];
+    }
+    return n;
+}

@@ -45,6 +45,10 @@ static const kiln_op_def defs[] = {
                            kiln_attention_save_floats, kiln_attention_work_floats},
     [KILN_OP_MEAN] = {"mean", 1, 1, KILN_MEM_OWN, kiln_infer_reduce, kiln_reduce_fwd, NULL, NULL},
     [KILN_OP_SUM] = {"sum", 1, 1, KILN_MEM_OWN, kiln_infer_reduce, kiln_reduce_fwd, NULL, NULL},
+    [KILN_OP_UPSAMPLE] = {"upsample", 1, 1, KILN_MEM_OWN, kiln_infer_upsample, kiln_upsample_fwd, NULL, NULL},
+    [KILN_OP_CONV_TRANSPOSE2D] = {"conv_transpose2d", 1, 1, KILN_MEM_OWN, kiln_infer_conv_transpose,
+                                  kiln_conv_transpose_fwd, NULL, NULL},
+    [KILN_OP_PAD] = {"pad", 1, 1, KILN_MEM_OWN, kiln_infer_pad, kiln_pad_fwd, NULL, NULL},
 };
 _Static_assert(sizeof defs / sizeof defs[0] == KILN_OP_COUNT, "every op needs a record in the op table");
 

@@ -60,6 +60,9 @@ kiln_status kiln_infer_same(kiln_graph_t *g, kiln_node *nd);
 kiln_status kiln_infer_embedding(kiln_graph_t *g, kiln_node *nd);
 kiln_status kiln_infer_attention(kiln_graph_t *g, kiln_node *nd);
 kiln_status kiln_infer_reduce(kiln_graph_t *g, kiln_node *nd);
+kiln_status kiln_infer_upsample(kiln_graph_t *g, kiln_node *nd);
+kiln_status kiln_infer_conv_transpose(kiln_graph_t *g, kiln_node *nd);
+kiln_status kiln_infer_pad(kiln_graph_t *g, kiln_node *nd);
 
 /* Reserves a parameter (trainable) or buffer tensor of the given dims for nd. */
 kiln_status kiln_node_add_param(kiln_graph_t *g, kiln_node *nd, const char *name, bool trainable,

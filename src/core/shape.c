@@ -1,5 +1,6 @@
 /* Shape inference of the N-d ops: each sets the node's output tensor from its inputs and
  * attributes and reserves its parameters. Errors name the node, the op and the shapes. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "core/error.h"
@@ -362,6 +363,87 @@ kiln_status kiln_infer_reduce(kiln_graph_t *g, kiln_node *nd)
             d[r++] = 1;
     }
     kiln_node_set_shape(nd, r, d);
+    nd->batched = x->batched;
+    return KILN_OK;
+}
+
+kiln_status kiln_infer_upsample(kiln_graph_t *g, kiln_node *nd)
+{
+    const kiln_node *x = in_of(g, nd, 0);
+    kiln_attrs *a = &nd->a;
+    char s[64], msg[160];
+    if (x->rank != 3) {
+        snprintf(msg, sizeof msg, "input %s is %s, expected (c, h, w)", x->name, SHAPE(s, x));
+        return fail(nd, KILN_ERR_SHAPE, msg);
+    }
+    if (a->mode < 0 || a->mode > 1)
+        return fail(nd, KILN_ERR_ARG, "mode must be nearest or bilinear");
+    int d[3] = {x->dims[0], a->size[0], a->size[1]};
+    for (int i = 0; i < 2; i++) {
+        if (a->size[i] <= 0) {
+            if (!(a->scale[i] > 0) || a->scale[i] * x->dims[1 + i] > 1e6)
+                return fail(nd, KILN_ERR_ARG, "needs size=HxW or a positive scale=");
+            d[1 + i] = (int)floorf(x->dims[1 + i] * a->scale[i]);
+            if (d[1 + i] < 1)
+                return fail(nd, KILN_ERR_ARG, "the scale leaves no pixels");
+        }
+        a->size[i] = d[1 + i];   /* resolved: kernels read the size */
+    }
+    kiln_node_set_shape(nd, 3, d);
+    nd->batched = x->batched;
+    return KILN_OK;
+}
+
+kiln_status kiln_infer_conv_transpose(kiln_graph_t *g, kiln_node *nd)
+{
+    const kiln_node *x = in_of(g, nd, 0);
+    const kiln_attrs *a = &nd->a;
+    char s[64], msg[192];
+    if (x->rank != 3) {
+        snprintf(msg, sizeof msg, "input %s is %s, expected (c, h, w)", x->name, SHAPE(s, x));
+        return fail(nd, KILN_ERR_SHAPE, msg);
+    }
+    if (a->units <= 0 || a->groups != 1)
+        return fail(nd, KILN_ERR_ARG, "needs positive out channels, and groups 1");
+    int d[3] = {a->units, 0, 0};
+    for (int i = 0; i < 2; i++) {
+        if (a->pad[i] < 0 || a->out_pad[i] < 0 || a->out_pad[i] >= (a->stride[i] > a->dilation[i] ? a->stride[i] : a->dilation[i]))
+            return fail(nd, KILN_ERR_ARG, "padding must be >= 0 and output padding below the stride or dilation");
+        d[1 + i] = (x->dims[1 + i] - 1) * a->stride[i] - 2 * a->pad[i] + a->dilation[i] * (a->kernel[i] - 1) +
+                   a->out_pad[i] + 1;
+        if (d[1 + i] <= 0) {
+            snprintf(msg, sizeof msg, "padding %dx%d leaves no output for input %s", a->pad[0], a->pad[1], SHAPE(s, x));
+            return fail(nd, KILN_ERR_SHAPE, msg);
+        }
+    }
+    kiln_node_set_shape(nd, 3, d);
+    nd->batched = x->batched;
+    int wd[4] = {x->dims[0], a->units, a->kernel[0], a->kernel[1]};   /* PyTorch's (in, out, kh, kw) */
+    if (kiln_node_add_param(g, nd, "weight", true, 4, wd) != KILN_OK ||
+        (!a->no_bias && kiln_node_add_param(g, nd, "bias", true, 1, &a->units) != KILN_OK))
+        return KILN_ERR_NOMEM;
+    return KILN_OK;
+}
+
+kiln_status kiln_infer_pad(kiln_graph_t *g, kiln_node *nd)
+{
+    const kiln_node *x = in_of(g, nd, 0);
+    char s[64], msg[160];
+    int d[KILN_MAX_RANK];
+    for (int i = 0; i < x->rank; i++) {
+        int lo = nd->a.pads[i], hi = nd->a.pads[KILN_MAX_RANK + i];
+        if (lo < 0 || hi < 0 || (double)x->dims[i] + lo + hi > 1e9) {
+            snprintf(msg, sizeof msg, "pads of axis %d (%d, %d) must be >= 0 for input %s", i, lo, hi, SHAPE(s, x));
+            return fail(nd, KILN_ERR_ARG, msg);
+        }
+        d[i] = x->dims[i] + lo + hi;
+    }
+    for (int i = x->rank; i < KILN_MAX_RANK; i++)
+        if (nd->a.pads[i] || nd->a.pads[KILN_MAX_RANK + i]) {
+            snprintf(msg, sizeof msg, "pads name axis %d, past input %s", i, SHAPE(s, x));
+            return fail(nd, KILN_ERR_SHAPE, msg);
+        }
+    kiln_node_set_shape(nd, x->rank, d);
     nd->batched = x->batched;
     return KILN_OK;
 }

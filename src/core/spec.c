@@ -15,7 +15,9 @@
  *   softmax / log_softmax (axis=)   reshape AxBx.. (one -1)   transpose P0,P1,..
  *   slice axis= start= end= step=   concat NAME... axis=   silu  hard_swish  relu6
  *   embedding VOCAB WIDTH   attention heads= causal=0|1 (in=QKV or in=Q,K,V)
- *   mean / sum axes=A,B,.. keepdims=0|1
+ *   mean / sum axes=A,B,.. keepdims=0|1   upsample scale=F[xF] | size=HxW (mode=nearest|bilinear)
+ *   conv_transpose2d UNITS KERNEL (stride= pad= dilation= out_pad= bias=0)   pad pads=B0,..,E0,.. (value=)
+ *   split axis= sizes=A,B,..  (one slice layer per part: NAME.0, NAME.1, ...)
  *   output NAME[,NAME...]   (a directive: declares the graph's outputs; default the last layer) */
 #include <ctype.h>
 #include <stdarg.h>
@@ -192,7 +194,7 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
 {
     const char *k = t->s, *v = t->s + eq + 1;
     int kl = eq, vl = t->len - eq - 1, vcol = t->col + eq + 1;
-    bool conv = op == KILN_OP_CONV2D, pool = op == KILN_OP_MAXPOOL2D || op == KILN_OP_AVGPOOL2D;
+    bool conv = op == KILN_OP_CONV2D || op == KILN_OP_CONV_TRANSPOSE2D, pool = op == KILN_OP_MAXPOOL2D || op == KILN_OP_AVGPOOL2D;
 #define KEY(name) (kl == (int)strlen(name) && memcmp(k, name, (size_t)kl) == 0)
     bool ok;
     if ((conv || pool) && KEY("stride"))
@@ -218,6 +220,27 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
     else if ((op == KILN_OP_LEAKY_RELU && KEY("slope")) || (op == KILN_OP_DROPOUT && KEY("p")) ||
              ((conv || op == KILN_OP_DENSE || op == KILN_OP_BATCHNORM || op == KILN_OP_ADD) && KEY("slope")))
         ok = parse_float(v, vl, &a->alpha);
+    else if (op == KILN_OP_CONV_TRANSPOSE2D && KEY("out_pad"))
+        ok = parse_pair(v, vl, a->out_pad) && a->out_pad[0] >= 0 && a->out_pad[1] >= 0;
+    else if (op == KILN_OP_UPSAMPLE && KEY("size"))
+        ok = parse_pair(v, vl, a->size) && a->size[0] > 0 && a->size[1] > 0;
+    else if (op == KILN_OP_UPSAMPLE && KEY("scale")) {
+        const char *x = memchr(v, 'x', (size_t)vl);
+        ok = x ? parse_float(v, (int)(x - v), &a->scale[0]) && parse_float(x + 1, vl - (int)(x - v) - 1, &a->scale[1])
+               : parse_float(v, vl, &a->scale[0]) && (a->scale[1] = a->scale[0], true);
+        ok = ok && a->scale[0] > 0 && a->scale[1] > 0;
+    } else if (op == KILN_OP_UPSAMPLE && KEY("mode")) {
+        ok = (vl == 7 && memcmp(v, "nearest", 7) == 0) || (vl == 8 && memcmp(v, "bilinear", 8) == 0);
+        a->mode = vl == 8;
+    } else if (op == KILN_OP_PAD && KEY("pads")) {
+        int p[2 * KILN_MAX_RANK], n = parse_list(v, vl, p, 2 * KILN_MAX_RANK);
+        ok = n > 0 && n % 2 == 0;
+        for (int i = 0; ok && i < n / 2; i++) {
+            a->pads[i] = p[i];
+            a->pads[KILN_MAX_RANK + i] = p[n / 2 + i];
+        }
+    } else if (op == KILN_OP_PAD && KEY("value"))
+        ok = parse_float(v, vl, &a->value);
     else if ((op == KILN_OP_LAYERNORM || op == KILN_OP_RMSNORM) && KEY("eps"))
         ok = parse_float(v, vl, &a->eps) && a->eps > 0;
     else if ((op == KILN_OP_SOFTMAX || op == KILN_OP_LOG_SOFTMAX || op == KILN_OP_CONCAT || op == KILN_OP_SLICE) &&
@@ -269,6 +292,41 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
     return ok;
 }
 
+/* `split axis=A sizes=a,b,.. [in=NAME]`: one slice layer per part, NAME.0, NAME.1, ... */
+static kiln_status parse_split(kiln_graph_t *g, const spec_pos *p, const token *t, int n, const char *name)
+{
+    int axis = 0, sizes[64], n_sizes = 0, src = g->n - 1;
+    for (int i = 1; i < n; i++) {
+        const char *eq = memchr(t[i].s, '=', (size_t)t[i].len);
+        int e = eq ? (int)(eq - t[i].s) : 0;
+        const char *v = t[i].s + e + 1;
+        int vl = t[i].len - e - 1;
+        bool ok = eq != NULL;
+        if (ok && e == 4 && memcmp(t[i].s, "axis", 4) == 0)
+            ok = parse_int(v, vl, &axis);
+        else if (ok && e == 5 && memcmp(t[i].s, "sizes", 5) == 0)
+            ok = (n_sizes = parse_list(v, vl, sizes, 64)) > 0;
+        else if (ok && e == 2 && memcmp(t[i].s, "in", 2) == 0)
+            ok = (src = name_to_id(g, p, v, vl, t[i].col + 3)) >= 0;
+        else
+            ok = false;
+        if (!ok)
+            return spec_error(p, t[i].col, "split takes axis=, sizes=A,B,.. and in=; found '%.*s'", t[i].len, t[i].s);
+    }
+    if (!n_sizes || src < 0)
+        return spec_error(p, t[0].col, "split needs sizes= and an earlier layer");
+    char nm[KILN_NAME_LEN], first[KILN_NAME_LEN + 16];
+    for (int k = 1; !name[0]; k++) {   /* split_K, the first K whose parts' names are free */
+        snprintf(nm, sizeof nm, "split_%d", k);
+        snprintf(first, sizeof first, "%s.0", nm);
+        if (kiln_graph_find(g, first) < 0)
+            break;
+    }
+    if (kiln_graph_split(g, src, axis, sizes, n_sizes, name[0] ? name : nm, NULL) < 0)
+        return spec_error(p, t[0].col, "%s", kiln_last_error());
+    return KILN_OK;
+}
+
 /* Parses one non-empty line and adds its layer. */
 static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int n)
 {
@@ -310,6 +368,8 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
             return spec_error(p, t[0].col, "%s", kiln_last_error());
         return KILN_OK;
     }
+    if (t[0].len == 5 && memcmp(t[0].s, "split", 5) == 0)
+        return parse_split(g, p, t, n, name);
     kiln_op op = op_from(&t[0]);
     if (op == KILN_OP_COUNT)
         return spec_error(p, t[0].col, "unknown op '%.*s'", t[0].len, t[0].s);
@@ -352,6 +412,7 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
             ok = pos == 0 && parse_int(t[i].s, t[i].len, &a.units) && a.units > 0;
             break;
         case KILN_OP_CONV2D:
+        case KILN_OP_CONV_TRANSPOSE2D:
             ok = pos < 2 && (pos == 0 ? parse_int(t[i].s, t[i].len, &a.units) && a.units > 0
                                       : parse_pair(t[i].s, t[i].len, a.kernel) && a.kernel[0] > 0 && a.kernel[1] > 0);
             break;
@@ -393,10 +454,11 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
             return spec_error(p, t[0].col, "%s", kiln_last_error());
         return KILN_OK;
     }
-    if ((op == KILN_OP_DENSE || op == KILN_OP_CONV2D || op == KILN_OP_LINEAR) && a.units <= 0)
+    if ((op == KILN_OP_DENSE || op == KILN_OP_CONV2D || op == KILN_OP_LINEAR || op == KILN_OP_CONV_TRANSPOSE2D) &&
+        a.units <= 0)
         return spec_error(p, t[0].col, "%s needs its output size", kiln_op_name(op));
-    if (op == KILN_OP_CONV2D && a.kernel[0] <= 0)
-        return spec_error(p, t[0].col, "conv2d needs a kernel size");
+    if ((op == KILN_OP_CONV2D || op == KILN_OP_CONV_TRANSPOSE2D) && a.kernel[0] <= 0)
+        return spec_error(p, t[0].col, "%s needs a kernel size", kiln_op_name(op));
     if ((op == KILN_OP_MAXPOOL2D || op == KILN_OP_AVGPOOL2D) && a.kernel[0] <= 0)
         return spec_error(p, t[0].col, "%s needs a window size", kiln_op_name(op));
     if ((op == KILN_OP_PARAM || op == KILN_OP_RESHAPE) && a.rank <= 0)
@@ -562,6 +624,26 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
             sb_printf(&s, &len, &cap, " %d %s stride=%s pad=%s dilation=%s groups=%d%s", a->units, k, st,
                       pd, dl, a->groups, a->no_bias ? " bias=0" : "");
             break;
+        case KILN_OP_CONV_TRANSPOSE2D: {
+            char op_[32];
+            pair_str(op_, sizeof op_, a->out_pad);
+            sb_printf(&s, &len, &cap, " %d %s stride=%s pad=%s dilation=%s out_pad=%s%s", a->units, k, st, pd, dl, op_,
+                      a->no_bias ? " bias=0" : "");
+            break;
+        }
+        case KILN_OP_UPSAMPLE:
+            sb_printf(&s, &len, &cap, " size=%dx%d mode=%s", a->size[0], a->size[1], a->mode ? "bilinear" : "nearest");
+            break;
+        case KILN_OP_PAD: {
+            const kiln_node *x = &g->nodes[nd->inputs[0]];
+            sb_printf(&s, &len, &cap, " pads=");
+            for (int d = 0; d < 2 * x->rank; d++)
+                sb_printf(&s, &len, &cap, "%s%d", d ? "," : "",
+                          a->pads[d < x->rank ? d : KILN_MAX_RANK + d - x->rank]);
+            if (a->value != 0)
+                sb_printf(&s, &len, &cap, " value=%.9g", a->value);
+            break;
+        }
         case KILN_OP_MAXPOOL2D:
         case KILN_OP_AVGPOOL2D:
             sb_printf(&s, &len, &cap, " %s stride=%s pad=%s", k, st, pd);

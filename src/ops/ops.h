@@ -46,6 +46,13 @@ void kiln_activation_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_
 void kiln_embedding_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_attention_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_reduce_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_upsample_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_conv_transpose_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_pad_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+/* Where output coordinate o of an upsample along an axis of `in` -> `out` samples: nearest
+ * (PyTorch's floor(o * in / out)) into *i0 with weight 1, or bilinear (align_corners false:
+ * the centre (o + 0.5) in / out - 0.5, clamped at 0) between *i0 and *i1 with weight *w1 on i1. */
+void kiln_upsample_coord(int mode, int o, int in, int out, int *i0, int *i1, float *w1);
 /* Saved floats: batchnorm's mean and inverse std, dropout's mask, a norm's per-row statistics
  * (layernorm: mean and rstd; rmsnorm: rstd), attention's probabilities. */
 size_t kiln_batchnorm_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch);

@@ -74,6 +74,9 @@ static const backward_fn backward_of[] = {
     [KILN_OP_ATTENTION] = kiln_attention_backward,
     [KILN_OP_MEAN] = kiln_reduce_backward,
     [KILN_OP_SUM] = kiln_reduce_backward,
+    [KILN_OP_UPSAMPLE] = kiln_upsample_backward,
+    [KILN_OP_CONV_TRANSPOSE2D] = kiln_conv_transpose_backward,
+    [KILN_OP_PAD] = kiln_pad_backward,
 };
 _Static_assert(sizeof backward_of / sizeof backward_of[0] == KILN_OP_COUNT, "every op needs a backward entry");
 

@@ -54,6 +54,9 @@ void kiln_norm_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_b
 void kiln_linear_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
 void kiln_matmul_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
 void kiln_attention_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_upsample_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_pad_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_conv_transpose_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
 /* Work space of mul/div backward (the other operand broadcast: batch x numel). */
 size_t kiln_binary_backward_work_floats(const kiln_graph_t *g, const kiln_node *nd, int batch);
 /* Work space of attention backward: one probability gradient (queries x keys) per thread. */
