@@ -36,6 +36,10 @@ cli_data cli_data_args(cli_args *a, const char *option, const char *def);
  * NULL), printing the error and returning nonzero on failure. A source without this split gives
  * an empty dataset (n = 0). */
 int cli_load_data(const cli_data *data, const kiln_graph_t *g, bool train, kiln_dataset *d);
+/* kiln run on .npy tensors: inputs[] and outputs[] are the --input and --output values
+ * (NAME=FILE.npy, or FILE.npy for a single one). */
+int cli_run_tensors(const kiln_model_t *m, const char **inputs, int n_in, const char **outputs, int n_out, int threads,
+                    bool json);
 /* Prints s as a JSON string literal. */
 void cli_json_str(const char *s);
 

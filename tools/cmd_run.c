@@ -91,11 +91,28 @@ int cmd_run(int argc, char **argv)
     if (cli_parse(&a, argc, argv, flags) || a.n_pos < 1 || a.n_pos > 2) {
         fprintf(stderr, "usage: kiln run MODEL [INPUT.npy|IMAGE.png|IMAGE.jpg|IMAGE.pgm|IMAGES.idx] "
                         "[--data fashion-mnist|DIR|npy:X,Y,TX,TY|images:DIR] "
-                        "[--count N] [--top K] [--output OUT.npy] [--threads N] [--json]\n");
+                        "[--count N] [--top K] [--output OUT.npy] [--threads N] [--json]\n"
+                        "       kiln run MODEL --input NAME=IN.npy... [--output NAME=OUT.npy...] [--threads N] [--json]\n");
         return 2;
     }
+    const char *ins[64], *outs[64];
+    int n_ins = cli_all(&a, "input", ins, 64), n_outs = cli_all(&a, "output", outs, 64);
+    if (n_ins > 0) {   /* tensors in, tensors out: any model */
+        int threads = (int)cli_int(&a, "threads", 1, 1, 1024);
+        bool json = cli_flag(&a, "json");
+        cli_check_unused(&a, "run");
+        if (n_ins > 64 || n_outs > 64 || a.n_pos != 1) {
+            fprintf(stderr, "kiln run: with --input, give the model alone and at most 64 --input/--output\n");
+            return 2;
+        }
+        kiln_set_threads(threads);
+        kiln_model_t *m = cli_load_runtime(a.pos[0]);
+        int rc = m ? cli_run_tensors(m, ins, n_ins, outs, n_outs, threads, json) : 1;
+        kiln_model_free(m);
+        return rc;
+    }
     cli_data data = cli_data_args(&a, "data", "fashion-mnist");
-    const char *out_path = cli_str(&a, "output", NULL);
+    const char *out_path = n_outs ? outs[n_outs - 1] : NULL;
     int count = (int)cli_int(&a, "count", a.n_pos == 2 ? 1 << 20 : 5, 1, 1 << 20);
     int top = (int)cli_int(&a, "top", 3, 1, 1000), threads = (int)cli_int(&a, "threads", 1, 1, 1024);
     bool json = cli_flag(&a, "json");

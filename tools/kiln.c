@@ -23,6 +23,7 @@ static const char usage[] =
     "  run MODEL [INPUT] classify a .npy, PNG/JPEG/PGM/PPM or IDX input (default: the first --count\n"
     "                    test examples of --data)\n"
     "      --data  --count N (5)  --top K (3)  --json\n"
+    "      --input NAME=X.npy ... --output NAME=Y.npy ...   any model: .npy tensors in and out\n"
     "  info MODEL|SPEC   layers, shapes, parameters, FLOPs   --json\n"
     "  quantize MODEL    post-training int8 quantisation   --out PATH  --calib-data (as --data)\n"
     "      --calib N (1000)  --method auto|minmax|percentile  --weights int8|fp16  --json\n"
