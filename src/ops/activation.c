@@ -1,5 +1,6 @@
 /* Elementwise activations and softmax forward. */
 #include <math.h>
+#include "ops/fastmath.h"
 #include "ops/ops.h"
 
 void kiln_activation_forward(kiln_op op, float alpha, const float *x, float *y, size_t n)
@@ -20,8 +21,9 @@ void kiln_activation_forward(kiln_op op, float alpha, const float *x, float *y, 
             y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
         break;
     case KILN_OP_SIGMOID:
+        #pragma omp parallel for simd schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++)
-            y[i] = 1.0f / (1.0f + expf(-x[i]));
+            y[i] = 1.0f / (1.0f + kiln_exp(-x[i]));
         break;
     case KILN_OP_TANH:
         for (size_t i = 0; i < n; i++)
@@ -29,12 +31,14 @@ void kiln_activation_forward(kiln_op op, float alpha, const float *x, float *y, 
         break;
     case KILN_OP_GELU:
         /* exact form, as PyTorch's default: x * Phi(x) */
+        #pragma omp parallel for simd schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++)
-            y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+            y[i] = 0.5f * x[i] * (1.0f + kiln_erf(x[i] * 0.70710678118654752f));
         break;
     case KILN_OP_SILU:
+        #pragma omp parallel for simd schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++)
-            y[i] = x[i] / (1.0f + expf(-x[i]));
+            y[i] = x[i] / (1.0f + kiln_exp(-x[i]));
         break;
     case KILN_OP_HARD_SWISH:   /* x * relu6(x + 3) / 6 */
         for (size_t i = 0; i < n; i++)
@@ -79,14 +83,14 @@ void kiln_softmax_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd
             float sum = 0.0f;
             if (log_out) {
                 for (int k = 0; k < c; k++)
-                    sum += expf(xb[k * p + s] - m);
+                    sum += kiln_exp(xb[k * p + s] - m);
                 float lse = m + logf(sum);
                 for (int k = 0; k < c; k++)
                     yb[k * p + s] = xb[k * p + s] - lse;
                 continue;
             }
             for (int k = 0; k < c; k++) {
-                yb[k * p + s] = expf(xb[k * p + s] - m);
+                yb[k * p + s] = kiln_exp(xb[k * p + s] - m);
                 sum += yb[k * p + s];
             }
             float inv = 1.0f / sum;

@@ -5,6 +5,7 @@
 #include <float.h>
 #include <math.h>
 #include <string.h>
+#include "ops/fastmath.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
 
@@ -72,7 +73,7 @@ static void attention_saved(const kiln_graph_t *g, const kiln_node *nd, const ki
                 for (int j = 1; j < n; j++)
                     m = fmaxf(m, row[j]);
                 for (int j = 0; j < n; j++)
-                    sum += (row[j] = expf(row[j] - m));
+                    sum += (row[j] = kiln_exp(row[j] - m));
                 float inv = 1.0f / sum;
                 for (int j = 0; j < n; j++)
                     row[j] *= inv;
@@ -121,9 +122,9 @@ static void attention_streamed(const kiln_graph_t *g, const kiln_node *nd, const
                 float m = mx[i];
                 for (int j = 0; j < n; j++)
                     m = fmaxf(m, row[j]);
-                float corr = expf(mx[i] - m), s = 0.0f;   /* rescales what was summed before */
+                float corr = kiln_exp(mx[i] - m), s = 0.0f;   /* rescales what was summed before */
                 for (int j = 0; j < n; j++)
-                    s += (row[j] = expf(row[j] - m));
+                    s += (row[j] = kiln_exp(row[j] - m));
                 for (int j = n; j < nk; j++)
                     row[j] = 0.0f;
                 sum[i] = sum[i] * corr + s;

@@ -1,5 +1,6 @@
 /* Elementwise activation, softmax and dropout backward. */
 #include <math.h>
+#include "ops/fastmath.h"
 #include "train/backward.h"
 
 void kiln_activation_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a)
@@ -33,15 +34,16 @@ void kiln_activation_backward(const kiln_graph_t *g, const kiln_node *nd, const 
             STORE(dy[i] * (1.0f - y[i] * y[i]));
         break;
     case KILN_OP_GELU:
+        #pragma omp parallel for simd schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) {
-            float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));
-            float pdf = 0.39894228040143268f * expf(-0.5f * x[i] * x[i]);
+            float cdf = 0.5f * (1.0f + kiln_erf(x[i] * 0.70710678118654752f));
+            float pdf = 0.39894228040143268f * kiln_exp(-0.5f * x[i] * x[i]);
             STORE(dy[i] * (cdf + x[i] * pdf));
         }
         break;
     case KILN_OP_SILU:
         for (size_t i = 0; i < n; i++) {
-            float sg = 1.0f / (1.0f + expf(-x[i]));
+            float sg = 1.0f / (1.0f + kiln_exp(-x[i]));
             STORE(dy[i] * sg * (1.0f + x[i] * (1.0f - sg)));
         }
         break;
