@@ -178,6 +178,7 @@ static void check_attention_streamed(int t, int s, int width, int heads, bool ca
     float *work = malloc(kiln_attention_work_floats(g, nd, batch, threads) * sizeof(float));
     a.out = y0;
     a.save = save;
+    a.work = work;
     kiln_node_forward(g, id, &a);
     a.out = y1;
     a.save = NULL;

@@ -53,36 +53,76 @@ size_t kiln_attention_save_floats(const kiln_graph_t *g, const kiln_node *nd, in
 size_t kiln_attention_work_floats(const kiln_graph_t *g, const kiln_node *nd, int batch, int threads)
 {
     int dh = nd->dims[1] / nd->a.heads;
-    return (size_t)threads * (QB * KB + QB * (size_t)dh + 2 * QB);
+    size_t streamed = QB * KB + QB * (size_t)dh + 2 * QB, saved = kiln_attention_head_work_floats(g, nd);
+    return (size_t)threads * (streamed > saved ? streamed : saved);
 }
 
-/* Training form: P = softmax(Q K^T / sqrt(dh)) kept in save, O = P V. */
+size_t kiln_attention_head_work_floats(const kiln_graph_t *g, const kiln_node *nd)
+{
+    const kiln_node *k = &g->nodes[nd->inputs[nd->n_inputs == 1 ? 0 : 1]];
+    return (size_t)(nd->dims[1] / nd->a.heads) * k->dims[0];
+}
+
+void kiln_attention_head_forward(const float *q, const float *k, const float *v, int ldq, int ldk, int ldv, int t,
+                                 int s, int dh, bool causal, float *kt, float *p, float *out, int ldo)
+{
+    float scale = 1.0f / sqrtf((float)dh);
+    for (int j = 0; j < s; j++)   /* K^T: each score row is then a sum of contiguous rows */
+        for (int e = 0; e < dh; e++)
+            kt[(size_t)e * s + j] = k[(size_t)j * ldk + e] * scale;
+    for (int i = 0; i < t; i++) {
+        float *row = p + (size_t)i * s, *o = out + (size_t)i * ldo;
+        const float *qi = q + (size_t)i * ldq;
+        int n = causal ? i + 1 : s;
+        for (int j = 0; j < n; j++)
+            row[j] = 0.0f;
+        for (int e = 0; e < dh; e++) {
+            float qe = qi[e];
+            const float *kr = kt + (size_t)e * s;
+            #pragma omp simd
+            for (int j = 0; j < n; j++)
+                row[j] += qe * kr[j];
+        }
+        float m = row[0], sum = 0.0f;
+        for (int j = 1; j < n; j++)
+            m = row[j] > m ? row[j] : m;
+        #pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < n; j++) {
+            row[j] = kiln_exp(row[j] - m);
+            sum += row[j];
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++)
+            row[j] *= inv;
+        for (int j = n; j < s; j++)
+            row[j] = 0.0f;
+        for (int e = 0; e < dh; e++)
+            o[e] = 0.0f;
+        for (int j = 0; j < n; j++) {   /* O_i = sum_j P_ij V_j */
+            float pj = row[j];
+            const float *vj = v + (size_t)j * ldv;
+            #pragma omp simd
+            for (int e = 0; e < dh; e++)
+                o[e] += pj * vj[e];
+        }
+    }
+}
+
+/* Training form: P = softmax(Q K^T / sqrt(dh)) kept in save, O = P V, one (example, head) per
+ * task. */
 static void attention_saved(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
 {
-    for (int b = 0; b < a->batch; b++) {
+    attn_view v0 = view_of(g, nd, a, 0);
+    int tasks = a->batch * v0.heads;
+    size_t per = kiln_attention_head_work_floats(g, nd);
+    #pragma omp parallel for schedule(static) num_threads(a->threads)
+    for (int task = 0; task < tasks; task++) {
+        int b = task / v0.heads, h = task % v0.heads;
         attn_view v = view_of(g, nd, a, b);
-        float scale = 1.0f / sqrtf((float)v.dh);
-        #pragma omp parallel for schedule(static) num_threads(a->threads)
-        for (int h = 0; h < v.heads; h++) {
-            float *p = a->save + ((size_t)b * v.heads + h) * v.t * v.s;
-            kiln_sgemm(false, true, v.t, v.s, v.dh, scale, v.q + h * v.dh, v.ldq, v.k + h * v.dh, v.ldk, 0.0f, p, v.s);
-            for (int i = 0; i < v.t; i++) {
-                float *row = p + (size_t)i * v.s;
-                int n = nd->a.causal ? i + 1 : v.s;
-                float m = row[0], sum = 0.0f;
-                for (int j = 1; j < n; j++)
-                    m = fmaxf(m, row[j]);
-                for (int j = 0; j < n; j++)
-                    sum += (row[j] = kiln_exp(row[j] - m));
-                float inv = 1.0f / sum;
-                for (int j = 0; j < n; j++)
-                    row[j] *= inv;
-                for (int j = n; j < v.s; j++)
-                    row[j] = 0.0f;
-            }
-            kiln_sgemm(false, false, v.t, v.dh, v.s, 1.0f, p, v.s, v.v + h * v.dh, v.ldv, 0.0f,
-                       a->out + (size_t)b * nd->numel + h * v.dh, v.width);
-        }
+        float *p = a->save + (size_t)task * v.t * v.s;
+        kiln_attention_head_forward(v.q + h * v.dh, v.k + h * v.dh, v.v + h * v.dh, v.ldq, v.ldk, v.ldv, v.t, v.s,
+                                    v.dh, nd->a.causal, a->work + (size_t)kiln_thread_id() * per, p,
+                                    a->out + (size_t)b * nd->numel + h * v.dh, v.width);
     }
 }
 

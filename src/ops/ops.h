@@ -59,7 +59,14 @@ size_t kiln_batchnorm_save_floats(const kiln_graph_t *g, const kiln_node *nd, in
 size_t kiln_dropout_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch);
 size_t kiln_norm_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch);
 size_t kiln_attention_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch);
-/* Attention's work space: one block of scores per thread. */
+/* One head of attention for one example, by direct loops (small heads: no GEMM call overhead):
+ * P (t x s) = softmax(Q K^T / sqrt(dh)) with a causal mask if asked, out = P V (row stride
+ * ldo); kt holds dh x s floats of work (the scaled K^T). */
+void kiln_attention_head_forward(const float *q, const float *k, const float *v, int ldq, int ldk, int ldv, int t,
+                                 int s, int dh, bool causal, float *kt, float *p, float *out, int ldo);
+/* Floats of kiln_attention_head_forward's work space (dh x keys). */
+size_t kiln_attention_head_work_floats(const kiln_graph_t *g, const kiln_node *nd);
+/* Attention's work space: one block of scores (or one K^T) per thread. */
 size_t kiln_attention_work_floats(const kiln_graph_t *g, const kiln_node *nd, int batch, int threads);
 /* A softmax-like op's (outer, n, inner) split of its per-example shape around its axis. */
 void kiln_axis_split(const kiln_node *nd, int axis, size_t *outer, int *n, size_t *inner);
