@@ -52,8 +52,14 @@ int cmd_quantize(int argc, char **argv)
     if (!fp16) {
         if (cli_load_data(&data, kiln_model_graph(m), true, &d))
             goto done;
-        const char *bad = kiln_dataset_check_classification(&d) != KILN_OK ? kiln_last_error()
-                        : (size_t)d.c * d.h * d.w != kiln_graph_numel(kiln_model_graph(m), 0)
+        const kiln_graph_t *mg = kiln_model_graph(m);
+        int in = 0;
+        kiln_graph_inputs(mg, &in);
+        const char *bad = kiln_dataset_check_model(&d, mg) != KILN_OK ? kiln_last_error()
+                        : d.input.gathered != KILN_DT_F32
+                            ? "int8 calibration takes f32 inputs; a token model stays fp32 (its linear and matmul "
+                              "layers have no int8 kernel yet)"
+                        : (size_t)d.c * d.h * d.w != kiln_graph_numel(mg, in)
                             ? "the examples do not match the model's input size" : NULL;
         if (bad) {
             fprintf(stderr, "kiln quantize: %s: %s\n", data.spec, bad);
