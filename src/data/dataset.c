@@ -138,18 +138,16 @@ kiln_status kiln_dataset_check_classification(const kiln_dataset *d)
         return kiln_error(KILN_ERR_ARG, "the dataset is empty (a source without a test split "
                           "gives an empty test set)");
     if (d->kind == KILN_DATA_TEXT)
-        return kiln_error(KILN_ERR_ARG, "text data needs a model with token input (an "
-                          "embedding); not supported yet");
+        return kiln_error(KILN_ERR_ARG, "text data is not one class per example: train and evaluate "
+                          "it with a token model (kiln train, kiln eval), run it with kiln run --input");
     if (d->kind == KILN_DATA_IMAGES)
         return KILN_OK;
     if (d->target.gathered == KILN_DT_F32)
-        return kiln_error(KILN_ERR_ARG, "float32 targets (regression) need a loss for them; the "
-                          "trainer and evaluation take one class index per example (int64 "
-                          "labels of shape (N,)); not supported yet");
+        return kiln_error(KILN_ERR_ARG, "float32 targets (regression) are not one class per example "
+                          "(kiln train and kiln eval take them with a regression loss)");
     if (d->target.rank != 0)
-        return kiln_error(KILN_ERR_ARG, "targets of %d dims per example (a class per position) "
-                          "need a sequence model; the trainer and evaluation take one class "
-                          "index per example (labels of shape (N,)); not supported yet",
+        return kiln_error(KILN_ERR_ARG, "targets of %d dims per example (a class per position) are "
+                          "not one class per example (kiln train and kiln eval take them)",
                           d->target.rank);
     return KILN_OK;
 }
