@@ -3,25 +3,21 @@
 #include "ops/fastmath.h"
 #include "ops/ops.h"
 
-void kiln_activation_forward(kiln_op op, float alpha, const float *x, float *y, size_t n)
+/* The activation over one span (vectorised loops; x may be y). */
+static void act_span(kiln_op op, float alpha, const float *x, float *y, size_t n)
 {
     switch (op) {
     case KILN_OP_RELU:
-        if (n > 65536) {   /* a parallel region costs microseconds: only for large tensors */
-            #pragma omp parallel for simd schedule(static)
-            for (size_t i = 0; i < n; i++)
-                y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-        } else {
-            for (size_t i = 0; i < n; i++)
-                y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-        }
+        #pragma omp simd
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] > 0.0f ? x[i] : 0.0f;
         break;
     case KILN_OP_LEAKY_RELU:
         for (size_t i = 0; i < n; i++)
             y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
         break;
     case KILN_OP_SIGMOID:
-        #pragma omp parallel for simd schedule(static) if (n > 65536)
+        #pragma omp simd
         for (size_t i = 0; i < n; i++)
             y[i] = 1.0f / (1.0f + kiln_exp(-x[i]));
         break;
@@ -31,12 +27,12 @@ void kiln_activation_forward(kiln_op op, float alpha, const float *x, float *y, 
         break;
     case KILN_OP_GELU:
         /* exact form, as PyTorch's default: x * Phi(x) */
-        #pragma omp parallel for simd schedule(static) if (n > 65536)
+        #pragma omp simd
         for (size_t i = 0; i < n; i++)
             y[i] = 0.5f * x[i] * (1.0f + kiln_erf(x[i] * 0.70710678118654752f));
         break;
     case KILN_OP_SILU:
-        #pragma omp parallel for simd schedule(static) if (n > 65536)
+        #pragma omp simd
         for (size_t i = 0; i < n; i++)
             y[i] = x[i] / (1.0f + kiln_exp(-x[i]));
         break;
@@ -50,6 +46,20 @@ void kiln_activation_forward(kiln_op op, float alpha, const float *x, float *y, 
         break;
     default:
         break;
+    }
+}
+
+void kiln_activation_forward(kiln_op op, float alpha, const float *x, float *y, size_t n)
+{
+    if (n <= 65536 || omp_get_max_threads() == 1) {   /* a parallel region costs microseconds */
+        act_span(op, alpha, x, y, n);
+        return;
+    }
+    #pragma omp parallel
+    {
+        size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+        size_t per = (n / nt + 15) / 16 * 16, lo = t * per < n ? t * per : n, hi = lo + per < n ? lo + per : n;
+        act_span(op, alpha, x + lo, y + lo, hi - lo);
     }
 }
 

@@ -60,30 +60,78 @@ size_t kiln_attention_work_floats(const kiln_graph_t *g, const kiln_node *nd, in
 size_t kiln_attention_head_work_floats(const kiln_graph_t *g, const kiln_node *nd)
 {
     const kiln_node *k = &g->nodes[nd->inputs[nd->n_inputs == 1 ? 0 : 1]];
-    return (size_t)(nd->dims[1] / nd->a.heads) * k->dims[0];
+    return (size_t)(nd->dims[1] / nd->a.heads) * (size_t)((k->dims[0] + 63) / 64 * 64);
+}
+
+/* 16 floats as one value: GCC keeps it in a register (one zmm, or two ymm without AVX-512); the
+ * alignment of 4 lets it load from any float. */
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+
+void kiln_attention_scores_row(const float *q, const float *kt, int dh, int sp, int n, float *row)
+{
+    for (int j0 = 0; j0 < n; j0 += 64) {   /* 64 scores in four registers (four independent sums) */
+        v16 acc[4] = {{0}, {0}, {0}, {0}};
+        for (int e = 0; e < dh; e++) {
+            const float *kr = kt + (size_t)e * sp + j0;
+            float qe = q[e];
+            acc[0] += qe * *(const v16 *)kr;
+            acc[1] += qe * *(const v16 *)(kr + 16);
+            acc[2] += qe * *(const v16 *)(kr + 32);
+            acc[3] += qe * *(const v16 *)(kr + 48);
+        }
+        for (int b = 0; b < 4; b++) {
+            int jb = j0 + 16 * b, nj = n - jb < 16 ? n - jb : 16;
+            if (nj == 16)
+                *(v16 *)(row + jb) = acc[b];
+            else
+                for (int jj = 0; jj < nj; jj++)
+                    row[jb + jj] = acc[b][jj];
+        }
+    }
+}
+
+void kiln_attention_weighted_rows(const float *w, int n, const float *v, int ldv, int dh, float *out, bool add)
+{
+    for (int e0 = 0; e0 < dh; e0 += 16) {   /* 16 outputs in registers, summed over the rows */
+        int ne = dh - e0 < 16 ? dh - e0 : 16;
+        if (ne == 16) {   /* four independent sums over the rows */
+            v16 acc[4] = {{0}, {0}, {0}, {0}};
+            int j = 0;
+            for (; j + 4 <= n; j += 4)
+                for (int b = 0; b < 4; b++)
+                    acc[b] += w[j + b] * *(const v16 *)(v + (size_t)(j + b) * ldv + e0);
+            for (; j < n; j++)
+                acc[0] += w[j] * *(const v16 *)(v + (size_t)j * ldv + e0);
+            v16 sum = (acc[0] + acc[1]) + (acc[2] + acc[3]), *o = (v16 *)(out + e0);
+            *o = add ? *o + sum : sum;
+            continue;
+        }
+        float acc[16] = {0};   /* a narrow head's last part */
+        for (int j = 0; j < n; j++)
+            for (int ee = 0; ee < ne; ee++)
+                acc[ee] += w[j] * v[(size_t)j * ldv + e0 + ee];
+        for (int ee = 0; ee < ne; ee++)
+            out[e0 + ee] = add ? out[e0 + ee] + acc[ee] : acc[ee];
+    }
 }
 
 void kiln_attention_head_forward(const float *q, const float *k, const float *v, int ldq, int ldk, int ldv, int t,
                                  int s, int dh, bool causal, float *kt, float *p, float *out, int ldo)
 {
     float scale = 1.0f / sqrtf((float)dh);
-    for (int j = 0; j < s; j++)   /* K^T: each score row is then a sum of contiguous rows */
-        for (int e = 0; e < dh; e++)
-            kt[(size_t)e * s + j] = k[(size_t)j * ldk + e] * scale;
+    int sp = (s + 63) / 64 * 64;   /* K^T rows padded with zeros to whole blocks of 64 */
+    for (int e = 0; e < dh; e++) {
+        for (int j = 0; j < s; j++)
+            kt[(size_t)e * sp + j] = k[(size_t)j * ldk + e] * scale;
+        for (int j = s; j < sp; j++)
+            kt[(size_t)e * sp + j] = 0.0f;
+    }
     for (int i = 0; i < t; i++) {
-        float *row = p + (size_t)i * s, *o = out + (size_t)i * ldo;
-        const float *qi = q + (size_t)i * ldq;
+        float *row = p + (size_t)i * s;
         int n = causal ? i + 1 : s;
-        for (int j = 0; j < n; j++)
-            row[j] = 0.0f;
-        for (int e = 0; e < dh; e++) {
-            float qe = qi[e];
-            const float *kr = kt + (size_t)e * s;
-            #pragma omp simd
-            for (int j = 0; j < n; j++)
-                row[j] += qe * kr[j];
-        }
+        kiln_attention_scores_row(q + (size_t)i * ldq, kt, dh, sp, n, row);
         float m = row[0], sum = 0.0f;
+        #pragma omp simd reduction(max : m)
         for (int j = 1; j < n; j++)
             m = row[j] > m ? row[j] : m;
         #pragma omp simd reduction(+ : sum)
@@ -92,19 +140,12 @@ void kiln_attention_head_forward(const float *q, const float *k, const float *v,
             sum += row[j];
         }
         float inv = 1.0f / sum;
+        #pragma omp simd
         for (int j = 0; j < n; j++)
             row[j] *= inv;
         for (int j = n; j < s; j++)
             row[j] = 0.0f;
-        for (int e = 0; e < dh; e++)
-            o[e] = 0.0f;
-        for (int j = 0; j < n; j++) {   /* O_i = sum_j P_ij V_j */
-            float pj = row[j];
-            const float *vj = v + (size_t)j * ldv;
-            #pragma omp simd
-            for (int e = 0; e < dh; e++)
-                o[e] += pj * vj[e];
-        }
+        kiln_attention_weighted_rows(row, n, v, ldv, dh, out + (size_t)i * ldo, false);   /* O_i = sum_j P_ij V_j */
     }
 }
 

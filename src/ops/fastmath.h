@@ -5,20 +5,21 @@
 #define KILN_OPS_FASTMATH_H
 
 #include <stdint.h>
-#include <string.h>
 
 /* e^x; inputs below -87 give about 1e-38 instead of 0, above 88 clamp near FLT_MAX. */
 static inline float kiln_exp(float x)
 {
     x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = __builtin_roundf(x * 1.44269504088896341f);   /* x = n ln2 + r, |r| <= ln2 / 2 */
+    /* x = n ln2 + r, |r| <= ln2 / 2: n rounded to nearest by adding and removing 1.5 x 2^23 */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666418f + r * (0.00833336077f +
                       r * (0.00138873165f + r * 0.000198492617f))))));
-    int32_t bits = ((int32_t)n + 127) << 23;   /* 2^n */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    union {
+        int32_t i;
+        float f;
+    } scale = {.i = ((int32_t)n + 127) << 23};   /* 2^n */
+    return p * scale.f;
 }
 
 /* erf(x) from Numerical Recipes' Chebyshev fit of erfc (fractional error below 1.2e-7). */

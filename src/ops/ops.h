@@ -64,7 +64,12 @@ size_t kiln_attention_save_floats(const kiln_graph_t *g, const kiln_node *nd, in
  * ldo); kt holds dh x s floats of work (the scaled K^T). */
 void kiln_attention_head_forward(const float *q, const float *k, const float *v, int ldq, int ldk, int ldv, int t,
                                  int s, int dh, bool causal, float *kt, float *p, float *out, int ldo);
-/* Floats of kiln_attention_head_forward's work space (dh x keys). */
+/* row[0..n) = q . K_j for the keys j < n, from kt: K^T (dh rows of sp >= n floats, padded to a
+ * multiple of 64 with zeros). */
+void kiln_attention_scores_row(const float *q, const float *kt, int dh, int sp, int n, float *row);
+/* out[0..dh) (+)= sum over j < n of w[j] v_j (rows of v ldv apart). */
+void kiln_attention_weighted_rows(const float *w, int n, const float *v, int ldv, int dh, float *out, bool add);
+/* Floats of kiln_attention_head_forward's work space (dh x keys rounded up to 64). */
 size_t kiln_attention_head_work_floats(const kiln_graph_t *g, const kiln_node *nd);
 /* Attention's work space: one block of scores (or one K^T) per thread. */
 size_t kiln_attention_work_floats(const kiln_graph_t *g, const kiln_node *nd, int batch, int threads);

@@ -1,21 +1,20 @@
 /* Backward of multi-head scaled dot-product attention from the saved probabilities, one
- * (example, head) per task, by direct loops (small heads: no GEMM call overhead). */
+ * (example, head) per task, by the register-blocked row kernels of the forward pass (small
+ * heads: no GEMM call overhead). */
 #include <math.h>
 #include <string.h>
 #include "train/backward.h"
 
+/* Floats one task needs: V^T padded to 64 keys, dS, and the transposes of P and dS. */
+static size_t task_floats(int t, int s, int dh)
+{
+    return (size_t)dh * ((s + 63) / 64 * 64) + 3 * (size_t)t * s;
+}
+
 size_t kiln_attention_backward_work_floats(const kiln_graph_t *g, const kiln_node *nd, int threads)
 {
     const kiln_node *k = &g->nodes[nd->inputs[nd->n_inputs == 1 ? 0 : 1]];
-    int dh = nd->dims[1] / nd->a.heads;
-    return (size_t)threads * ((size_t)dh + 1) * k->dims[0];
-}
-
-/* Zeroes rows x cols of a matrix with row stride ld (unless acc: then it is added to). */
-static void clear(float *m, int rows, int cols, int ld, bool acc)
-{
-    for (int r = 0; m && !acc && r < rows; r++)
-        memset(m + (size_t)r * ld, 0, (size_t)cols * sizeof(float));
+    return (size_t)threads * task_floats(nd->dims[0], k->dims[0], nd->dims[1] / nd->a.heads);
 }
 
 /* One head of one example. */
@@ -24,59 +23,47 @@ static void head_backward(const float *q, const float *k, const float *v, int ld
                           bool causal, float *work)
 {
     /* In the forward pass this was: S = Q K^T c (c = 1/sqrt(dh)), P = softmax(S) by rows (masked
-     * keys 0), O = P V. So row by row: dP_ij = dO_i . V_j; dS_ij = P_ij (dP_ij - sum_j dP_ij P_ij);
-     * dQ_i = c sum_j dS_ij K_j; dK_j += c dS_ij Q_i; dV_j += P_ij dO_i. */
-    float c = 1.0f / sqrtf((float)dh), *vt = work, *ds = work + (size_t)dh * s;
-    for (int j = 0; j < s; j++)
-        for (int e = 0; e < dh; e++)
-            vt[(size_t)e * s + j] = v[(size_t)j * ld + e];
-    clear(dk, s, dh, ldx, acc[1]);
-    clear(dv, s, dh, ldx, acc[2]);
+     * keys 0), O = P V. So: dP_ij = dO_i . V_j; dS_ij = c P_ij (dP_ij - sum_j dP_ij P_ij) (c folded
+     * in); dQ_i = sum_j dS_ij K_j; dK_j = sum_i dS_ij Q_i; dV_j = sum_i P_ij dO_i. */
+    float c = 1.0f / sqrtf((float)dh);
+    int sp = (s + 63) / 64 * 64;
+    float *vt = work, *ds = vt + (size_t)dh * sp, *pt = ds + (size_t)t * s, *dst = pt + (size_t)t * s;
+    for (int e = 0; e < dh; e++) {
+        for (int j = 0; j < s; j++)
+            vt[(size_t)e * sp + j] = v[(size_t)j * ld + e];
+        for (int j = s; j < sp; j++)
+            vt[(size_t)e * sp + j] = 0.0f;
+    }
     for (int i = 0; i < t; i++) {
-        const float *pr = p + (size_t)i * s, *doi = dout + (size_t)i * ldo, *qi = q + (size_t)i * ld;
+        const float *pr = p + (size_t)i * s;
+        float *d = ds + (size_t)i * s;
         int n = causal ? i + 1 : s;
-        for (int j = 0; j < n; j++)
-            ds[j] = 0.0f;
-        for (int e = 0; e < dh; e++) {
-            float g = doi[e];
-            const float *vr = vt + (size_t)e * s;
-            #pragma omp simd
-            for (int j = 0; j < n; j++)
-                ds[j] += g * vr[j];
-        }
+        kiln_attention_scores_row(dout + (size_t)i * ldo, vt, dh, sp, n, d);
         float dot = 0.0f;
         #pragma omp simd reduction(+ : dot)
         for (int j = 0; j < n; j++)
-            dot += ds[j] * pr[j];
+            dot += d[j] * pr[j];
+        #pragma omp simd
         for (int j = 0; j < n; j++)
-            ds[j] = pr[j] * (ds[j] - dot) * c;
-        if (dq) {
-            float *d = dq + (size_t)i * ldx;
-            if (!acc[0])
-                for (int e = 0; e < dh; e++)
-                    d[e] = 0.0f;
-            for (int j = 0; j < n; j++) {
-                const float *kj = k + (size_t)j * ld;
-                float w = ds[j];
-                #pragma omp simd
-                for (int e = 0; e < dh; e++)
-                    d[e] += w * kj[e];
-            }
+            d[j] = c * pr[j] * (d[j] - dot);
+        for (int j = n; j < s; j++)
+            d[j] = 0.0f;
+        if (dq)
+            kiln_attention_weighted_rows(d, n, k, ld, dh, dq + (size_t)i * ldx, acc[0]);
+    }
+    for (int i = 0; i < t; i++)   /* P^T and dS^T: the sums over queries as contiguous rows */
+        for (int j = 0; j < s; j++) {
+            pt[(size_t)j * t + i] = p[(size_t)i * s + j];
+            dst[(size_t)j * t + i] = ds[(size_t)i * s + j];
         }
-        for (int j = 0; j < n; j++) {
-            if (dk) {
-                float *d = dk + (size_t)j * ldx, w = ds[j];
-                #pragma omp simd
-                for (int e = 0; e < dh; e++)
-                    d[e] += w * qi[e];
-            }
-            if (dv) {
-                float *d = dv + (size_t)j * ldx, w = pr[j];
-                #pragma omp simd
-                for (int e = 0; e < dh; e++)
-                    d[e] += w * doi[e];
-            }
-        }
+    for (int j = 0; j < s; j++) {
+        int i0 = causal ? j : 0;   /* queries before key j never saw it */
+        if (dk)
+            kiln_attention_weighted_rows(dst + (size_t)j * t + i0, t - i0, q + (size_t)i0 * ld, ld, dh,
+                                         dk + (size_t)j * ldx, acc[1]);
+        if (dv)   /* after dk: when k and v are one tensor, acc[2] says to add to what dk wrote */
+            kiln_attention_weighted_rows(pt + (size_t)j * t + i0, t - i0, dout + (size_t)i0 * ldo, ldo, dh,
+                                         dv + (size_t)j * ldx, acc[2]);
     }
 }
 
@@ -87,9 +74,8 @@ void kiln_attention_backward(const kiln_graph_t *g, const kiln_node *nd, const k
     int t = nd->dims[0], width = nd->dims[1], heads = nd->a.heads, dh = width / heads;
     int s = packed ? t : g->nodes[nd->inputs[1]].dims[0];
     int ld = packed ? 3 * width : width;
-    size_t kv = (size_t)s * width, per = ((size_t)dh + 1) * s;
-    /* each task writes its head's columns of its example only; when k and v are one tensor
-     * (q, kv, kv) dk clears (or not, per acc) first and dv adds to it */
+    size_t kv = (size_t)s * width, per = task_floats(t, s, dh);
+    /* each task writes its head's columns of its example only */
     int tasks = a->batch * heads;
     #pragma omp parallel for schedule(static) num_threads(a->threads)
     for (int task = 0; task < tasks; task++) {
