@@ -111,15 +111,16 @@ class ViT(nn.Module):
 
 
 def lr_at(step, total, peak=LR, warmup=WARMUP):
-    """Learning rate of update `step` (0-based) of `total` updates:
-         step <  warmup:  lr = peak * step / warmup                          (0 at step 0)
-         step >= warmup:  lr = peak * 0.5 * (1 + cos(pi * (step - warmup) / (total - 1 - warmup)))
-                                                                             (peak at step = warmup,
-                                                                              0 at step = total - 1)
-       If total - 1 <= warmup (only in short test runs) the warm-up never ends."""
+    """Learning rate of update `step` (0-based) of `total` updates, as Kiln's cosine schedule with
+    warm-up (kiln_optim_lr in src/train/optim.c) computes it:
+         t  = clamp((step - warmup) / (total - warmup), 0, 1)
+         lr = peak * 0.5 * (1 + cos(pi * t)),  times (step + 1) / warmup while step < warmup."""
+    t = (step - warmup) / (total - warmup) if total > warmup else 1.0
+    t = min(max(t, 0.0), 1.0)
+    lr = peak * 0.5 * (1.0 + math.cos(math.pi * t))
     if step < warmup:
-        return peak * step / warmup
-    return peak * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(total - 1 - warmup, 1)))
+        lr *= (step + 1) / warmup
+    return lr
 
 
 def peak_rss_bytes():
