@@ -158,7 +158,7 @@ def cnn(kiln, base_kiln, scratch, reps, quick):
         run_json([exe, "train", ROOT / "examples/fashion_cnn.kiln", "--data", "fashion-mnist", "--epochs", 1,
                   "--max-steps", 50, "--threads", 2, "--quiet", "--json", "--out", m])
         q = scratch / f"cnn_{name}_int8.safetensors"
-        subprocess.run([exe, "quantize", m, "--calib-data", "fashion-mnist", "--calib", 500, "--out", q], check=True,
+        subprocess.run([str(x) for x in (exe, "quantize", m, "--calib-data", "fashion-mnist", "--calib", 500, "--out", q)], check=True,
                        stdout=subprocess.DEVNULL)
         models[name] = (m, q)
     for rep in range(reps):

@@ -334,6 +334,7 @@ static void check_shapes(void)
     expect_error("input 4\nembedding 10 8\n", "is F32, expected I32 indices");
     expect_error("input 4 6\nslice axis=1 start=5 end=2\n", "slice 5:2 of axis 1 (length 6)");
     expect_error("input 4 6\nsoftmax axis=2\n", "axis 2 is outside input 4x6");
+    expect_error("input 4 6\nmean axes=-3\n", "must name axes of input 4x6");
     expect_error("input 4 6\nsplit axis=1 sizes=2,3\n", "split split_1: parts sum to 5, axis 1 of input has 6");
     expect_error("input 4 6\nupsample scale=2\n", "input input is 4x6, expected (c, h, w)");
     expect_error("input 2 4 6\npad pads=1,2,3,4,5,6,7,8\n", "pads name axis 3, past input 2x4x6");
@@ -449,6 +450,8 @@ int main(void)
         snprintf(spec, sizeof spec, "input %d %d %d\nmean axes=0,2\n", a, b, c);
         check_spec(spec, bt);
         snprintf(spec, sizeof spec, "input %d %d %d\nsum axes=1 keepdims=1\n", a, b, c);
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d %d\nmean axes=-1,0 keepdims=1\n", a, b, c);
         check_spec(spec, bt);
         /* a pre-norm transformer block with two outputs */
         int d = 4 * rnd(1, 2), t = rnd(3, 6);

@@ -96,7 +96,8 @@ typedef struct {
     int shape[KILN_MAX_RANK]; /* reshape (one entry may be -1: inferred), param: the shape */
     int perm[KILN_MAX_RANK];  /* transpose: output axis i is input axis perm[i] */
     int start, end, step;     /* slice: along axis; end 0 means the axis' length; step 0 means 1 */
-    unsigned axes;       /* mean, sum: bit i set reduces per-example axis i */
+    unsigned axes;       /* mean, sum: bit i set reduces per-example axis i (bit 8 + k - 1: axis -k,
+                          * resolved by shape inference) */
     bool keepdims;       /* mean, sum: keep reduced axes as 1 */
     int vocab;           /* embedding: rows of the table (units: its width) */
     int mode;            /* upsample: 0 nearest, 1 bilinear (align_corners false) */

@@ -351,6 +351,11 @@ kiln_status kiln_infer_reduce(kiln_graph_t *g, kiln_node *nd)
 {
     const kiln_node *x = in_of(g, nd, 0);
     char s[64], msg[160];
+    for (int k = 1; k <= KILN_MAX_RANK; k++)   /* negative axes (bit 8 + k - 1 for -k) to their place */
+        if (nd->a.axes >> (8 + k - 1) & 1) {
+            nd->a.axes &= ~(1u << (8 + k - 1));
+            nd->a.axes |= x->rank - k >= 0 ? 1u << (x->rank - k) : 1u << 7;   /* bit 7: out of range */
+        }
     if (nd->a.axes == 0 || nd->a.axes >> x->rank) {
         snprintf(msg, sizeof msg, "axes (mask 0x%x) must name axes of input %s", nd->a.axes, SHAPE(s, x));
         return fail(nd, KILN_ERR_ARG, msg);

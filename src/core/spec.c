@@ -268,9 +268,9 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
         int ax[KILN_MAX_RANK], n = parse_list(v, vl, ax, KILN_MAX_RANK);
         ok = n > 0;
         a->axes = 0;
-        for (int i = 0; ok && i < n; i++) {
-            ok = ax[i] >= 0 && ax[i] < KILN_MAX_RANK;
-            a->axes |= ok ? 1u << ax[i] : 0;
+        for (int i = 0; ok && i < n; i++) {   /* -k counts from the end: bit 8 + k - 1 until resolved */
+            ok = ax[i] >= -KILN_MAX_RANK && ax[i] < KILN_MAX_RANK;
+            a->axes |= !ok ? 0 : ax[i] >= 0 ? 1u << ax[i] : 1u << (8 - ax[i] - 1);
         }
     } else if ((op == KILN_OP_MEAN || op == KILN_OP_SUM) && KEY("keepdims")) {
         int k;
