@@ -12,6 +12,8 @@ size_t kiln_node_backward_work_floats(const kiln_graph_t *g, int id, int batch, 
         return kiln_binary_backward_work_floats(g, nd, nd->batched ? batch : 1);
     case KILN_OP_ATTENTION:
         return kiln_attention_backward_work_floats(g, nd, threads);
+    case KILN_OP_LAYERNORM: case KILN_OP_RMSNORM:
+        return kiln_norm_backward_work_floats(nd, threads);
     default:
         return 0;
     }

@@ -57,6 +57,8 @@ void kiln_attention_backward(const kiln_graph_t *g, const kiln_node *nd, const k
 void kiln_upsample_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
 void kiln_pad_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
 void kiln_conv_transpose_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+/* Work space of layer/RMS norm backward: each thread's dw and db. */
+size_t kiln_norm_backward_work_floats(const kiln_node *nd, int threads);
 /* Work space of mul/div backward (the other operand broadcast: batch x numel). */
 size_t kiln_binary_backward_work_floats(const kiln_graph_t *g, const kiln_node *nd, int batch);
 /* Work space of attention backward: one probability gradient (queries x keys) per thread. */
