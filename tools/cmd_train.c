@@ -167,6 +167,16 @@ int cmd_train(int argc, char **argv)
     cfg.resume_path = cli_str(&a, "resume", NULL);
     cfg.stop_after_steps = cli_int(&a, "max-steps", 0, 0, INT64_MAX);
     cfg.steps = cli_int(&a, "steps", 0, 0, INT64_MAX);
+    const char *loss = cli_str(&a, "loss", "mse");
+    cfg.loss = KILN_LOSS_COUNT;
+    for (int k = KILN_LOSS_BCE; k < KILN_LOSS_COUNT; k++)   /* float targets' loss */
+        if (strcmp(loss, kiln_loss_name((kiln_loss_kind)k)) == 0)
+            cfg.loss = (kiln_loss_kind)k;
+    if (cfg.loss == KILN_LOSS_COUNT) {
+        fprintf(stderr, "kiln train: --loss: expected mse, l1, huber or bce (for float targets), found '%s'\n", loss);
+        return 2;
+    }
+    cfg.huber_delta = (float)cli_float(&a, "huber-delta", 1.0, 1e-6, 1e6);
     cfg.selective.enabled = cli_flag(&a, "selective-backprop");
     cfg.selective.beta = (float)cli_float(&a, "sb-beta", 3, 0, 1000);
     cfg.selective.history = (int)cli_int(&a, "sb-history", 1024, 1, 1 << 24);

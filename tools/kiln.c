@@ -16,6 +16,7 @@ static const char usage[] =
     "      --warmup STEPS  --step-size STEPS --gamma X  --min-lr X  --crop PAD  --flip\n"
     "      --out PATH  --metrics PATH  --plot PATH  --checkpoint PATH  --checkpoint-every STEPS\n"
     "      --resume PATH  --init-seed N  --steps N (the run's length; overrides --epochs)  --max-steps N\n"
+    "      --loss mse|l1|huber|bce (float targets; class targets take cross-entropy)  --huber-delta X\n"
     "      --quiet  --json\n"
     "      --selective-backprop  --sb-beta X (3)  --sb-history N (1024)  --sb-stale EPOCHS (0)\n"
     "      --sb-scorer auto|fp32|int8 (auto)  --sb-min-rank X (0.95)\n"
