@@ -92,29 +92,28 @@ static shape_text shape_str(const int64_t *dims, int ndim)
 }
 
 /* What a JSON value is, for "found ..." parts of messages: 1.5, -3, "text", an array, ... */
-static value_text describe(const kiln_json *v)
+static value_text describe(const json_t *v)
 {
     value_text out;
-    bool is_int;
-    int64_t i = kiln_json_int(v, &is_int);
-    switch (kiln_json_type(v)) {
-    case KILN_JSON_NUMBER:
-        if (is_int)
-            snprintf(out.s, sizeof out.s, "%lld", (long long)i);
-        else
-            snprintf(out.s, sizeof out.s, "%.17g", kiln_json_number(v));
+    switch (v ? json_typeof(v) : JSON_NULL) {
+    case JSON_INTEGER:
+        snprintf(out.s, sizeof out.s, "%lld", (long long)json_integer_value(v));
         break;
-    case KILN_JSON_STRING:
-        snprintf(out.s, sizeof out.s, "\"%s\"", show(kiln_json_string(v)).s);
+    case JSON_REAL:
+        snprintf(out.s, sizeof out.s, "%.17g", json_real_value(v));
         break;
-    case KILN_JSON_BOOL:
-        snprintf(out.s, sizeof out.s, "%s", kiln_json_bool(v) ? "true" : "false");
+    case JSON_STRING:
+        snprintf(out.s, sizeof out.s, "\"%s\"", show(json_string_value(v)).s);
         break;
-    case KILN_JSON_NULL:
+    case JSON_TRUE:
+    case JSON_FALSE:
+        snprintf(out.s, sizeof out.s, "%s", json_is_true(v) ? "true" : "false");
+        break;
+    case JSON_NULL:
         snprintf(out.s, sizeof out.s, "null");
         break;
     default:
-        snprintf(out.s, sizeof out.s, "an %s", kiln_json_kind_name(kiln_json_type(v)));
+        snprintf(out.s, sizeof out.s, "an %s", kiln_json_type_name(v));
         break;
     }
     return out;
@@ -178,8 +177,11 @@ struct kiln_st_file {
     unsigned char *base;                 /* the whole file */
     size_t size;
     bool mapped;                         /* base is an mmap (else malloc'd or NULL) */
-    kiln_json *header;                   /* parsed header (owns metadata strings) */
-    const kiln_json *meta;               /* __metadata__ or NULL */
+    json_t *header;                      /* parsed header (owns metadata strings) */
+    const json_t *meta;                  /* __metadata__ or NULL */
+    const char **meta_keys;              /* its keys in file order (strings of header) */
+    bool ints_as_reals;                  /* header read with every number a real (load_header) */
+    kiln_json_error range_error;         /* ... because strictly it has a number out of range */
     kiln_st_tensor *tensors;             /* header order */
     int n;
     const kiln_st_tensor **by_name;      /* tensors sorted by name, for kiln_st_find */
@@ -201,15 +203,25 @@ static bool tensor_fail(const kiln_st_file *f, const char *name, const char *fmt
     return false;
 }
 
-/* Reads a non-negative JSON integer; false if v is not one. */
-static bool get_uint(const kiln_json *v, uint64_t *out)
+/* Reads a non-negative JSON integer; false if v is not one. In a header read with every number a
+ * real (see load_header), an integral real below 2^63 counts as one. */
+static bool get_uint(const kiln_st_file *f, const json_t *v, uint64_t *out)
 {
-    bool ok;
-    int64_t x = kiln_json_int(v, &ok);
-    if (!ok || x < 0)
-        return false;
-    *out = (uint64_t)x;
-    return true;
+    if (json_is_integer(v)) {
+        json_int_t x = json_integer_value(v);
+        if (x < 0)
+            return false;
+        *out = (uint64_t)x;
+        return true;
+    }
+    if (f->ints_as_reals && json_is_real(v)) {
+        double r = json_real_value(v);
+        if (r >= 0 && r < 0x1p63 && r == (double)(uint64_t)r) {
+            *out = (uint64_t)r;
+            return true;
+        }
+    }
+    return false;
 }
 
 static uint64_t read_le64(const unsigned char *p)
@@ -218,6 +230,71 @@ static uint64_t read_le64(const unsigned char *p)
     for (int i = 7; i >= 0; i--)
         v = (v << 8) | p[i];
     return v;
+}
+
+/* The number of objects in v (at most KILN_JSON_MAX_DEPTH deep) that have the key key; *holder
+ * gets the last one found. */
+static size_t count_holders(const json_t *v, const char *key, const json_t **holder)
+{
+    size_t n = 0;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            n += count_holders(json_array_get(v, i), key, holder);
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *item;
+        if (json_object_get(v, key)) {
+            *holder = v;
+            n++;
+        }
+        json_object_foreach((json_t *)v, k, item)
+            n += count_holders(item, key, holder);
+    }
+    return n;
+}
+
+/* Reports a key that the header has twice in one object (the parser refuses those: which of the
+ * values counts would be a guess), naming what is repeated where that can be told: a tensor,
+ * "__metadata__", a metadata key or a key of one tensor's entry. e is the strict parse's error. */
+static bool duplicate_fail(const kiln_st_file *f, const char *text, size_t len,
+                           const kiln_json_error *e)
+{
+    kiln_json_error e2;
+    json_t *root = kiln_json_parse(text, len, KILN_JSON_KEEP_LAST | KILN_JSON_INT_AS_REAL, &e2);
+    char *key = kiln_json_duplicate_key(text, e);
+    const json_t *holder = NULL, *meta = json_object_get(root, META_KEY);
+    const char *entry = NULL;   /* the tensor whose entry holds key */
+    size_t holders = root && key ? count_holders(root, key, &holder) : 0;
+    if (holders == 1 && json_is_object(root) && holder != root && holder != meta) {
+        const char *name;
+        json_t *value;
+        json_object_foreach(root, name, value) {
+            if (value == holder)
+                entry = name;
+        }
+    }
+    if (!root)   /* the text is also wrong further on, where the old reader looked first */
+        kiln_error(KILN_ERR_FORMAT, "%s: header is not valid JSON: %s (header starts at file "
+                   "offset 8)", f->path, e2.msg);
+    else if (!json_is_object(root))
+        kiln_error(KILN_ERR_FORMAT, "%s: header is %s, expected a JSON object", f->path,
+                   describe(root).s);
+    else if (holders == 1 && holder == root && strcmp(key, META_KEY) == 0)
+        kiln_error(KILN_ERR_FORMAT, "%s: \"" META_KEY "\" appears twice in the header", f->path);
+    else if (holders == 1 && holder == root)
+        tensor_fail(f, key, "appears twice in the header, expected distinct tensor names");
+    else if (holders == 1 && holder == meta)
+        kiln_error(KILN_ERR_FORMAT, "%s: \"" META_KEY "\" has the key \"%s\" twice, expected "
+                   "distinct keys", f->path, show(key).s);
+    else if (entry)
+        tensor_fail(f, entry, "entry has the key \"%s\" twice, expected each key once",
+                    show(key).s);
+    else
+        kiln_error(KILN_ERR_FORMAT, "%s: header is not valid JSON: %s (header starts at file "
+                   "offset 8)", f->path, e->msg);
+    free(key);
+    json_decref(root);
+    return false;
 }
 
 /* Checks the length prefix and parses the header into f->header. */
@@ -240,14 +317,31 @@ static bool load_header(kiln_st_file *f)
                    (unsigned long long)n, f->size - 8);
         return false;
     }
-    char err[200];
-    f->header = kiln_json_parse((const char *)f->base + 8, (size_t)n, err, sizeof err);
+    const char *text = (const char *)f->base + 8;
+    kiln_json_error e;
+    f->header = kiln_json_parse(text, (size_t)n, 0, &e);
+    if (!f->header && e.status == KILN_JSON_RANGE) {
+        /* An integer past 64 bits. Read the header again with every number a real, so that the
+         * checks below name the field that holds it ("shape"[0] is 9.2233720368547758e+18,
+         * expected a non-negative integer); if they all pass, finish_open rejects the file
+         * with this error anyway. */
+        kiln_json_error e2;
+        f->header = kiln_json_parse(text, (size_t)n, KILN_JSON_INT_AS_REAL, &e2);
+        if (f->header) {
+            f->ints_as_reals = true;
+            f->range_error = e;
+        } else {
+            e = e2;
+        }
+    }
+    if (!f->header && e.status == KILN_JSON_DUPLICATE)
+        return duplicate_fail(f, text, (size_t)n, &e);
     if (!f->header) {
         kiln_error(KILN_ERR_FORMAT, "%s: header is not valid JSON: %s (header starts at file "
-                   "offset 8)", f->path, err);
+                   "offset 8)", f->path, e.msg);
         return false;
     }
-    if (kiln_json_type(f->header) != KILN_JSON_OBJECT) {
+    if (!json_is_object(f->header)) {
         kiln_error(KILN_ERR_FORMAT, "%s: header is %s, expected a JSON object", f->path,
                    describe(f->header).s);
         return false;
@@ -255,108 +349,94 @@ static bool load_header(kiln_st_file *f)
     return true;
 }
 
-/* Validates __metadata__ (an object of strings with distinct keys) if there is one. */
+/* Validates __metadata__ (an object of strings; the parser saw to distinct keys) if there is
+ * one, and lists its keys. */
 static bool load_metadata(kiln_st_file *f)
 {
-    size_t n = kiln_json_len(f->header);
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(kiln_json_key_at(f->header, i), META_KEY) != 0)
-            continue;
-        if (f->meta) {
-            kiln_error(KILN_ERR_FORMAT, "%s: \"" META_KEY "\" appears twice in the header",
-                       f->path);
-            return false;
-        }
-        f->meta = kiln_json_value_at(f->header, i);
-    }
+    f->meta = json_object_get(f->header, META_KEY);
     if (!f->meta)
         return true;
-    if (kiln_json_type(f->meta) != KILN_JSON_OBJECT) {
+    if (!json_is_object(f->meta)) {
         kiln_error(KILN_ERR_FORMAT, "%s: \"" META_KEY "\" is %s, expected an object of strings",
                    f->path, describe(f->meta).s);
         return false;
     }
-    size_t m = kiln_json_len(f->meta);
-    for (size_t i = 0; i < m; i++) {
-        const kiln_json *v = kiln_json_value_at(f->meta, i);
-        if (kiln_json_type(v) != KILN_JSON_STRING) {
-            kiln_error(KILN_ERR_FORMAT, "%s: \"" META_KEY "\" entry \"%s\" is %s, expected a "
-                       "string", f->path, show(kiln_json_key_at(f->meta, i)).s, describe(v).s);
-            return false;
-        }
-    }
-    const char **keys = malloc((m ? m : 1) * sizeof *keys);
-    if (!keys) {
+    size_t m = json_object_size(f->meta), i = 0;
+    f->meta_keys = malloc((m ? m : 1) * sizeof *f->meta_keys);
+    if (!f->meta_keys) {
         kiln_error(KILN_ERR_NOMEM, "%s: out of memory reading the header", f->path);
         return false;
     }
-    for (size_t i = 0; i < m; i++)
-        keys[i] = kiln_json_key_at(f->meta, i);
-    const char *dup = find_duplicate(keys, m);
-    if (dup)
-        kiln_error(KILN_ERR_FORMAT, "%s: \"" META_KEY "\" has the key \"%s\" twice, expected "
-                   "distinct keys", f->path, show(dup).s);
-    free(keys);
-    return dup == NULL;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)f->meta, key, v) {
+        if (!json_is_string(v)) {
+            kiln_error(KILN_ERR_FORMAT, "%s: \"" META_KEY "\" entry \"%s\" is %s, expected a "
+                       "string", f->path, show(key).s, describe(v).s);
+            return false;
+        }
+        f->meta_keys[i++] = key;
+    }
+    return true;
 }
 
 /* Reads "dtype" of a tensor entry. */
-static bool load_dtype(const kiln_st_file *f, const kiln_json *entry, kiln_st_tensor *t)
+static bool load_dtype(const kiln_st_file *f, const json_t *entry, kiln_st_tensor *t)
 {
-    const kiln_json *v = kiln_json_get(entry, "dtype");
+    const json_t *v = json_object_get(entry, "dtype");
     if (!v)
         return tensor_fail(f, t->name, "missing \"dtype\"");
-    if (kiln_json_type(v) != KILN_JSON_STRING)
+    if (!json_is_string(v))
         return tensor_fail(f, t->name, "\"dtype\" is %s, expected a string such as \"F32\"",
                            describe(v).s);
-    if (!dtype_parse(kiln_json_string(v), &t->dtype))
+    if (!dtype_parse(json_string_value(v), &t->dtype))
         return tensor_fail(f, t->name, "unsupported dtype %s, expected one of F32, F16, I8, "
                            "U8, I32, I64, BOOL", describe(v).s);
     return true;
 }
 
 /* Reads "shape" of a tensor entry. */
-static bool load_shape(const kiln_st_file *f, const kiln_json *entry, kiln_st_tensor *t)
+static bool load_shape(const kiln_st_file *f, const json_t *entry, kiln_st_tensor *t)
 {
-    const kiln_json *v = kiln_json_get(entry, "shape");
+    const json_t *v = json_object_get(entry, "shape");
     if (!v)
         return tensor_fail(f, t->name, "missing \"shape\"");
-    if (kiln_json_type(v) != KILN_JSON_ARRAY)
+    if (!json_is_array(v))
         return tensor_fail(f, t->name, "\"shape\" is %s, expected an array of non-negative "
                            "integers", describe(v).s);
-    size_t n = kiln_json_len(v);
+    size_t n = json_array_size(v);
     if (n > KILN_ST_MAX_DIMS)
         return tensor_fail(f, t->name, "\"shape\" has %zu dims, expected at most %d", n,
                            KILN_ST_MAX_DIMS);
     t->ndim = (int)n;
     for (size_t i = 0; i < n; i++) {
         uint64_t d;
-        if (!get_uint(kiln_json_at(v, i), &d))
+        if (!get_uint(f, json_array_get(v, i), &d))
             return tensor_fail(f, t->name, "\"shape\"[%zu] is %s, expected a non-negative "
-                               "integer", i, describe(kiln_json_at(v, i)).s);
+                               "integer", i, describe(json_array_get(v, i)).s);
         t->dims[i] = (int64_t)d;
     }
     return true;
 }
 
 /* Reads "data_offsets" [begin, end] of a tensor entry. */
-static bool load_offsets(const kiln_st_file *f, const kiln_json *entry, const char *name,
+static bool load_offsets(const kiln_st_file *f, const json_t *entry, const char *name,
                          span *s)
 {
-    const kiln_json *v = kiln_json_get(entry, "data_offsets");
+    const json_t *v = json_object_get(entry, "data_offsets");
     if (!v)
         return tensor_fail(f, name, "missing \"data_offsets\"");
-    if (kiln_json_type(v) != KILN_JSON_ARRAY)
+    if (!json_is_array(v))
         return tensor_fail(f, name, "\"data_offsets\" is %s, expected an array [begin, end]",
                            describe(v).s);
-    if (kiln_json_len(v) != 2)
+    if (json_array_size(v) != 2)
         return tensor_fail(f, name, "\"data_offsets\" has %zu items, expected 2 ([begin, end])",
-                           kiln_json_len(v));
+                           json_array_size(v));
     uint64_t off[2];
     for (size_t i = 0; i < 2; i++)
-        if (!get_uint(kiln_json_at(v, i), &off[i]))
+        if (!get_uint(f, json_array_get(v, i), &off[i]))
             return tensor_fail(f, name, "\"data_offsets\"[%zu] is %s, expected a non-negative "
-                               "integer", i, describe(kiln_json_at(v, i)).s);
+                               "integer", i, describe(json_array_get(v, i)).s);
     if (off[0] > off[1])
         return tensor_fail(f, name, "data_offsets [%llu, %llu]: begin is after end, expected "
                            "begin <= end", (unsigned long long)off[0],
@@ -390,7 +470,7 @@ static bool check_extent(const kiln_st_file *f, kiln_st_tensor *t, const span *s
 }
 
 /* Reads and checks one tensor entry; s gets its span. */
-static bool load_tensor(const kiln_st_file *f, const char *name, const kiln_json *entry,
+static bool load_tensor(const kiln_st_file *f, const char *name, const json_t *entry,
                         kiln_st_tensor *t, span *s, uint64_t data_size)
 {
     size_t len = strlen(name);
@@ -398,7 +478,7 @@ static bool load_tensor(const kiln_st_file *f, const char *name, const kiln_json
         return tensor_fail(f, name, "name is %zu bytes long, expected at most %d", len,
                            KILN_ST_NAME_MAX - 1);
     memcpy(t->name, name, len + 1);
-    if (kiln_json_type(entry) != KILN_JSON_OBJECT)
+    if (!json_is_object(entry))
         return tensor_fail(f, name, "entry is %s, expected an object with \"dtype\", "
                            "\"shape\" and \"data_offsets\"", describe(entry).s);
     return load_dtype(f, entry, t) && load_shape(f, entry, t) &&
@@ -412,18 +492,13 @@ static int cmp_tensor_names(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-/* Sorts f->by_name and rejects repeated names. */
-static bool check_names(kiln_st_file *f)
+/* Sorts f->by_name (names are distinct: the parser refuses a key twice, see duplicate_fail). */
+static void sort_names(kiln_st_file *f)
 {
     for (int i = 0; i < f->n; i++)
         f->by_name[i] = &f->tensors[i];
     if (f->n > 1)
         qsort(f->by_name, (size_t)f->n, sizeof *f->by_name, cmp_tensor_names);
-    for (int i = 1; i < f->n; i++)
-        if (strcmp(f->by_name[i - 1]->name, f->by_name[i]->name) == 0)
-            return tensor_fail(f, f->by_name[i]->name, "appears twice in the header, expected "
-                               "distinct tensor names");
-    return true;
 }
 
 static int cmp_spans(const void *a, const void *b)
@@ -486,7 +561,7 @@ static bool load_tensors(kiln_st_file *f)
     uint64_t header_len = read_le64(f->base);
     const unsigned char *data = f->base + 8 + header_len;
     uint64_t data_size = f->size - 8 - header_len;
-    size_t members = kiln_json_len(f->header), n = members - (f->meta ? 1 : 0);
+    size_t n = json_object_size(f->header) - (f->meta ? 1 : 0);
     f->tensors = calloc(n ? n : 1, sizeof *f->tensors);
     f->by_name = calloc(n ? n : 1, sizeof *f->by_name);
     f->copies = calloc(n ? n : 1, sizeof *f->copies);
@@ -494,16 +569,20 @@ static bool load_tensors(kiln_st_file *f)
     bool ok = f->tensors && f->by_name && f->copies && spans;
     if (!ok)
         kiln_error(KILN_ERR_NOMEM, "%s: out of memory for %zu tensors", f->path, n);
-    for (size_t i = 0; ok && i < members; i++) {
-        const char *name = kiln_json_key_at(f->header, i);
+    const char *name;
+    json_t *entry;
+    json_object_foreach(f->header, name, entry) {
+        if (!ok)
+            break;
         if (strcmp(name, META_KEY) == 0)
             continue;
-        ok = load_tensor(f, name, kiln_json_value_at(f->header, i), &f->tensors[f->n],
-                         &spans[f->n], data_size);
+        ok = load_tensor(f, name, entry, &f->tensors[f->n], &spans[f->n], data_size);
         spans[f->n].index = f->n;
         f->n++;
     }
-    ok = ok && check_names(f) && check_overlaps(f, spans) && place_data(f, data, spans);
+    if (ok)
+        sort_names(f);
+    ok = ok && check_overlaps(f, spans) && place_data(f, data, spans);
     free(spans);
     return ok;
 }
@@ -526,8 +605,13 @@ static kiln_st_file *file_new(const char *path)
 /* Validates the loaded bytes; on failure closes f and returns NULL. */
 static kiln_st_file *finish_open(kiln_st_file *f)
 {
-    if (load_header(f) && load_metadata(f) && load_tensors(f))
-        return f;
+    if (load_header(f) && load_metadata(f) && load_tensors(f)) {
+        if (!f->ints_as_reals)
+            return f;
+        /* every field Kiln reads is fine: the integer past 64 bits is in one it skips */
+        kiln_error(KILN_ERR_FORMAT, "%s: header is not valid JSON: %s (header starts at file "
+                   "offset 8)", f->path, f->range_error.msg);
+    }
     kiln_st_close(f);
     return NULL;
 }
@@ -646,17 +730,17 @@ const kiln_st_tensor *kiln_st_find(const kiln_st_file *f, const char *name)
 
 const char *kiln_st_meta(const kiln_st_file *f, const char *key)
 {
-    return f && key ? kiln_json_string(kiln_json_get(f->meta, key)) : NULL;
+    return f && key ? json_string_value(json_object_get(f->meta, key)) : NULL;
 }
 
 int kiln_st_meta_count(const kiln_st_file *f)
 {
-    return f ? (int)kiln_json_len(f->meta) : 0;
+    return f && f->meta ? (int)json_object_size(f->meta) : 0;
 }
 
 const char *kiln_st_meta_key(const kiln_st_file *f, int i)
 {
-    return f && i >= 0 ? kiln_json_key_at(f->meta, (size_t)i) : NULL;
+    return f && i >= 0 && i < kiln_st_meta_count(f) ? f->meta_keys[i] : NULL;
 }
 
 const char *kiln_st_path(const kiln_st_file *f)
@@ -675,7 +759,8 @@ void kiln_st_close(kiln_st_file *f)
         munmap(f->base, f->size);
     else
         free(f->base);
-    kiln_json_free(f->header);
+    json_decref(f->header);
+    free(f->meta_keys);
     free(f->copies);
     free(f->by_name);
     free(f->tensors);
@@ -693,7 +778,7 @@ static kiln_status check_tensor_arg(const char *path, const kiln_st_tensor *t, i
                           "bytes", path, i, KILN_ST_NAME_MAX);
     shown_text shown = show(t->name);
     const char *name = shown.s;
-    if (!kiln_utf8_valid(t->name, strlen(t->name)))
+    if (!kiln_json_utf8_valid(t->name))
         return kiln_error(KILN_ERR_ARG, "%s: tensor %d \"%s\": name is not valid UTF-8", path,
                           i, name);
     if (strcmp(t->name, META_KEY) == 0)
@@ -731,7 +816,7 @@ static kiln_status check_meta_arg(const char *path, const char *const *meta)
         if (!value)
             return kiln_error(KILN_ERR_ARG, "%s: metadata key \"%s\" has no value (NULL)", path,
                               show(key).s);
-        if (!kiln_utf8_valid(key, strlen(key)) || !kiln_utf8_valid(value, strlen(value)))
+        if (!kiln_json_utf8_valid(key) || !kiln_json_utf8_valid(value))
             return kiln_error(KILN_ERR_ARG, "%s: metadata \"%s\": key or value is not valid "
                               "UTF-8", path, show(key).s);
     }
@@ -759,6 +844,13 @@ static kiln_status check_write_args(const char *path, const kiln_st_tensor *tens
         kiln_status st = check_tensor_arg(path, &tensors[i], i);
         if (st)
             return st;
+    }
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (tensors[i].nbytes > (uint64_t)INT64_MAX - total)
+            return kiln_error(KILN_ERR_ARG, "%s: the tensors hold more than 2^63 - 1 bytes, "
+                              "expected at most that (data_offsets are int64)", path);
+        total += tensors[i].nbytes;
     }
     const char **names = malloc((n ? (size_t)n : 1) * sizeof *names);
     if (!names)
@@ -790,48 +882,51 @@ static void plan_layout(const kiln_st_tensor *tensors, int n, uint64_t *begin, i
     }
 }
 
-/* The JSON header, tensors in the given order, space-padded to a multiple of 8 bytes. */
-static void build_header(kiln_json_buf *b, const kiln_st_tensor *tensors, int n,
-                         const uint64_t *begin, const char *const *meta)
+/* The JSON header: metadata first, then the tensors in the given order; NULL if out of memory.
+ * Free it. (check_write_args has seen to UTF-8 and distinct keys.) */
+static char *build_header(const kiln_st_tensor *tensors, int n, const uint64_t *begin,
+                          const char *const *meta)
 {
-    kiln_json_buf_puts(b, "{");
+    json_t *root = json_object(), *object, *array;
+    bool ok = root != NULL;
+    /* each json_*_new call takes the new value, and frees it if it fails */
     if (meta && meta[0]) {
-        kiln_json_buf_puts(b, "\"" META_KEY "\":{");
-        for (size_t i = 0; meta[2 * i]; i++) {
-            kiln_json_buf_puts(b, i ? "," : "");
-            kiln_json_buf_string(b, meta[2 * i]);
-            kiln_json_buf_puts(b, ":");
-            kiln_json_buf_string(b, meta[2 * i + 1]);
-        }
-        kiln_json_buf_puts(b, "}");
+        ok = ok && json_object_set_new(root, META_KEY, object = json_object()) == 0;
+        for (size_t i = 0; ok && meta[2 * i]; i++)
+            ok = json_object_set_new(object, meta[2 * i], json_string(meta[2 * i + 1])) == 0;
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; ok && i < n; i++) {
         const kiln_st_tensor *t = &tensors[i];
-        kiln_json_buf_puts(b, i || (meta && meta[0]) ? "," : "");
-        kiln_json_buf_string(b, t->name);
-        kiln_json_buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", kiln_dtype_name(t->dtype));
-        for (int d = 0; d < t->ndim; d++)
-            kiln_json_buf_printf(b, "%s%lld", d ? "," : "", (long long)t->dims[d]);
-        kiln_json_buf_printf(b, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)begin[i],
-                             (unsigned long long)(begin[i] + t->nbytes));
+        ok = json_object_set_new(root, t->name, object = json_object()) == 0 &&
+             json_object_set_new(object, "dtype", json_string(kiln_dtype_name(t->dtype))) == 0 &&
+             json_object_set_new(object, "shape", array = json_array()) == 0;
+        for (int d = 0; ok && d < t->ndim; d++)
+            ok = json_array_append_new(array, json_integer(t->dims[d])) == 0;
+        ok = ok && json_object_set_new(object, "data_offsets", array = json_array()) == 0 &&
+             json_array_append_new(array, json_integer((json_int_t)begin[i])) == 0 &&
+             json_array_append_new(array, json_integer((json_int_t)(begin[i] + t->nbytes))) == 0;
     }
-    kiln_json_buf_puts(b, "}");
-    while (!b->failed && b->len % 8 != 0)
-        kiln_json_buf_puts(b, " ");
+    char *text = ok ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return text;
 }
 
-/* Writes length prefix, header and data to a temp file and renames it over path. */
-static kiln_status write_atomic(const char *path, const kiln_json_buf *header,
+/* Writes length prefix, header (space-padded to a multiple of 8 bytes) and data to a temp file
+ * and renames it over path. */
+static kiln_status write_atomic(const char *path, const char *header,
                                 const kiln_st_tensor *tensors, int n, const int *order)
 {
     kiln_atomic_file f;
     kiln_status st = kiln_atomic_open(&f, path);
     if (st != KILN_OK)
         return st;
+    size_t len = strlen(header), padded = (len + 7) / 8 * 8;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
-        len8[i] = (unsigned char)((uint64_t)header->len >> (8 * i));
-    bool ok = fwrite(len8, 1, 8, f.fp) == 8 && fwrite(header->data, 1, header->len, f.fp) == header->len;
+        len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    bool ok = fwrite(len8, 1, 8, f.fp) == 8 && fwrite(header, 1, len, f.fp) == len;
+    for (size_t i = len; ok && i < padded; i++)
+        ok = fputc(' ', f.fp) != EOF;
     for (int k = 0; ok && k < n; k++) {
         const kiln_st_tensor *t = &tensors[order[k]];
         ok = t->nbytes == 0 || fwrite(t->data, 1, t->nbytes, f.fp) == t->nbytes;
@@ -853,16 +948,16 @@ kiln_status kiln_st_write(const char *path, const kiln_st_tensor *tensors, int n
     size_t count = n ? (size_t)n : 1;
     uint64_t *begin = malloc(count * sizeof *begin);
     int *order = malloc(count * sizeof *order);
-    kiln_json_buf header = { 0 };
+    char *header = NULL;
     if (begin && order) {
         plan_layout(tensors, n, begin, order);
-        build_header(&header, tensors, n, begin, meta);
+        header = build_header(tensors, n, begin, meta);
     }
-    if (!begin || !order || header.failed)
+    if (!header)
         st = kiln_error(KILN_ERR_NOMEM, "%s: out of memory building the header", path);
     else
-        st = write_atomic(path, &header, tensors, n, order);
-    kiln_json_buf_free(&header);
+        st = write_atomic(path, header, tensors, n, order);
+    free(header);
     free(begin);
     free(order);
     return st;

@@ -57,20 +57,19 @@ static size_t nonfinite_to_null(const char *s, size_t len, char *out)
 }
 
 /* Reads field key of obj as a number (null gives NAN) into *v. */
-static kiln_status get_number(const char *path, long line, const kiln_json *obj, const char *key,
+static kiln_status get_number(const char *path, long line, const json_t *obj, const char *key,
                               bool required, double *v)
 {
-    const kiln_json *f = kiln_json_get(obj, key);
-    kiln_json_kind k = kiln_json_type(f);
+    const json_t *f = json_object_get(obj, key);
     *v = NAN;
     if (!f) {
         if (required)
             return kiln_error(KILN_ERR_FORMAT, "%s:%ld: field \"%s\" is missing", path, line, key);
-    } else if (k == KILN_JSON_NUMBER) {
-        *v = kiln_json_number(f);
-    } else if (k != KILN_JSON_NULL) {
+    } else if (json_is_number(f)) {
+        *v = json_number_value(f);
+    } else if (!json_is_null(f)) {
         return kiln_error(KILN_ERR_FORMAT, "%s:%ld: field \"%s\" should be a number, found %s",
-                          path, line, key, kiln_json_kind_name(k));
+                          path, line, key, kiln_json_type_name(f));
     }
     return KILN_OK;
 }
@@ -79,22 +78,21 @@ static kiln_status get_number(const char *path, long line, const kiln_json *obj,
 static kiln_status parse_line(const char *path, long line, const char *text, size_t len,
                               char *buf, record *r)
 {
-    char err[160];
+    kiln_json_error err;
     len = nonfinite_to_null(text, len, buf);
-    kiln_json *obj = kiln_json_parse(buf, len, err, sizeof err);
+    json_t *obj = kiln_json_parse(buf, len, 0, &err);
     if (!obj)
-        return kiln_error(KILN_ERR_FORMAT, "%s:%ld: not valid JSON: %s", path, line, err);
+        return kiln_error(KILN_ERR_FORMAT, "%s:%ld: not valid JSON: %s", path, line, err.msg);
     kiln_status st = KILN_OK;
-    bool ok = false;
-    const kiln_json *gs = kiln_json_get(obj, "global_step");
+    const json_t *gs = json_object_get(obj, "global_step");
     memset(r, 0, sizeof *r);
     r->line = line;
-    if (kiln_json_type(obj) != KILN_JSON_OBJECT)
+    if (!json_is_object(obj))
         st = kiln_error(KILN_ERR_FORMAT, "%s:%ld: expected a JSON object, found %s", path, line,
-                        kiln_json_kind_name(kiln_json_type(obj)));
+                        kiln_json_type_name(obj));
     else if (!gs)
         st = kiln_error(KILN_ERR_FORMAT, "%s:%ld: field \"global_step\" is missing", path, line);
-    else if ((r->gstep = kiln_json_int(gs, &ok)) < 0 || !ok)
+    else if (!json_is_integer(gs) || (r->gstep = json_integer_value(gs)) < 0)
         st = kiln_error(KILN_ERR_FORMAT, "%s:%ld: field \"global_step\" should be an integer >= 0",
                         path, line);
     if (!st)
@@ -104,17 +102,17 @@ static kiln_status parse_line(const char *path, long line, const char *text, siz
     if (!st)
         st = get_number(path, line, obj, "elapsed_s", true, &r->elapsed);
     if (!st) {
-        const kiln_json *e = kiln_json_get(obj, "epoch_end");
-        if (e && kiln_json_type(e) != KILN_JSON_BOOL)
+        const json_t *e = json_object_get(obj, "epoch_end");
+        if (e && !json_is_boolean(e))
             st = kiln_error(KILN_ERR_FORMAT, "%s:%ld: field \"epoch_end\" should be a boolean",
                             path, line);
-        r->epoch_end = kiln_json_bool(e);
+        r->epoch_end = json_is_true(e);
     }
     if (!st)
         st = get_number(path, line, obj, "test_accuracy", false, &r->test_acc);
     if (!st)
         st = get_number(path, line, obj, "test_loss", false, &r->test_loss);
-    kiln_json_free(obj);
+    json_decref(obj);
     return st;
 }
 
