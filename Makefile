@@ -35,13 +35,17 @@ bench: build
 clean:
 	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz
 
-# Builds the loader fuzz targets with clang's libFuzzer and runs each for FUZZ_SECONDS.
+# Builds the loader fuzz targets with clang's libFuzzer and runs each for FUZZ_SECONDS, starting
+# from tests/fuzz_seeds/TARGET where there are seeds.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = fuzz_safetensors fuzz_idx fuzz_model fuzz_spec fuzz_npy fuzz_image fuzz_jpeg fuzz_npy_pair \
+               fuzz_image_folder fuzz_text
 fuzz: deps
 	@cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DKILN_FUZZ=ON >/dev/null
-	@cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_safetensors fuzz_idx fuzz_model fuzz_spec fuzz_npy fuzz_image
-	@for f in fuzz_safetensors fuzz_idx fuzz_model fuzz_spec fuzz_npy fuzz_image; do \
+	@cmake --build $(BUILD)-fuzz -j $(JOBS) --target $(FUZZ_TARGETS)
+	@for f in $(FUZZ_TARGETS); do \
 	    echo "== $$f ($(FUZZ_SECONDS) s)"; \
 	    mkdir -p $(BUILD)-fuzz/corpus/$$f; \
-	    $(BUILD)-fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)-fuzz/corpus/$$f 2>&1 | tail -3 || exit 1; \
+	    seeds=""; [ -d tests/fuzz_seeds/$$f ] && seeds=tests/fuzz_seeds/$$f; \
+	    $(BUILD)-fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)-fuzz/corpus/$$f $$seeds 2>&1 | tail -3 || exit 1; \
 	done

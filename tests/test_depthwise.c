@@ -126,7 +126,7 @@ static kiln_graph_t *dw_graph(const shape *s, bool bias)
     CHECK(g != NULL, "%s: %s", spec, kiln_last_error());
     if (g) {
         kiln_graph_init_params(g, kiln_rng_next(&rng));
-        CHECK(g->nodes[1].shape[1] == s->ho && g->nodes[1].shape[2] == s->wo, "output shape");
+        CHECK(g->nodes[1].dims[1] == s->ho && g->nodes[1].dims[2] == s->wo, "output shape");
     }
     return g;
 }
@@ -196,8 +196,8 @@ static void test_layers(const char *kernel)
 static void im2col_path(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch, float *y, float *col)
 {
     const kiln_node *in = &g->nodes[nd->inputs[0]];
-    int groups = nd->a.groups, cout = nd->shape[0], cg = cout / groups;
-    int kg = nd->params[0].dims[1] * nd->a.kernel[0] * nd->a.kernel[1], p = nd->shape[1] * nd->shape[2];
+    int groups = nd->a.groups, cout = nd->dims[0], cg = cout / groups;
+    int kg = nd->params[0].dims[1] * nd->a.kernel[0] * nd->a.kernel[1], p = nd->dims[1] * nd->dims[2];
     const float *w = kiln_node_tensor(g, nd, 0), *bias = kiln_node_tensor(g, nd, 1);
     for (int b = 0; b < batch; b++) {
         float *yb = y + (size_t)b * nd->numel;

@@ -431,7 +431,8 @@ static void test_gather(void)
     uint8_t pix[2 * 256], lab[2] = { 4, 9 };
     for (int i = 0; i < 512; i++)
         pix[i] = (uint8_t)(i < 256 ? i : 511 - i);
-    kiln_dataset d = { 2, 1, 16, 16, 10, pix, lab };
+    kiln_dataset d = { .n = 2, .c = 1, .h = 16, .w = 16, .n_classes = 10, .images = pix,
+                       .labels = lab };
     int idx[3] = { 1, 0, 1 }, y[3];
     float x[3 * 256];
     kiln_dataset_gather(&d, idx, 3, x, y);

@@ -10,6 +10,7 @@
 #include "core/graph.h"
 #include "core/rng.h"
 #include "kiln/kiln_train.h"
+#include "ops/fastmath.h"
 #include "ops/gemm.h"
 #include "infer/runtime.h"
 #include "ops/ops.h"
@@ -69,7 +70,7 @@ static void conv_ref(const kiln_graph_t *g, const kiln_node *nd, const float *x,
 {
     const kiln_node *in = &g->nodes[nd->inputs[0]];
     const kiln_attrs *a = &nd->a;
-    int c = in->shape[0], h = in->shape[1], w = in->shape[2], co = nd->shape[0], ho = nd->shape[1], wo = nd->shape[2];
+    int c = in->dims[0], h = in->dims[1], w = in->dims[2], co = nd->dims[0], ho = nd->dims[1], wo = nd->dims[2];
     int cg = c / a->groups, og = co / a->groups;
     const float *wt = kiln_node_tensor(g, nd, 0), *bias = a->no_bias ? NULL : kiln_node_tensor(g, nd, 1);
     for (int b = 0; b < batch; b++)
@@ -96,7 +97,7 @@ static void conv_ref(const kiln_graph_t *g, const kiln_node *nd, const float *x,
 static void pool_ref(const kiln_node *nd, const kiln_node *in, const float *x, int batch, float *y)
 {
     const kiln_attrs *a = &nd->a;
-    int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
+    int c = in->dims[0], h = in->dims[1], w = in->dims[2], ho = nd->dims[1], wo = nd->dims[2];
     for (int p = 0; p < batch * c; p++)
         for (int oy = 0; oy < ho; oy++)
             for (int ox = 0; ox < wo; ox++) {
@@ -286,9 +287,27 @@ static void test_pool_argmax(void)
     CHECK(bad == 0, "%d pooled values or argmax indices differ from the plain rule", bad);
 }
 
+/* kiln_exp and kiln_erf against libm over their working ranges. */
+static void test_fastmath(void)
+{
+    double worst_exp = 0, worst_erf = 0;
+    for (int i = 0; i <= 200000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 200000.0f;
+        double e = exp((double)x), rel = fabs(kiln_exp(x) - e) / e;
+        worst_exp = rel > worst_exp ? rel : worst_exp;
+        float z = -6.0f + 12.0f * (float)i / 200000.0f;
+        double d = fabs(kiln_erf(z) - erf((double)z));
+        worst_erf = d > worst_erf ? d : worst_erf;
+    }
+    CHECK(worst_exp < 4e-7, "kiln_exp: relative error %g", worst_exp);
+    CHECK(worst_erf < 3e-7, "kiln_erf: absolute error %g", worst_erf);
+    CHECK(kiln_exp(-1000.0f) < 1e-37f && kiln_exp(-1000.0f) >= 0 && kiln_erf(0.0f) == 0.0f, "exp/erf at the edges");
+}
+
 int main(void)
 {
     kiln_rng_seed(&rng, 77);
+    test_fastmath();
     test_pool_argmax();
     test_gemm();
     test_conv_pool();

@@ -46,7 +46,7 @@ static kiln_graph_t *random_model(const char *spec)
     for (int i = 0; i < g->n; i++)   /* trained-looking batchnorm statistics */
         if (g->nodes[i].op == KILN_OP_BATCHNORM) {
             float *mean = kiln_node_tensor(g, &g->nodes[i], 2), *var = kiln_node_tensor(g, &g->nodes[i], 3);
-            for (int c = 0; c < g->nodes[i].shape[0]; c++) {
+            for (int c = 0; c < g->nodes[i].dims[0]; c++) {
                 mean[c] = 0.3f * (2.0f * kiln_rng_uniform(&rng) - 1.0f);
                 var[c] = 0.5f + kiln_rng_uniform(&rng);
             }

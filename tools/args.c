@@ -119,6 +119,23 @@ double cli_float(cli_args *a, const char *name, double def, double lo, double hi
     return x;
 }
 
+int cli_all(cli_args *a, const char *name, const char **values, int max)
+{
+    int n = 0;
+    for (int i = 0; i < a->n_opt; i++)
+        if (strcmp(a->name[i], name) == 0) {
+            a->used[i] = true;
+            if (!a->value[i]) {
+                fprintf(stderr, "kiln: option --%s needs a value\n", name);
+                exit(2);
+            }
+            if (n < max)
+                values[n] = a->value[i];
+            n++;
+        }
+    return n;
+}
+
 void cli_check_unused(cli_args *a, const char *cmd)
 {
     for (int i = 0; i < a->n_opt; i++)

@@ -25,6 +25,8 @@ bool cli_flag(cli_args *a, const char *name);
 int64_t cli_int(cli_args *a, const char *name, int64_t def, int64_t lo, int64_t hi);
 /* Float option within [lo, hi]; exits 2 when malformed. */
 double cli_float(cli_args *a, const char *name, double def, double lo, double hi);
+/* Every value of a repeatable option, in order, into values (up to max); returns how many. */
+int cli_all(cli_args *a, const char *name, const char **values, int max);
 /* Exits 2 naming the first option no command read. */
 void cli_check_unused(cli_args *a, const char *cmd);
 

@@ -17,14 +17,29 @@ int cmd_run(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 /* kiln bench MODEL ... */
 int cmd_bench(int argc, char **argv);
+/* kiln generate MODEL ... */
+int cmd_generate(int argc, char **argv);
 /* kiln plot METRICS... */
 int cmd_plot(int argc, char **argv);
 /* Loads a model file, or a spec file (with freshly initialised parameters) when it ends in .kiln. */
 kiln_graph_t *cli_load_model(const char *path, uint64_t init_seed);
 /* Loads a model for inference: a model file (fp32 or int8), or a spec with fresh parameters. */
 kiln_model_t *cli_load_runtime(const char *path);
-/* Loads a dataset split, printing the error and returning nonzero on failure. */
-int cli_load_data(const char *name, bool train, kiln_dataset *d);
+/* A command's data options: the data spec and the text context. */
+typedef struct {
+    const char *spec;   /* --data (see kiln_dataset_open) */
+    int context;        /* --context: bytes per text window (0: not given) */
+} cli_data;
+/* Reads the data spec from --option (def when absent) and --context. */
+cli_data cli_data_args(cli_args *a, const char *option, const char *def);
+/* Loads a dataset split for model g (image folders are resized to its input shape; g may be
+ * NULL), printing the error and returning nonzero on failure. A source without this split gives
+ * an empty dataset (n = 0). */
+int cli_load_data(const cli_data *data, const kiln_graph_t *g, bool train, kiln_dataset *d);
+/* kiln run on .npy tensors: inputs[] and outputs[] are the --input and --output values
+ * (NAME=FILE.npy, or FILE.npy for a single one). */
+int cli_run_tensors(const kiln_model_t *m, const char **inputs, int n_in, const char **outputs, int n_out, int threads,
+                    bool json);
 /* Prints s as a JSON string literal. */
 void cli_json_str(const char *s);
 

@@ -34,10 +34,10 @@ static void print_profile(const kiln_session_t *s, const kiln_graph_t *g, int ru
         if (nd->op == KILN_OP_FLATTEN)
             continue;
         char shape[48];
-        if (nd->ndim == 3)
-            snprintf(shape, sizeof shape, "%dx%dx%d", nd->shape[0], nd->shape[1], nd->shape[2]);
+        if (nd->rank == 3)
+            snprintf(shape, sizeof shape, "%dx%dx%d", nd->dims[0], nd->dims[1], nd->dims[2]);
         else
-            snprintf(shape, sizeof shape, "%d", nd->shape[0]);
+            snprintf(shape, sizeof shape, "%d", nd->dims[0]);
         double t = kiln_session_node_seconds(s, i);
         printf("  %-14s %-12s %-20s %16s %10.2f %6.1f%%\n", nd->name, kiln_op_name(nd->op),
                kiln_session_node_kernel(s, i), shape, t / runs * 1e6, total > 0 ? 100 * t / total : 0.0);

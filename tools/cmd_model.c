@@ -55,24 +55,16 @@ kiln_model_t *cli_load_runtime(const char *path)
     return m;
 }
 
-int cli_load_data(const char *name, bool train, kiln_dataset *d)
-{
-    if (kiln_dataset_load(name, train, d) != KILN_OK) {
-        fprintf(stderr, "kiln: %s\n", kiln_last_error());
-        return 1;
-    }
-    return 0;
-}
-
 int cmd_eval(int argc, char **argv)
 {
     static const char *const flags[] = {"json", NULL};
     cli_args a;
     if (cli_parse(&a, argc, argv, flags) || a.n_pos != 1) {
-        fprintf(stderr, "usage: kiln eval MODEL [--data fashion-mnist|DIR] [--batch N] [--threads N] [--json]\n");
+        fprintf(stderr, "usage: kiln eval MODEL [--data fashion-mnist|DIR|npy:X,Y,TX,TY|images:DIR] [--batch N] "
+                        "[--threads N] [--json]\n");
         return 2;
     }
-    const char *data = cli_str(&a, "data", "fashion-mnist");
+    cli_data data = cli_data_args(&a, "data", "fashion-mnist");
     int batch = (int)cli_int(&a, "batch", 500, 1, 1 << 16);
     kiln_set_threads((int)cli_int(&a, "threads", 2, 1, 1024));
     bool json = cli_flag(&a, "json");
@@ -81,7 +73,7 @@ int cmd_eval(int argc, char **argv)
     kiln_model_t *m = cli_load_runtime(a.pos[0]);
     int rc = 1;
     float loss, acc;
-    if (!m || cli_load_data(data, false, &test))
+    if (!m || cli_load_data(&data, kiln_model_graph(m), false, &test))
         goto done;
     if (kiln_evaluate(m, &test, batch, &loss, &acc) != KILN_OK) {
         fprintf(stderr, "kiln eval: %s\n", kiln_last_error());
@@ -134,9 +126,9 @@ int cmd_info(int argc, char **argv)
             const kiln_node *nd = &g->nodes[i];
             printf("%s{\"name\":", i ? "," : "");
             cli_json_str(nd->name);
-            printf(",\"op\":\"%s\",\"shape\":[%d", kiln_op_name(nd->op), nd->shape[0]);
-            if (nd->ndim == 3)
-                printf(",%d,%d", nd->shape[1], nd->shape[2]);
+            printf(",\"op\":\"%s\",\"shape\":[%d", kiln_op_name(nd->op), nd->dims[0]);
+            if (nd->rank == 3)
+                printf(",%d,%d", nd->dims[1], nd->dims[2]);
             printf("]");
             if (nd->a.act != KILN_OP_INPUT)
                 printf(",\"act\":\"%s\"", kiln_op_name(nd->a.act));

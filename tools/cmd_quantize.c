@@ -11,11 +11,12 @@ int cmd_quantize(int argc, char **argv)
     static const char *const flags[] = {"json", NULL};
     cli_args a;
     if (cli_parse(&a, argc, argv, flags) || a.n_pos != 1) {
-        fprintf(stderr, "usage: kiln quantize MODEL --out OUT [--calib-data fashion-mnist|DIR] [--calib N] "
-                        "[--method auto|minmax|percentile] [--weights int8|fp16] [--threads N] [--json]\n");
+        fprintf(stderr, "usage: kiln quantize MODEL --out OUT [--calib-data fashion-mnist|DIR|npy:X,Y|images:DIR] "
+                        "[--calib N] [--method auto|minmax|percentile] [--weights int8|fp16] [--threads N] [--json]\n");
         return 2;
     }
-    const char *out = cli_str(&a, "out", NULL), *data = cli_str(&a, "calib-data", "fashion-mnist");
+    const char *out = cli_str(&a, "out", NULL);
+    cli_data data = cli_data_args(&a, "calib-data", "fashion-mnist");
     const char *method_s = cli_str(&a, "method", "auto"), *weights = cli_str(&a, "weights", "int8");
     int n_calib = (int)cli_int(&a, "calib", 1000, 1, 1000000);
     kiln_set_threads((int)cli_int(&a, "threads", 2, 1, 1024));
@@ -49,8 +50,21 @@ int cmd_quantize(int argc, char **argv)
     if (!m)
         goto done;
     if (!fp16) {
-        if (cli_load_data(data, true, &d))
+        if (cli_load_data(&data, kiln_model_graph(m), true, &d))
             goto done;
+        const kiln_graph_t *mg = kiln_model_graph(m);
+        int in = 0;
+        kiln_graph_inputs(mg, &in);
+        const char *bad = kiln_dataset_check_model(&d, mg) != KILN_OK ? kiln_last_error()
+                        : d.input.gathered != KILN_DT_F32
+                            ? "int8 calibration takes f32 inputs; a token model stays fp32 (its linear and matmul "
+                              "layers have no int8 kernel yet)"
+                        : (size_t)d.c * d.h * d.w != kiln_graph_numel(mg, in)
+                            ? "the examples do not match the model's input size" : NULL;
+        if (bad) {
+            fprintf(stderr, "kiln quantize: %s: %s\n", data.spec, bad);
+            goto done;
+        }
         n_calib = n_calib < d.n ? n_calib : d.n;
         calib = malloc((size_t)n_calib * d.c * d.h * d.w * sizeof(float));
         idx = malloc((size_t)d.n * sizeof(int));

@@ -1,4 +1,4 @@
-/* kiln run: classify inputs from a .npy tensor, a PNG/PGM/PPM image, an IDX file or the test set;
+/* kiln run: classify inputs from a .npy tensor, a PNG/JPEG/PGM/PPM image, an IDX file or the test set;
  * print the top classes and optionally write the raw outputs as .npy. */
 #include <math.h>
 #include <stdio.h>
@@ -28,23 +28,24 @@ static int read_input(const char *path, const kiln_node *in, int count, float **
             goto fail;
         if (t.numel == 0 || t.numel % want) {
             fprintf(stderr, "kiln run: %s: shape holds %zu values, expected a multiple of the model input's %zu "
-                    "(%dx%dx%d)\n", path, t.numel, want, in->shape[0], in->shape[1], in->shape[2]);
+                    "(%dx%dx%d)\n", path, t.numel, want, in->dims[0], in->dims[1], in->dims[2]);
             kiln_tensor_f32_free(&t);
             return 1;
         }
         *batch = (int)(t.numel / want);
-    } else if (ends_with(path, ".png") || ends_with(path, ".pgm") || ends_with(path, ".ppm") || ends_with(path, ".pnm")) {
+    } else if (ends_with(path, ".png") || ends_with(path, ".jpg") || ends_with(path, ".jpeg") ||
+               ends_with(path, ".pgm") || ends_with(path, ".ppm") || ends_with(path, ".pnm")) {
         kiln_tensor_f32 img = {0};
-        if (in->ndim != 3) {
-            fprintf(stderr, "kiln run: %s: the model takes a vector of %d, not an image\n", path, in->shape[0]);
+        if (in->rank != 3) {
+            fprintf(stderr, "kiln run: %s: the model takes a vector of %d, not an image\n", path, in->dims[0]);
             return 1;
         }
-        if (kiln_image_read(path, in->shape[0], &img) != KILN_OK)
+        if (kiln_image_read(path, in->dims[0], &img) != KILN_OK)
             goto fail;
-        if (img.dims[1] != in->shape[1] || img.dims[2] != in->shape[2]) {
+        if (img.dims[1] != in->dims[1] || img.dims[2] != in->dims[2]) {
             fprintf(stderr, "kiln run: %s: resizing %lldx%lld to the model's %dx%d\n", path, (long long)img.dims[1],
-                    (long long)img.dims[2], in->shape[1], in->shape[2]);
-            kiln_status st = kiln_tensor_resize(&img, in->shape[1], in->shape[2], &t);
+                    (long long)img.dims[2], in->dims[1], in->dims[2]);
+            kiln_status st = kiln_tensor_resize(&img, in->dims[1], in->dims[2], &t);
             kiln_tensor_f32_free(&img);
             if (st != KILN_OK)
                 goto fail;
@@ -88,11 +89,30 @@ int cmd_run(int argc, char **argv)
     static const char *const flags[] = {"json", NULL};
     cli_args a;
     if (cli_parse(&a, argc, argv, flags) || a.n_pos < 1 || a.n_pos > 2) {
-        fprintf(stderr, "usage: kiln run MODEL [INPUT.npy|IMAGE.png|IMAGE.pgm|IMAGES.idx] [--data fashion-mnist|DIR] "
-                        "[--count N] [--top K] [--output OUT.npy] [--threads N] [--json]\n");
+        fprintf(stderr, "usage: kiln run MODEL [INPUT.npy|IMAGE.png|IMAGE.jpg|IMAGE.pgm|IMAGES.idx] "
+                        "[--data fashion-mnist|DIR|npy:X,Y,TX,TY|images:DIR] "
+                        "[--count N] [--top K] [--output OUT.npy] [--threads N] [--json]\n"
+                        "       kiln run MODEL --input NAME=IN.npy... [--output NAME=OUT.npy...] [--threads N] [--json]\n");
         return 2;
     }
-    const char *data = cli_str(&a, "data", "fashion-mnist"), *out_path = cli_str(&a, "output", NULL);
+    const char *ins[64], *outs[64];
+    int n_ins = cli_all(&a, "input", ins, 64), n_outs = cli_all(&a, "output", outs, 64);
+    if (n_ins > 0) {   /* tensors in, tensors out: any model */
+        int threads = (int)cli_int(&a, "threads", 1, 1, 1024);
+        bool json = cli_flag(&a, "json");
+        cli_check_unused(&a, "run");
+        if (n_ins > 64 || n_outs > 64 || a.n_pos != 1) {
+            fprintf(stderr, "kiln run: with --input, give the model alone and at most 64 --input/--output\n");
+            return 2;
+        }
+        kiln_set_threads(threads);
+        kiln_model_t *m = cli_load_runtime(a.pos[0]);
+        int rc = m ? cli_run_tensors(m, ins, n_ins, outs, n_outs, threads, json) : 1;
+        kiln_model_free(m);
+        return rc;
+    }
+    cli_data data = cli_data_args(&a, "data", "fashion-mnist");
+    const char *out_path = n_outs ? outs[n_outs - 1] : NULL;
     int count = (int)cli_int(&a, "count", a.n_pos == 2 ? 1 << 20 : 5, 1, 1 << 20);
     int top = (int)cli_int(&a, "top", 3, 1, 1000), threads = (int)cli_int(&a, "threads", 1, 1, 1024);
     bool json = cli_flag(&a, "json");
@@ -111,11 +131,15 @@ int cmd_run(int argc, char **argv)
         if (read_input(a.pos[1], in, count, &x, &batch, &labels))
             goto done;
     } else {
-        if (cli_load_data(data, false, &d))
+        if (cli_load_data(&data, g, false, &d))
             goto done;
+        if (kiln_dataset_check_classification(&d) != KILN_OK) {
+            fprintf(stderr, "kiln run: %s: %s\n", data.spec, kiln_last_error());
+            goto done;
+        }
         if (in->numel != (size_t)d.c * d.h * d.w) {
-            fprintf(stderr, "kiln run: model input %dx%dx%d, images %dx%dx%d\n", in->shape[0], in->shape[1],
-                    in->shape[2], d.c, d.h, d.w);
+            fprintf(stderr, "kiln run: model input %dx%dx%d, images %dx%dx%d\n", in->dims[0], in->dims[1],
+                    in->dims[2], d.c, d.h, d.w);
             goto done;
         }
         batch = count < d.n ? count : d.n;
@@ -138,8 +162,8 @@ int cmd_run(int argc, char **argv)
         goto done;
     }
     if (out_path) {
-        int64_t dims[4] = {batch, g->nodes[g->n - 1].shape[0], g->nodes[g->n - 1].shape[1], g->nodes[g->n - 1].shape[2]};
-        if (kiln_npy_write(out_path, z, g->nodes[g->n - 1].ndim + 1, dims) != KILN_OK) {
+        int64_t dims[4] = {batch, g->nodes[g->n - 1].dims[0], g->nodes[g->n - 1].dims[1], g->nodes[g->n - 1].dims[2]};
+        if (kiln_npy_write(out_path, z, g->nodes[g->n - 1].rank + 1, dims) != KILN_OK) {
             fprintf(stderr, "kiln run: %s\n", kiln_last_error());
             goto done;
         }

@@ -69,9 +69,12 @@ static void on_progress(const kiln_progress *p, void *user)
     }
     v->last_pct = pct;
     if (p->epoch_end) {
-        fprintf(stderr, "%sepoch %d/%d done: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.0f img/s, "
-                "%.1f s%s\n", v->tty ? "\r\033[K" : "", p->epoch, p->epochs, p->loss, 100 * p->accuracy,
-                p->test_loss, 100 * p->test_accuracy, p->images_per_s, p->elapsed_s, sb);
+        char test[64] = "no test set";
+        if (!isnan(p->test_accuracy))
+            snprintf(test, sizeof test, "test loss %.4f acc %.2f%%", p->test_loss, 100 * p->test_accuracy);
+        fprintf(stderr, "%sepoch %d/%d done: train loss %.4f acc %.2f%% | %s | %.0f img/s, %.1f s%s\n",
+                v->tty ? "\r\033[K" : "", p->epoch, p->epochs, p->loss, 100 * p->accuracy, test, p->images_per_s,
+                p->elapsed_s, sb);
         v->last_pct = 0;
     }
 }
@@ -132,12 +135,13 @@ int cmd_train(int argc, char **argv)
     static const char *const flags[] = {"json", "flip", "quiet", "selective-backprop", NULL};
     cli_args a;
     if (cli_parse(&a, argc, argv, flags) || a.n_pos != 1) {
-        fprintf(stderr, "usage: kiln train SPEC.kiln [--data fashion-mnist|DIR] [--epochs N] [--batch N] "
+        fprintf(stderr, "usage: kiln train SPEC.kiln [--data fashion-mnist|DIR|npy:X,Y[,TX,TY]|images:DIR|text:FILE] "
+                        "[--context N] [--epochs N] [--batch N] "
                         "[--opt sgd|momentum|nesterov|adam|adamw] [--lr X] ... (see 'kiln help')\n");
         return 2;
     }
     kiln_train_config cfg = {0};
-    const char *data = cli_str(&a, "data", "fashion-mnist");
+    cli_data data = cli_data_args(&a, "data", "fashion-mnist");
     cfg.epochs = (int)cli_int(&a, "epochs", 5, 1, 100000);
     cfg.batch = (int)cli_int(&a, "batch", 64, 1, 1 << 20);
     cfg.seed = (uint64_t)cli_int(&a, "seed", 0, 0, INT64_MAX);
@@ -162,6 +166,17 @@ int cmd_train(int argc, char **argv)
     cfg.checkpoint_every = cli_int(&a, "checkpoint-every", 0, 0, INT64_MAX);
     cfg.resume_path = cli_str(&a, "resume", NULL);
     cfg.stop_after_steps = cli_int(&a, "max-steps", 0, 0, INT64_MAX);
+    cfg.steps = cli_int(&a, "steps", 0, 0, INT64_MAX);
+    const char *loss = cli_str(&a, "loss", "mse");
+    cfg.loss = KILN_LOSS_COUNT;
+    for (int k = KILN_LOSS_BCE; k < KILN_LOSS_COUNT; k++)   /* float targets' loss */
+        if (strcmp(loss, kiln_loss_name((kiln_loss_kind)k)) == 0)
+            cfg.loss = (kiln_loss_kind)k;
+    if (cfg.loss == KILN_LOSS_COUNT) {
+        fprintf(stderr, "kiln train: --loss: expected mse, l1, huber or bce (for float targets), found '%s'\n", loss);
+        return 2;
+    }
+    cfg.huber_delta = (float)cli_float(&a, "huber-delta", 1.0, 1e-6, 1e6);
     cfg.selective.enabled = cli_flag(&a, "selective-backprop");
     cfg.selective.beta = (float)cli_float(&a, "sb-beta", 3, 0, 1000);
     cfg.selective.history = (int)cli_int(&a, "sb-history", 1024, 1, 1 << 24);
@@ -187,12 +202,12 @@ int cmd_train(int argc, char **argv)
     int rc = 1;
     kiln_dataset train = {0}, test = {0};
     kiln_graph_t *g = cli_load_model(a.pos[0], init_seed);
-    if (!g || cli_load_data(data, true, &train) || cli_load_data(data, false, &test))
+    if (!g || cli_load_data(&data, g, true, &train) || cli_load_data(&data, g, false, &test))
         goto done;
     if (!view.quiet && !json)
         kiln_graph_print(g, stderr);
     kiln_train_result res = {0};
-    kiln_status st = kiln_train(g, &train, &test, &cfg, &res);
+    kiln_status st = kiln_train(g, &train, test.n ? &test : NULL, &cfg, &res);   /* n = 0: no test split */
     if (st != KILN_OK) {
         fprintf(stderr, "%skiln train: %s\n", view.tty ? "\n" : "", kiln_last_error());
         goto done;
@@ -202,7 +217,7 @@ int cmd_train(int argc, char **argv)
     snprintf(epochs, sizeof epochs, "%d", cfg.epochs);
     snprintf(lr, sizeof lr, "%g", cfg.opt.lr);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg.seed);
-    const char *meta[] = {"kiln.train.dataset", data, "kiln.train.epochs", epochs, "kiln.train.optimizer",
+    const char *meta[] = {"kiln.train.dataset", data.spec, "kiln.train.epochs", epochs, "kiln.train.optimizer",
                           cli_str(&a, "opt", "momentum"), "kiln.train.lr", lr, "kiln.train.seed", seed,
                           "kiln.train.test_accuracy", acc, NULL};
     if (kiln_graph_save(g, out, meta) != KILN_OK) {
@@ -251,9 +266,12 @@ int cmd_train(int argc, char **argv)
             printf("null");
         printf("}\n");
     } else {
-        printf("saved %s (test accuracy %.2f%%, %lld steps, %.1f s training, %.0f img/s); metrics %s%s%s\n", out,
-               100 * res.test_accuracy, (long long)res.steps, res.seconds, res.images_per_s, cfg.metrics_path,
-               plotted ? ", plot " : "", plotted ? plot : "");
+        char test[48] = "no test set";
+        if (!isnan(res.test_accuracy))
+            snprintf(test, sizeof test, "test accuracy %.2f%%", 100 * res.test_accuracy);
+        printf("saved %s (%s, %lld steps, %.1f s training, %.0f img/s); metrics %s%s%s\n", out, test,
+               (long long)res.steps, res.seconds, res.images_per_s, cfg.metrics_path, plotted ? ", plot " : "",
+               plotted ? plot : "");
         const kiln_train_counters *c = &res.counters;
         if (cfg.selective.enabled)
             printf("selective backprop: %lld of %lld examples backpropagated (%.1f%%), %lld scored (%lld in int8), "

@@ -15,6 +15,7 @@ extern "C" {
 #define KILN_MAX_PARAMS 4   /* most tensors one node owns (bn: weight, bias, mean, var) */
 #define KILN_NAME_LEN 48    /* longest node name, with the terminating NUL */
 #define KILN_MAX_RANK 6     /* most dims of a tensor's per-example shape (the batch not counted) */
+#define KILN_MAX_OUTPUTS 16 /* most outputs a graph declares */
 
 /* Status codes returned by every fallible call; details in kiln_last_error(). */
 typedef enum {
@@ -42,12 +43,31 @@ size_t kiln_dtype_size(kiln_dtype t);
 /* The name of t as safetensors spells it ("F32", "BOOL"), or NULL if t is out of range. */
 const char *kiln_dtype_name(kiln_dtype t);
 
-/* Operators of the graph IR. */
+/* Operators of the graph IR (docs/IR.md); each has one record in the op table. */
 typedef enum {
     KILN_OP_INPUT, KILN_OP_DENSE, KILN_OP_CONV2D, KILN_OP_MAXPOOL2D, KILN_OP_AVGPOOL2D,
     KILN_OP_GLOBAL_AVGPOOL, KILN_OP_RELU, KILN_OP_LEAKY_RELU, KILN_OP_SIGMOID, KILN_OP_TANH,
     KILN_OP_GELU, KILN_OP_SOFTMAX, KILN_OP_BATCHNORM, KILN_OP_DROPOUT, KILN_OP_FLATTEN,
-    KILN_OP_ADD, KILN_OP_CONCAT, KILN_OP_COUNT
+    KILN_OP_ADD, KILN_OP_CONCAT,
+    /* the general N-d ops */
+    KILN_OP_PARAM,        /* a learned tensor of any shape, one copy for the whole batch */
+    KILN_OP_LINEAR,       /* y = x W^T + b over the last axis, any rank */
+    KILN_OP_MATMUL,       /* batched matrix product over the last two axes, leading ones broadcast */
+    KILN_OP_LAYERNORM,    /* normalise over the last axis, then scale and shift */
+    KILN_OP_RMSNORM,      /* divide by the root mean square over the last axis, then scale */
+    KILN_OP_LOG_SOFTMAX,  /* log of softmax over an axis */
+    KILN_OP_RESHAPE,      /* the same elements under another per-example shape (a view) */
+    KILN_OP_TRANSPOSE,    /* permutes the per-example axes */
+    KILN_OP_SLICE,        /* start:end:step along one axis */
+    KILN_OP_SUB, KILN_OP_MUL, KILN_OP_DIV,   /* elementwise, NumPy broadcasting (add too) */
+    KILN_OP_SILU, KILN_OP_HARD_SWISH, KILN_OP_RELU6,
+    KILN_OP_EMBEDDING,    /* rows of a table gathered by int32 index: (...) -> (..., width) */
+    KILN_OP_ATTENTION,    /* multi-head scaled dot-product attention over (tokens, width) */
+    KILN_OP_MEAN, KILN_OP_SUM,               /* reductions over a set of axes */
+    KILN_OP_UPSAMPLE,     /* (c, h, w) images resized by nearest or bilinear sampling */
+    KILN_OP_CONV_TRANSPOSE2D, /* the transposed convolution (PyTorch's ConvTranspose2d, groups 1) */
+    KILN_OP_PAD,          /* a constant border on any per-example axes */
+    KILN_OP_COUNT
 } kiln_op;
 
 /* The spec keyword of an op ("conv2d"), or NULL if out of range. */
@@ -68,6 +88,25 @@ typedef struct {
     kiln_op act;         /* activation fused into the output of dense, conv2d, batchnorm or add
                           * (inference graphs; relu, leaky_relu with alpha, sigmoid, tanh, gelu);
                           * KILN_OP_INPUT (0) for none */
+    int axis;            /* softmax, log_softmax, concat, slice: per-example axis (negative:
+                          * from the end); 0 is the channel axis of images */
+    int heads;           /* attention: heads (the width splits into heads x head size) */
+    bool causal;         /* attention: a query sees no key after it */
+    int rank;            /* reshape, param: rank of shape[]; transpose: of perm[] */
+    int shape[KILN_MAX_RANK]; /* reshape (one entry may be -1: inferred), param: the shape */
+    int perm[KILN_MAX_RANK];  /* transpose: output axis i is input axis perm[i] */
+    int start, end, step;     /* slice: along axis; end 0 means the axis' length; step 0 means 1 */
+    unsigned axes;       /* mean, sum: bit i set reduces per-example axis i (bit 8 + k - 1: axis -k,
+                          * resolved by shape inference) */
+    bool keepdims;       /* mean, sum: keep reduced axes as 1 */
+    int vocab;           /* embedding: rows of the table (units: its width) */
+    int mode;            /* upsample: 0 nearest, 1 bilinear (align_corners false) */
+    int size[2];         /* upsample: output (h, w); 0: by scale */
+    float scale[2];      /* upsample: factors (h, w) when size is 0 */
+    int out_pad[2];      /* conv_transpose2d: output padding (h, w) */
+    int pads[2 * KILN_MAX_RANK]; /* pad: before for every axis, then after (ONNX order) */
+    float value;         /* pad: the border's value */
+    float std;           /* param init: normal with this deviation; 0 means zeros */
 } kiln_attrs;
 
 /* A dataflow graph of layers with inferred shapes and the parameters it owns. */
@@ -80,17 +119,38 @@ void kiln_graph_free(kiln_graph_t *g);
 /* Adds the input node, per-example shape (c,h,w); h = w = 1 and c = n gives a vector. Returns
  * its node id or -1. */
 int kiln_graph_input(kiln_graph_t *g, int c, int h, int w);
+/* Adds a named graph input of a dtype (F32, or I32 for token indices) and a per-example shape
+ * of rank 0..KILN_MAX_RANK; any number, anywhere before their readers. Returns its id or -1. */
+int kiln_graph_input_nd(kiln_graph_t *g, const char *name, kiln_dtype dtype, int rank, const int *dims);
+/* The number of input nodes; their ids in order into ids (may be NULL; up to the count). */
+int kiln_graph_inputs(const kiln_graph_t *g, int *ids);
+/* The number of input nodes. */
+int kiln_graph_input_count(const kiln_graph_t *g);
+/* Declares the graph's outputs (any nodes, 1..KILN_MAX_OUTPUTS, no repeats), replacing the
+ * default (the last node). */
+kiln_status kiln_graph_set_outputs(kiln_graph_t *g, const int *ids, int n);
+/* The number of outputs (1 unless declared) and their ids into ids (may be NULL). */
+int kiln_graph_outputs(const kiln_graph_t *g, int *ids);
 /* Adds a layer taking the given node ids; infers its shape. Returns the new id or -1. */
 int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
                    const kiln_attrs *attrs, const char *name);
+/* Splits node input along axis into n parts of the given sizes (summing to the axis' length):
+ * one slice node per part, named NAME.0, NAME.1, ... (ids into ids, may be NULL). Returns n, or
+ * -1 with the parts added before the error left in g. */
+int kiln_graph_split(kiln_graph_t *g, int input, int axis, const int *sizes, int n, const char *name, int *ids);
 /* Nodes in the graph (ids are 0..n-1, topologically ordered). */
 int kiln_graph_size(const kiln_graph_t *g);
-/* The id of the output node (the last one). */
+/* The id of the (first) output node: the last node unless outputs were declared. */
 int kiln_graph_output(const kiln_graph_t *g);
-/* Per-example output shape of a node: number of dims (1 or 3) and dims into out[3]. */
-int kiln_graph_shape(const kiln_graph_t *g, int node, int out[3]);
+/* Per-example output shape of a node: returns its rank (0..KILN_MAX_RANK) and writes its dims
+ * into out (entries past the rank are 1). */
+int kiln_graph_shape(const kiln_graph_t *g, int node, int out[KILN_MAX_RANK]);
 /* Elements per example of a node's output. */
 size_t kiln_graph_numel(const kiln_graph_t *g, int node);
+/* KILN_OK if every index of x (batch examples of I32 input node `input`) is inside the
+ * vocabulary of each embedding reading it; else an error naming the input, the example and the
+ * position. */
+kiln_status kiln_graph_check_indices(const kiln_graph_t *g, int input, const int32_t *x, int batch);
 /* Trainable parameter count. */
 size_t kiln_graph_param_count(const kiln_graph_t *g);
 /* Every trainable parameter, contiguous (kiln_graph_param_count floats), owned by the graph. */
@@ -150,8 +210,11 @@ const kiln_graph_t *kiln_model_graph(const kiln_model_t *m);
 kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_options *opt);
 /* Frees a session. */
 void kiln_session_free(kiln_session_t *s);
-/* Runs batch examples of input (NCHW fp32, batch x input numel) and writes output (batch x
- * output numel). Allocates nothing. */
+/* Runs batch examples: one buffer per graph input in id order (batch x numel, f32 or int32 for
+ * I32 inputs, whose indices are checked), one per output (batch x numel f32; numel for an
+ * unbatched output; NULL skips it). Allocates nothing. */
+kiln_status kiln_session_run_all(kiln_session_t *s, const void *const *inputs, int batch, float *const *outputs);
+/* kiln_session_run_all for a model with one input and one output (NCHW fp32 images, say). */
 kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, float *output);
 /* How int8 quantisation picks each activation's range from calibration data. */
 typedef enum {
@@ -189,6 +252,25 @@ const char *kiln_session_node_kernel(const kiln_session_t *s, int node);
 double kiln_session_node_seconds(const kiln_session_t *s, int node);
 /* Zeroes the per-node times. */
 void kiln_session_profile_reset(kiln_session_t *s);
+
+/* Incremental decoding of a causal sequence model (one int32 token input of T positions, every
+ * attention causal and packed): one position per step with a KV cache, holding the past
+ * positions' keys and values and one position's activations, never a training forward's. */
+typedef struct kiln_decoder kiln_decoder_t;
+/* A decoder for model m (kept by the caller; its weights are copied). NULL with an error naming
+ * the node when some op mixes positions. */
+kiln_decoder_t *kiln_decoder_create(const kiln_model_t *m);
+/* Frees a decoder. */
+void kiln_decoder_free(kiln_decoder_t *d);
+/* Feeds the token at the next position and writes the output at that position (the logits of
+ * the token after it). Allocates nothing. */
+kiln_status kiln_decoder_step(kiln_decoder_t *d, int32_t token, float *logits);
+/* Empties the cache: the next step is position 0. */
+void kiln_decoder_reset(kiln_decoder_t *d);
+/* Positions filled so far. */
+int kiln_decoder_position(const kiln_decoder_t *d);
+/* The positions the model was built for (T). */
+int kiln_decoder_context(const kiln_decoder_t *d);
 
 /* Sets the worker thread count of OpenMP and BLAS. */
 void kiln_set_threads(int n);

@@ -17,15 +17,25 @@ typedef struct kiln_tape kiln_tape_t;
 kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, uint64_t seed);
 /* Frees a tape. */
 void kiln_tape_free(kiln_tape_t *t);
-/* Forward pass over batch examples of x; training: batch statistics, dropout. Returns the output
- * (batch x numel), owned by the tape. */
+/* Forward pass over batch examples, one buffer per graph input in id order (f32, or int32 for
+ * I32 inputs; token indices are checked against the embeddings reading them); training: batch
+ * statistics, dropout. The buffers must stay valid until the backward. */
+kiln_status kiln_tape_run(kiln_tape_t *t, const void *const *inputs, int batch, bool training);
+/* Output k of the last forward (batch x numel; numel for an unbatched one), owned by the tape;
+ * NULL if k is out of range. */
+const float *kiln_tape_output(const kiln_tape_t *t, int k);
+/* kiln_tape_run for a graph with one input, returning output 0 (NULL on error). */
 const float *kiln_tape_forward(kiln_tape_t *t, const float *x, int batch, bool training);
-/* Backward pass from the output gradient dout (batch x numel) of the last forward. */
+/* Backward pass of the last forward from one gradient per graph output (NULL: no loss on it). */
+void kiln_tape_backward_outputs(kiln_tape_t *t, const float *const *douts);
+/* Backward pass from the gradient dout (batch x numel) of output 0. */
 void kiln_tape_backward(kiln_tape_t *t, const float *dout);
 /* Gradient of every trainable parameter (kiln_graph_param_count floats), after backward. */
 float *kiln_tape_param_grads(kiln_tape_t *t);
-/* Gradient of the input after backward, or NULL if the tape was created without it. */
+/* Gradient of the first input after backward, or NULL if the tape was created without it. */
 const float *kiln_tape_input_grad(const kiln_tape_t *t);
+/* Gradient of any node's output after backward (NULL where none is kept), for gradient checks. */
+const float *kiln_tape_node_grad(const kiln_tape_t *t, int node);
 /* Bytes of activations and saved state the tape keeps per example. */
 size_t kiln_tape_bytes_per_example(const kiln_tape_t *t);
 /* Turns per-layer forward/backward timing on (resetting it) or off. */
@@ -43,6 +53,43 @@ float kiln_loss_softmax_ce(const float *logits, const int *labels, int batch, in
 void kiln_loss_softmax_ce_each(const float *logits, const int *labels, int batch, int classes, float *loss);
 /* Mean squared error over n values; writes dy (may be NULL). */
 float kiln_loss_mse(const float *y, const float *target, size_t n, float *dy);
+
+/* Losses on any output (src/train/losses.c). */
+typedef enum {
+    KILN_LOSS_CE,      /* softmax cross-entropy over a class axis; int32 targets, the output's shape
+                        * without that axis (per token for sequence models) */
+    KILN_LOSS_BCE,     /* binary cross-entropy with logits; float targets in [0, 1], same shape */
+    KILN_LOSS_MSE,     /* mean squared error; float targets */
+    KILN_LOSS_L1,      /* mean absolute error */
+    KILN_LOSS_HUBER,   /* smooth L1 / Huber with threshold delta */
+    KILN_LOSS_COUNT
+} kiln_loss_kind;
+
+/* One loss term on one graph output. */
+typedef struct {
+    kiln_loss_kind kind;
+    float weight;        /* its weight in the total; 0 means 1 */
+    int axis;            /* ce: the class axis of the output's per-example shape (-1: the last) */
+    int ignore_index;    /* ce: targets equal to this count for nothing (PyTorch's -100) */
+    float delta;         /* huber: 0 means 1 */
+} kiln_loss_spec;
+
+/* What one loss evaluation found. */
+typedef struct {
+    double loss;         /* the mean over counted elements (before the weight) */
+    int64_t counted;     /* elements counted (ce: targets not ignored) */
+    int64_t correct;     /* ce: argmax equal to the target */
+} kiln_loss_stats;
+
+/* The loss's name ("ce", "bce", "mse", "l1", "huber"), or NULL. */
+const char *kiln_loss_name(kiln_loss_kind k);
+/* Targets per example that loss ls on node `output` of g takes. */
+size_t kiln_loss_target_numel(const kiln_loss_spec *ls, const kiln_graph_t *g, int output);
+/* Evaluates ls on node `output`'s values y (batch examples) against target (int32 for ce, float
+ * otherwise) with optional per-target weights; writes the gradient of weight x loss into dy
+ * (may be NULL). An error names the output when the loss is not finite. */
+kiln_status kiln_loss_eval(const kiln_loss_spec *ls, const kiln_graph_t *g, int output, int batch, const float *y,
+                           const void *target, const float *weights, float *dy, kiln_loss_stats *st);
 
 /* Optimizer kinds. */
 typedef enum { KILN_OPT_SGD, KILN_OPT_MOMENTUM, KILN_OPT_NESTEROV, KILN_OPT_ADAM, KILN_OPT_ADAMW } kiln_opt_kind;
@@ -156,7 +203,12 @@ typedef struct {
     const char *resume_path;        /* continue from this checkpoint */
     const char *metrics_path;       /* JSON lines, one per report; NULL = none */
     int64_t stop_after_steps;       /* stop early (tests); 0 = run all */
+    int64_t steps;                  /* the run's length in steps (the schedule's too), ending inside
+                                     * an epoch if need be; 0 = epochs x steps per epoch */
     kiln_sb_config selective;       /* Selective Backprop; zeroes: standard training */
+    kiln_loss_kind loss;            /* for float targets (mse, l1, huber, bce); class targets always
+                                     * take cross-entropy over the output's last axis */
+    float huber_delta;              /* 0 means 1 */
     void (*on_progress)(const kiln_progress *p, void *user);
     /* called with the dataset indices of every batch trained on (may be NULL) */
     void (*on_batch)(const int *indices, int n, int epoch, void *user);

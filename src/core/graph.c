@@ -5,18 +5,8 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/graph.h"
+#include "core/op_table.h"
 #include "core/rng.h"
-
-static const char *const op_names[KILN_OP_COUNT] = {
-    "input", "dense", "conv2d", "maxpool2d", "avgpool2d", "global_avgpool", "relu",
-    "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "batchnorm", "dropout", "flatten",
-    "add", "concat",
-};
-
-const char *kiln_op_name(kiln_op op)
-{
-    return (op >= 0 && op < KILN_OP_COUNT) ? op_names[op] : NULL;
-}
 
 kiln_graph_t *kiln_graph_create(void)
 {
@@ -34,26 +24,27 @@ void kiln_graph_free(kiln_graph_t *g)
 }
 
 int kiln_graph_size(const kiln_graph_t *g) { return g->n; }
-int kiln_graph_output(const kiln_graph_t *g) { return g->n - 1; }
+int kiln_graph_output(const kiln_graph_t *g) { return g->n_outputs ? g->outputs[0] : g->n - 1; }
 size_t kiln_graph_param_count(const kiln_graph_t *g) { return g->n_params; }
 float *kiln_graph_params(kiln_graph_t *g) { return g->params; }
 size_t kiln_graph_numel(const kiln_graph_t *g, int node) { return g->nodes[node].numel; }
 
-int kiln_graph_shape(const kiln_graph_t *g, int node, int out[3])
+int kiln_graph_shape(const kiln_graph_t *g, int node, int out[KILN_MAX_RANK])
 {
-    memcpy(out, g->nodes[node].shape, sizeof g->nodes[node].shape);
-    return g->nodes[node].ndim;
+    memcpy(out, g->nodes[node].dims, sizeof g->nodes[node].dims);
+    return g->nodes[node].rank;
 }
 
-/* Reserves a tensor of the given dims in the params (trainable) or buffers array. */
-static int add_tensor(kiln_graph_t *g, kiln_node *nd, const char *name, bool trainable,
-                      int ndim, const int *dims)
+kiln_status kiln_node_add_param(kiln_graph_t *g, kiln_node *nd, const char *name, bool trainable,
+                                int rank, const int *dims)
 {
+    if (nd->n_params >= KILN_MAX_PARAMS)
+        return kiln_error(KILN_ERR_ARG, "%s: more than %d tensors", nd->name, KILN_MAX_PARAMS);
     kiln_param_ref *p = &nd->params[nd->n_params++];
     snprintf(p->name, sizeof p->name, "%s", name);
-    p->ndim = ndim;
+    p->ndim = rank;
     p->numel = 1;
-    for (int i = 0; i < ndim; i++) {
+    for (int i = 0; i < rank; i++) {
         p->dims[i] = dims[i];
         p->numel *= (size_t)dims[i];
     }
@@ -62,21 +53,28 @@ static int add_tensor(kiln_graph_t *g, kiln_node *nd, const char *name, bool tra
     size_t *len = trainable ? &g->n_params : &g->n_buffers;
     float *grown = realloc(*arr, (*len + p->numel) * sizeof(float));
     if (!grown && *len + p->numel > 0)
-        return kiln_error(KILN_ERR_NOMEM, "out of memory for %zu parameters", p->numel), -1;
+        return kiln_error(KILN_ERR_NOMEM, "out of memory for %zu parameters", p->numel);
     *arr = grown;
     p->offset = *len;
     memset(*arr + *len, 0, p->numel * sizeof(float));
     *len += p->numel;
-    return 0;
+    return KILN_OK;
 }
 
 static void set_shape(kiln_node *nd, int ndim, int c, int h, int w)
 {
-    nd->ndim = ndim;
-    nd->shape[0] = c;
-    nd->shape[1] = ndim == 3 ? h : 1;
-    nd->shape[2] = ndim == 3 ? w : 1;
-    nd->numel = (size_t)nd->shape[0] * nd->shape[1] * nd->shape[2];
+    int d[3] = {c, h, w};
+    kiln_node_set_shape(nd, ndim, d);
+}
+
+void kiln_node_set_shape(kiln_node *nd, int rank, const int *dims)
+{
+    nd->rank = rank;
+    nd->numel = 1;
+    for (int i = 0; i < KILN_MAX_RANK; i++) {
+        nd->dims[i] = i < rank ? dims[i] : 1;
+        nd->numel *= (size_t)nd->dims[i];
+    }
 }
 
 /* Fills in defaults for attributes left zero. */
@@ -102,8 +100,7 @@ static void resolve_attrs(kiln_op op, kiln_attrs *a)
         a->alpha = 0.01f;
 }
 
-/* Infers the output shape and allocates parameters of a new node. */
-static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
+kiln_status kiln_infer_legacy(kiln_graph_t *g, kiln_node *nd)
 {
     const kiln_node *in = nd->n_inputs > 0 ? &g->nodes[nd->inputs[0]] : NULL;
     kiln_attrs *a = &nd->a;
@@ -112,24 +109,24 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
     case KILN_OP_INPUT:
         return KILN_OK;
     case KILN_OP_DENSE: {
-        if (in->ndim != 1)
+        if (in->rank != 1)
             return kiln_error(KILN_ERR_SHAPE, "%s: dense expects a vector input, found %dx%dx%d "
-                              "(add a flatten layer first)", nm, in->shape[0], in->shape[1], in->shape[2]);
+                              "(add a flatten layer first)", nm, in->dims[0], in->dims[1], in->dims[2]);
         if (a->units <= 0)
             return kiln_error(KILN_ERR_ARG, "%s: dense units must be positive, found %d", nm, a->units);
         set_shape(nd, 1, a->units, 1, 1);
-        int wd[2] = {a->units, in->shape[0]};
-        if (add_tensor(g, nd, "weight", true, 2, wd) || (!a->no_bias && add_tensor(g, nd, "bias", true, 1, wd)))
+        int wd[2] = {a->units, in->dims[0]};
+        if (kiln_node_add_param(g, nd, "weight", true, 2, wd) || (!a->no_bias && kiln_node_add_param(g, nd, "bias", true, 1, wd)))
             return KILN_ERR_NOMEM;
         return KILN_OK;
     }
     case KILN_OP_CONV2D:
     case KILN_OP_MAXPOOL2D:
     case KILN_OP_AVGPOOL2D: {
-        if (in->ndim != 3)
+        if (in->rank != 3)
             return kiln_error(KILN_ERR_SHAPE, "%s: %s expects a (c,h,w) input, found a vector of %d",
-                              nm, kiln_op_name(nd->op), in->shape[0]);
-        int c = in->shape[0], ho, wo;
+                              nm, kiln_op_name(nd->op), in->dims[0]);
+        int c = in->dims[0], ho, wo;
         int dh = nd->op == KILN_OP_CONV2D ? a->dilation[0] : 1;
         int dw = nd->op == KILN_OP_CONV2D ? a->dilation[1] : 1;
         if (a->pad[0] < 0 || a->pad[1] < 0)
@@ -137,11 +134,11 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
         if (nd->op != KILN_OP_CONV2D && (2 * a->pad[0] > a->kernel[0] || 2 * a->pad[1] > a->kernel[1]))
             return kiln_error(KILN_ERR_ARG, "%s: pool padding %dx%d exceeds half the window %dx%d",
                               nm, a->pad[0], a->pad[1], a->kernel[0], a->kernel[1]);
-        ho = kiln_conv_out(in->shape[1], a->kernel[0], a->stride[0], a->pad[0], dh);
-        wo = kiln_conv_out(in->shape[2], a->kernel[1], a->stride[1], a->pad[1], dw);
+        ho = kiln_conv_out(in->dims[1], a->kernel[0], a->stride[0], a->pad[0], dh);
+        wo = kiln_conv_out(in->dims[2], a->kernel[1], a->stride[1], a->pad[1], dw);
         if (ho <= 0 || wo <= 0)
             return kiln_error(KILN_ERR_SHAPE, "%s: window %dx%d does not fit input %dx%d",
-                              nm, a->kernel[0], a->kernel[1], in->shape[1], in->shape[2]);
+                              nm, a->kernel[0], a->kernel[1], in->dims[1], in->dims[2]);
         if (nd->op != KILN_OP_CONV2D) {
             set_shape(nd, 3, c, ho, wo);
             return KILN_OK;
@@ -153,26 +150,26 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
                               nm, a->groups, c, a->units);
         set_shape(nd, 3, a->units, ho, wo);
         int wd[4] = {a->units, c / a->groups, a->kernel[0], a->kernel[1]};
-        if (add_tensor(g, nd, "weight", true, 4, wd) || (!a->no_bias && add_tensor(g, nd, "bias", true, 1, wd)))
+        if (kiln_node_add_param(g, nd, "weight", true, 4, wd) || (!a->no_bias && kiln_node_add_param(g, nd, "bias", true, 1, wd)))
             return KILN_ERR_NOMEM;
         return KILN_OK;
     }
     case KILN_OP_GLOBAL_AVGPOOL:
-        if (in->ndim != 3)
+        if (in->rank != 3)
             return kiln_error(KILN_ERR_SHAPE, "%s: global_avgpool expects a (c,h,w) input", nm);
-        set_shape(nd, 1, in->shape[0], 1, 1);
+        set_shape(nd, 1, in->dims[0], 1, 1);
         return KILN_OK;
     case KILN_OP_RELU: case KILN_OP_LEAKY_RELU: case KILN_OP_SIGMOID: case KILN_OP_TANH:
-    case KILN_OP_GELU: case KILN_OP_SOFTMAX: case KILN_OP_DROPOUT:
+    case KILN_OP_GELU: case KILN_OP_DROPOUT:
         if (nd->op == KILN_OP_DROPOUT && (a->alpha < 0 || a->alpha >= 1))
             return kiln_error(KILN_ERR_ARG, "%s: dropout probability must be in [0, 1), found %g", nm, a->alpha);
-        set_shape(nd, in->ndim, in->shape[0], in->shape[1], in->shape[2]);
+        set_shape(nd, in->rank, in->dims[0], in->dims[1], in->dims[2]);
         return KILN_OK;
     case KILN_OP_BATCHNORM: {
-        set_shape(nd, in->ndim, in->shape[0], in->shape[1], in->shape[2]);
-        int d[1] = {in->shape[0]};
-        if (add_tensor(g, nd, "weight", true, 1, d) || add_tensor(g, nd, "bias", true, 1, d) ||
-            add_tensor(g, nd, "running_mean", false, 1, d) || add_tensor(g, nd, "running_var", false, 1, d))
+        set_shape(nd, in->rank, in->dims[0], in->dims[1], in->dims[2]);
+        int d[1] = {in->dims[0]};
+        if (kiln_node_add_param(g, nd, "weight", true, 1, d) || kiln_node_add_param(g, nd, "bias", true, 1, d) ||
+            kiln_node_add_param(g, nd, "running_mean", false, 1, d) || kiln_node_add_param(g, nd, "running_var", false, 1, d))
             return KILN_ERR_NOMEM;
         float *var = kiln_node_tensor(g, nd, 3);
         for (int i = 0; i < d[0]; i++)
@@ -182,25 +179,6 @@ static kiln_status infer(kiln_graph_t *g, kiln_node *nd)
     case KILN_OP_FLATTEN:
         set_shape(nd, 1, (int)in->numel, 1, 1);
         return KILN_OK;
-    case KILN_OP_ADD:
-    case KILN_OP_CONCAT: {
-        if (nd->n_inputs < 2)
-            return kiln_error(KILN_ERR_ARG, "%s: %s needs at least 2 inputs, found %d", nm,
-                              kiln_op_name(nd->op), nd->n_inputs);
-        int c = 0;
-        for (int i = 0; i < nd->n_inputs; i++) {
-            const kiln_node *x = &g->nodes[nd->inputs[i]];
-            bool same = x->ndim == in->ndim && x->shape[1] == in->shape[1] && x->shape[2] == in->shape[2] &&
-                        (nd->op == KILN_OP_CONCAT || x->shape[0] == in->shape[0]);
-            if (!same)
-                return kiln_error(KILN_ERR_SHAPE, "%s: input %s has shape %dx%dx%d, expected %dx%dx%d%s", nm,
-                                  x->name, x->shape[0], x->shape[1], x->shape[2], in->shape[0],
-                                  in->shape[1], in->shape[2], nd->op == KILN_OP_CONCAT ? " (any channels)" : "");
-            c += x->shape[0];
-        }
-        set_shape(nd, in->ndim, nd->op == KILN_OP_ADD ? in->shape[0] : c, in->shape[1], in->shape[2]);
-        return KILN_OK;
-    }
     default:
         return kiln_error(KILN_ERR_ARG, "%s: unknown op %d", nm, (int)nd->op);
     }
@@ -226,10 +204,88 @@ int kiln_graph_input(kiln_graph_t *g, int c, int h, int w)
         return kiln_error(KILN_ERR_ARG, "the input must be the first node"), -1;
     if (c <= 0 || h <= 0 || w <= 0 || (double)c * h * w > 1e9)
         return kiln_error(KILN_ERR_ARG, "input shape %dx%dx%d is not positive or too large", c, h, w), -1;
-    kiln_node nd = {.op = KILN_OP_INPUT};
+    kiln_node nd = {.op = KILN_OP_INPUT, .batched = true};
     snprintf(nd.name, sizeof nd.name, "input");
     set_shape(&nd, (h == 1 && w == 1) ? 1 : 3, c, h, w);
     return append_node(g, &nd);
+}
+
+int kiln_graph_input_nd(kiln_graph_t *g, const char *name, kiln_dtype dtype, int rank, const int *dims)
+{
+    if (dtype != KILN_DT_F32 && dtype != KILN_DT_I32)
+        return kiln_error(KILN_ERR_ARG, "input %s: dtype %s, expected F32 or I32", name ? name : "",
+                          kiln_dtype_name(dtype) ? kiln_dtype_name(dtype) : "?"), -1;
+    if (rank < 0 || rank > KILN_MAX_RANK)
+        return kiln_error(KILN_ERR_ARG, "input %s: rank %d, expected 0..%d", name ? name : "", rank, KILN_MAX_RANK), -1;
+    double numel = 1;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] <= 0)
+            return kiln_error(KILN_ERR_ARG, "input %s: dim %d is %d, expected positive", name ? name : "", i, dims[i]), -1;
+        numel *= dims[i];
+    }
+    if (numel > 1e9)
+        return kiln_error(KILN_ERR_ARG, "input %s: %.0f elements per example, at most 1e9", name ? name : "", numel), -1;
+    kiln_node nd = {.op = KILN_OP_INPUT, .batched = true, .dtype = dtype};
+    if (name && *name) {
+        if (strlen(name) >= KILN_NAME_LEN)
+            return kiln_error(KILN_ERR_ARG, "name '%s' longer than %d characters", name, KILN_NAME_LEN - 1), -1;
+        if (kiln_graph_find(g, name) >= 0)
+            return kiln_error(KILN_ERR_ARG, "name '%s' is already used", name), -1;
+        snprintf(nd.name, sizeof nd.name, "%s", name);
+    } else {
+        int k = kiln_graph_input_count(g);
+        do {
+            snprintf(nd.name, sizeof nd.name, k ? "input_%d" : "input", k);
+            k++;
+        } while (kiln_graph_find(g, nd.name) >= 0);
+    }
+    kiln_node_set_shape(&nd, rank, dims);
+    return append_node(g, &nd);
+}
+
+int kiln_graph_inputs(const kiln_graph_t *g, int *ids)
+{
+    int n = 0;
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op == KILN_OP_INPUT) {
+            if (ids)
+                ids[n] = i;
+            n++;
+        }
+    return n;
+}
+
+int kiln_graph_input_count(const kiln_graph_t *g)
+{
+    return kiln_graph_inputs(g, NULL);
+}
+
+kiln_status kiln_graph_set_outputs(kiln_graph_t *g, const int *ids, int n)
+{
+    if (n < 1 || n > KILN_MAX_OUTPUTS)
+        return kiln_error(KILN_ERR_ARG, "%d outputs, expected 1..%d", n, KILN_MAX_OUTPUTS);
+    for (int k = 0; k < n; k++) {
+        if (ids[k] < 0 || ids[k] >= g->n)
+            return kiln_error(KILN_ERR_ARG, "output %d: node id %d out of range", k, ids[k]);
+        for (int j = 0; j < k; j++)
+            if (ids[j] == ids[k])
+                return kiln_error(KILN_ERR_ARG, "output %s named twice", g->nodes[ids[k]].name);
+    }
+    memcpy(g->outputs, ids, (size_t)n * sizeof *ids);
+    g->n_outputs = n;
+    return KILN_OK;
+}
+
+int kiln_graph_outputs(const kiln_graph_t *g, int *ids)
+{
+    if (!g->n_outputs) {
+        if (ids)
+            ids[0] = g->n - 1;
+        return 1;
+    }
+    if (ids)
+        memcpy(ids, g->outputs, (size_t)g->n_outputs * sizeof *ids);
+    return g->n_outputs;
 }
 
 /* Finds a node by name; -1 if none. */
@@ -244,15 +300,19 @@ int kiln_graph_find(const kiln_graph_t *g, const char *name)
 int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
                    const kiln_attrs *attrs, const char *name)
 {
-    if (g->n == 0)
-        return kiln_error(KILN_ERR_ARG, "add the input node first"), -1;
     if (op <= KILN_OP_INPUT || op >= KILN_OP_COUNT)
         return kiln_error(KILN_ERR_ARG, "unknown op %d", (int)op), -1;
-    kiln_node nd = {.op = op};
+    const kiln_op_def *def = kiln_op_def_of(op);
+    if (g->n == 0 && def->max_inputs > 0)
+        return kiln_error(KILN_ERR_ARG, "add an input node first"), -1;
+    kiln_node nd = {.op = op, .batched = true};
     if (attrs)
         nd.a = *attrs;
     resolve_attrs(op, &nd.a);
-    if (n_inputs <= 0 || !inputs) {
+    if (def->max_inputs == 0) {
+        if (n_inputs > 0)
+            return kiln_error(KILN_ERR_ARG, "%s takes no input, given %d", def->name, n_inputs), -1;
+    } else if (n_inputs <= 0 || !inputs) {
         nd.inputs[0] = g->n - 1;
         nd.n_inputs = 1;
     } else {
@@ -265,8 +325,9 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
         }
         nd.n_inputs = n_inputs;
     }
-    if (op != KILN_OP_ADD && op != KILN_OP_CONCAT && nd.n_inputs != 1)
-        return kiln_error(KILN_ERR_ARG, "%s takes one input, given %d", kiln_op_name(op), nd.n_inputs), -1;
+    if (nd.n_inputs < def->min_inputs || nd.n_inputs > def->max_inputs)
+        return kiln_error(KILN_ERR_ARG, "%s takes %d to %d inputs, given %d", def->name, def->min_inputs,
+                          def->max_inputs, nd.n_inputs), -1;
     if (name && *name) {
         if (strlen(name) >= KILN_NAME_LEN)
             return kiln_error(KILN_ERR_ARG, "name '%s' longer than %d characters", name, KILN_NAME_LEN - 1), -1;
@@ -284,19 +345,34 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
     kiln_op act = nd.a.act;
     if (act != KILN_OP_INPUT) {
         bool host = op == KILN_OP_DENSE || op == KILN_OP_CONV2D || op == KILN_OP_BATCHNORM || op == KILN_OP_ADD;
-        bool fusable = act == KILN_OP_RELU || act == KILN_OP_LEAKY_RELU || act == KILN_OP_SIGMOID ||
-                       act == KILN_OP_TANH || act == KILN_OP_GELU;
-        if (!host || !fusable)
+        if (!host || !kiln_op_fusable_act(act))
             return kiln_error(KILN_ERR_ARG, "%s: %s cannot carry a fused %s", nd.name, kiln_op_name(op),
                               kiln_op_name(act) ? kiln_op_name(act) : "activation"), -1;
     }
     size_t np = g->n_params, nb = g->n_buffers;
-    if (infer(g, &nd) != KILN_OK) {
+    if (def->infer(g, &nd) != KILN_OK) {
         g->n_params = np;   /* drop any tensors reserved before the failure */
         g->n_buffers = nb;
         return -1;
     }
     return append_node(g, &nd);
+}
+
+kiln_status kiln_graph_check_indices(const kiln_graph_t *g, int input, const int32_t *x, int batch)
+{
+    const kiln_node *in = &g->nodes[input];
+    for (int i = 0; i < g->n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        if (nd->op != KILN_OP_EMBEDDING || nd->inputs[0] != input)
+            continue;
+        size_t n = in->numel * (size_t)batch;
+        for (size_t k = 0; k < n; k++)
+            if (x[k] < 0 || x[k] >= nd->a.vocab)
+                return kiln_error(KILN_ERR_ARG, "%s: index %d at example %zu, position %zu is outside the "
+                                  "vocabulary 0..%d of %s", in->name, x[k], k / in->numel, k % in->numel,
+                                  nd->a.vocab - 1, nd->name);
+    }
+    return KILN_OK;
 }
 
 double kiln_graph_flops(const kiln_graph_t *g)
@@ -306,7 +382,16 @@ double kiln_graph_flops(const kiln_graph_t *g)
         const kiln_node *nd = &g->nodes[i];
         if (nd->op == KILN_OP_DENSE || nd->op == KILN_OP_CONV2D) {
             const kiln_param_ref *w = &nd->params[0];
-            f += 2.0 * (double)w->numel * nd->shape[1] * nd->shape[2];
+            f += 2.0 * (double)w->numel * nd->dims[1] * nd->dims[2];
+        } else if (nd->op == KILN_OP_LINEAR) {   /* every leading position is a row */
+            f += 2.0 * (double)nd->params[0].numel * (double)(nd->numel / (size_t)nd->a.units);
+        } else if (nd->op == KILN_OP_MATMUL) {
+            const kiln_node *x = &g->nodes[nd->inputs[0]];
+            f += 2.0 * (double)nd->numel * x->dims[x->rank - 1];
+        } else if (nd->op == KILN_OP_ATTENTION) {   /* Q K^T and P V, each queries x keys x width */
+            const kiln_node *k = &g->nodes[nd->inputs[nd->n_inputs == 1 ? 0 : 1]];
+            double keys = k->dims[0], full = 4.0 * nd->dims[0] * keys * nd->dims[1];
+            f += nd->a.causal ? full * (keys + 1) / (2 * keys) : full;
         }
     }
     return f;
@@ -318,7 +403,7 @@ void kiln_graph_init_params(kiln_graph_t *g, uint64_t seed)
     kiln_rng_seed(&rng, seed);
     for (int i = 0; i < g->n; i++) {
         kiln_node *nd = &g->nodes[i];
-        if (nd->op == KILN_OP_DENSE || nd->op == KILN_OP_CONV2D) {
+        if (nd->op == KILN_OP_DENSE || nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_LINEAR) {
             /* Kaiming-uniform with a = sqrt(5): bound = sqrt(6 / ((1 + 5) fan_in)) = 1/sqrt(fan_in);
              * PyTorch's bias rule uses the same bound. */
             size_t fan_in = nd->params[0].numel / (size_t)nd->params[0].dims[0];
@@ -328,10 +413,22 @@ void kiln_graph_init_params(kiln_graph_t *g, uint64_t seed)
                 for (size_t k = 0; k < nd->params[t].numel; k++)
                     p[k] = (2.0f * kiln_rng_uniform(&rng) - 1.0f) * bound;
             }
+        } else if (nd->op == KILN_OP_LAYERNORM || nd->op == KILN_OP_RMSNORM) {   /* weight 1, bias 0 */
+            for (int t = 0; t < nd->n_params; t++) {
+                float *p = kiln_node_tensor(g, nd, t);
+                for (size_t k = 0; k < nd->params[t].numel; k++)
+                    p[k] = t == 0 ? 1.0f : 0.0f;
+            }
+        } else if (nd->op == KILN_OP_EMBEDDING || nd->op == KILN_OP_PARAM) {
+            /* PyTorch's nn.Embedding: N(0, 1); a param: N(0, std), zeros without std */
+            float std = nd->op == KILN_OP_EMBEDDING ? 1.0f : nd->a.std;
+            float *p = kiln_node_tensor(g, nd, 0);
+            for (size_t k = 0; k < nd->params[0].numel; k++)
+                p[k] = std > 0 ? std * kiln_rng_normal(&rng) : 0.0f;
         } else if (nd->op == KILN_OP_BATCHNORM) {
             float *w = kiln_node_tensor(g, nd, 0), *b = kiln_node_tensor(g, nd, 1);
             float *m = kiln_node_tensor(g, nd, 2), *v = kiln_node_tensor(g, nd, 3);
-            for (int c = 0; c < nd->shape[0]; c++) {
+            for (int c = 0; c < nd->dims[0]; c++) {
                 w[c] = 1.0f;
                 b[c] = 0.0f;
                 m[c] = 0.0f;
@@ -347,15 +444,39 @@ void kiln_graph_print(const kiln_graph_t *g, void *file)
     fprintf(f, "%-20s %-15s %-16s %12s\n", "layer", "op", "output", "params");
     for (int i = 0; i < g->n; i++) {
         const kiln_node *nd = &g->nodes[i];
-        char shape[48];
-        if (nd->ndim == 3)
-            snprintf(shape, sizeof shape, "%dx%dx%d", nd->shape[0], nd->shape[1], nd->shape[2]);
-        else
-            snprintf(shape, sizeof shape, "%d", nd->shape[0]);
+        char shape[64];
+        kiln_shape_str(shape, sizeof shape, nd->rank, nd->dims);
         size_t np = 0;
         for (int t = 0; t < nd->n_params; t++)
             np += nd->params[t].trainable ? nd->params[t].numel : 0;
         fprintf(f, "%-20s %-15s %-16s %12zu\n", nd->name, kiln_op_name(nd->op) ? kiln_op_name(nd->op) : "?", shape, np);
     }
     fprintf(f, "total parameters: %zu, forward FLOPs per example: %.0f\n", g->n_params, kiln_graph_flops(g));
+}
+
+int kiln_graph_split(kiln_graph_t *g, int input, int axis, const int *sizes, int n, const char *name, int *ids)
+{
+    if (input < 0 || input >= g->n || n < 1 || n > 64)
+        return kiln_error(KILN_ERR_ARG, "split: input %d or part count %d out of range", input, n), -1;
+    char nm[KILN_NAME_LEN];
+    int start = 0;
+    for (int k = 0; k < n; k++) {
+        if (sizes[k] <= 0)
+            return kiln_error(KILN_ERR_ARG, "split %s: part %d has size %d", name ? name : "", k, sizes[k]), -1;
+        kiln_attrs a = {.axis = axis, .start = start, .end = start + sizes[k], .step = 1};
+        if ((size_t)snprintf(nm, sizeof nm, "%s.%d", name ? name : "split", k) >= sizeof nm)
+            return kiln_error(KILN_ERR_ARG, "split name '%s' too long", name ? name : ""), -1;
+        int id = kiln_graph_add(g, KILN_OP_SLICE, &input, 1, &a, nm);
+        if (id < 0)
+            return -1;
+        const kiln_node *x = &g->nodes[input];
+        int ax = g->nodes[id].a.axis;
+        if (k == n - 1 && start + sizes[k] != x->dims[ax])
+            return kiln_error(KILN_ERR_SHAPE, "split %s: parts sum to %d, axis %d of %s has %d", name ? name : "",
+                              start + sizes[k], ax, x->name, x->dims[ax]), -1;
+        if (ids)
+            ids[k] = id;
+        start += sizes[k];
+    }
+    return n;
 }

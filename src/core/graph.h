@@ -8,22 +8,25 @@
 typedef struct {
     char name[16];          /* "weight", "bias", "running_mean", "running_var" */
     int ndim;
-    int dims[4];
+    int dims[KILN_MAX_RANK];
     size_t offset;          /* floats from the start of params (trainable) or buffers */
     size_t numel;
     bool trainable;         /* false: lives in buffers (batchnorm running statistics) */
 } kiln_param_ref;
 
-/* One layer: op, inputs, resolved attributes, per-example output shape, owned tensors. */
+/* One layer: op, inputs, resolved attributes, output tensor, owned tensors (docs/IR.md). */
 typedef struct {
     kiln_op op;
     char name[KILN_NAME_LEN];
     int inputs[KILN_MAX_INPUTS];
     int n_inputs;
     kiln_attrs a;           /* with defaults resolved */
-    int ndim;               /* 1 (features) or 3 (c, h, w) */
-    int shape[3];           /* unused dims are 1 */
-    size_t numel;
+    kiln_dtype dtype;       /* of the output: F32, or I32 for token inputs */
+    int rank;               /* per-example rank, 0..KILN_MAX_RANK: (c, h, w) images, (n) vectors,
+                             * (tokens, width) sequences */
+    int dims[KILN_MAX_RANK];/* per-example dims; 1 past the rank */
+    size_t numel;           /* per-example elements (product of dims) */
+    bool batched;           /* holds batch examples (false: a param, one copy for all) */
     int n_params;
     kiln_param_ref params[KILN_MAX_PARAMS];
 } kiln_node;
@@ -31,6 +34,8 @@ typedef struct {
 struct kiln_graph {
     kiln_node *nodes;
     int n, cap;
+    int outputs[KILN_MAX_OUTPUTS];  /* the graph's outputs, by node id; none declared: the last node */
+    int n_outputs;
     float *params;          /* every trainable tensor, contiguous */
     size_t n_params;
     float *buffers;         /* non-trainable state (running statistics) */
@@ -49,6 +54,9 @@ static inline int kiln_conv_out(int in, int k, int s, int p, int d)
 {
     return (in + 2 * p - d * (k - 1) - 1) / s + 1;
 }
+
+/* Sets a node's per-example rank and dims (1 past the rank) and its numel. */
+void kiln_node_set_shape(kiln_node *nd, int rank, const int *dims);
 
 /* Finds a node by name; -1 if none. */
 int kiln_graph_find(const struct kiln_graph *g, const char *name);

@@ -1,4 +1,5 @@
 /* xoshiro256** generator (Blackman & Vigna), seeded through splitmix64. */
+#include <math.h>
 #include "core/rng.h"
 
 static uint64_t splitmix64(uint64_t *x)
@@ -52,4 +53,11 @@ void kiln_rng_shuffle(kiln_rng *r, int *perm, int n)
         perm[i] = perm[j];
         perm[j] = t;
     }
+}
+
+float kiln_rng_normal(kiln_rng *r)
+{
+    double u1 = ((double)(kiln_rng_next(r) >> 11) + 1.0) * 0x1.0p-53;   /* in (0, 1]: log is finite */
+    double u2 = (double)(kiln_rng_next(r) >> 11) * 0x1.0p-53;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }

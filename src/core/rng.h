@@ -15,6 +15,8 @@ uint64_t kiln_rng_next(kiln_rng *r);
 float kiln_rng_uniform(kiln_rng *r);
 /* Uniform integer in [0, n). */
 uint32_t kiln_rng_below(kiln_rng *r, uint32_t n);
+/* A standard normal draw (Box-Muller on two uniforms). */
+float kiln_rng_normal(kiln_rng *r);
 /* Fisher-Yates shuffle of perm[0..n). */
 void kiln_rng_shuffle(kiln_rng *r, int *perm, int n);
 

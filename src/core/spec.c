@@ -8,7 +8,17 @@
  * Every layer takes the previous one as input unless `in=NAME[,NAME...]` says otherwise.
  * Inference graphs may fuse an activation into dense, conv2d, batchnorm or add: `act=relu`
  * (or leaky_relu with slope=, sigmoid, tanh, gelu).
- * Pairs (kernel, stride, pad, dilation) are N or HxW. */
+ * Pairs (kernel, stride, pad, dilation) are N or HxW.
+ * The N-d ops (docs/IR.md):
+ *   input D0 [D1 ...] (dtype=f32|i32)   param AxBx.. (std=)   linear UNITS (bias=0)
+ *   matmul A B   add/sub/mul/div A B (NumPy broadcasting)   layernorm / rmsnorm (eps=)
+ *   softmax / log_softmax (axis=)   reshape AxBx.. (one -1)   transpose P0,P1,..
+ *   slice axis= start= end= step=   concat NAME... axis=   silu  hard_swish  relu6
+ *   embedding VOCAB WIDTH   attention heads= causal=0|1 (in=QKV or in=Q,K,V)
+ *   mean / sum axes=A,B,.. keepdims=0|1   upsample scale=F[xF] | size=HxW (mode=nearest|bilinear)
+ *   conv_transpose2d UNITS KERNEL (stride= pad= dilation= out_pad= bias=0)   pad pads=B0,..,E0,.. (value=)
+ *   split axis= sizes=A,B,..  (one slice layer per part: NAME.0, NAME.1, ...)
+ *   output NAME[,NAME...]   (a directive: declares the graph's outputs; default the last layer) */
 #include <ctype.h>
 #include <stdarg.h>
 #include <errno.h>
@@ -17,6 +27,7 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/graph.h"
+#include "core/op_table.h"
 
 typedef struct {
     const char *origin;
@@ -71,6 +82,40 @@ static bool parse_float(const char *s, int len, float *out)
         return false;
     *out = v;
     return true;
+}
+
+/* Parses "AxBxC..." (1..KILN_MAX_RANK ints, -1 allowed) into out; returns the count or -1. */
+static int parse_dims(const char *s, int len, int *out)
+{
+    int n = 0;
+    const char *end = s + len;
+    while (s <= end && n < KILN_MAX_RANK) {
+        const char *x = memchr(s, 'x', (size_t)(end - s));
+        const char *e = x ? x : end;
+        if (!parse_int(s, (int)(e - s), &out[n++]))
+            return -1;
+        if (!x)
+            return n;
+        s = x + 1;
+    }
+    return -1;
+}
+
+/* Parses "A,B,C" (up to max ints) into out; returns the count or -1. */
+static int parse_list(const char *s, int len, int *out, int max)
+{
+    int n = 0;
+    const char *end = s + len;
+    while (n < max) {
+        const char *c = memchr(s, ',', (size_t)(end - s));
+        const char *e = c ? c : end;
+        if (!parse_int(s, (int)(e - s), &out[n++]))
+            return -1;
+        if (!c)
+            return n;
+        s = c + 1;
+    }
+    return -1;
 }
 
 /* Parses "N" or "HxW". */
@@ -149,7 +194,7 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
 {
     const char *k = t->s, *v = t->s + eq + 1;
     int kl = eq, vl = t->len - eq - 1, vcol = t->col + eq + 1;
-    bool conv = op == KILN_OP_CONV2D, pool = op == KILN_OP_MAXPOOL2D || op == KILN_OP_AVGPOOL2D;
+    bool conv = op == KILN_OP_CONV2D || op == KILN_OP_CONV_TRANSPOSE2D, pool = op == KILN_OP_MAXPOOL2D || op == KILN_OP_AVGPOOL2D;
 #define KEY(name) (kl == (int)strlen(name) && memcmp(k, name, (size_t)kl) == 0)
     bool ok;
     if ((conv || pool) && KEY("stride"))
@@ -175,11 +220,67 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
     else if ((op == KILN_OP_LEAKY_RELU && KEY("slope")) || (op == KILN_OP_DROPOUT && KEY("p")) ||
              ((conv || op == KILN_OP_DENSE || op == KILN_OP_BATCHNORM || op == KILN_OP_ADD) && KEY("slope")))
         ok = parse_float(v, vl, &a->alpha);
+    else if (op == KILN_OP_CONV_TRANSPOSE2D && KEY("out_pad"))
+        ok = parse_pair(v, vl, a->out_pad) && a->out_pad[0] >= 0 && a->out_pad[1] >= 0;
+    else if (op == KILN_OP_UPSAMPLE && KEY("size"))
+        ok = parse_pair(v, vl, a->size) && a->size[0] > 0 && a->size[1] > 0;
+    else if (op == KILN_OP_UPSAMPLE && KEY("scale")) {
+        const char *x = memchr(v, 'x', (size_t)vl);
+        ok = x ? parse_float(v, (int)(x - v), &a->scale[0]) && parse_float(x + 1, vl - (int)(x - v) - 1, &a->scale[1])
+               : parse_float(v, vl, &a->scale[0]) && (a->scale[1] = a->scale[0], true);
+        ok = ok && a->scale[0] > 0 && a->scale[1] > 0;
+    } else if (op == KILN_OP_UPSAMPLE && KEY("mode")) {
+        ok = (vl == 7 && memcmp(v, "nearest", 7) == 0) || (vl == 8 && memcmp(v, "bilinear", 8) == 0);
+        a->mode = vl == 8;
+    } else if (op == KILN_OP_PAD && KEY("pads")) {
+        int p[2 * KILN_MAX_RANK], n = parse_list(v, vl, p, 2 * KILN_MAX_RANK);
+        ok = n > 0 && n % 2 == 0;
+        for (int i = 0; ok && i < n / 2; i++) {
+            a->pads[i] = p[i];
+            a->pads[KILN_MAX_RANK + i] = p[n / 2 + i];
+        }
+    } else if (op == KILN_OP_PAD && KEY("value"))
+        ok = parse_float(v, vl, &a->value);
+    else if ((op == KILN_OP_LAYERNORM || op == KILN_OP_RMSNORM) && KEY("eps"))
+        ok = parse_float(v, vl, &a->eps) && a->eps > 0;
+    else if ((op == KILN_OP_SOFTMAX || op == KILN_OP_LOG_SOFTMAX || op == KILN_OP_CONCAT || op == KILN_OP_SLICE) &&
+             KEY("axis"))
+        ok = parse_int(v, vl, &a->axis) && a->axis >= -KILN_MAX_RANK && a->axis < KILN_MAX_RANK;
+    else if (op == KILN_OP_SLICE && KEY("start"))
+        ok = parse_int(v, vl, &a->start);
+    else if (op == KILN_OP_SLICE && KEY("end"))
+        ok = parse_int(v, vl, &a->end);
+    else if (op == KILN_OP_SLICE && KEY("step"))
+        ok = parse_int(v, vl, &a->step) && a->step > 0;
+    else if (op == KILN_OP_LINEAR && KEY("bias")) {
+        int b;
+        ok = parse_int(v, vl, &b) && (b == 0 || b == 1);
+        a->no_bias = ok && b == 0;
+    } else if (op == KILN_OP_PARAM && KEY("std"))
+        ok = parse_float(v, vl, &a->std) && a->std >= 0;
+    else if (op == KILN_OP_ATTENTION && KEY("heads"))
+        ok = parse_int(v, vl, &a->heads) && a->heads > 0;
+    else if (op == KILN_OP_ATTENTION && KEY("causal")) {
+        int c;
+        ok = parse_int(v, vl, &c) && (c == 0 || c == 1);
+        a->causal = ok && c == 1;
+    } else if ((op == KILN_OP_MEAN || op == KILN_OP_SUM) && KEY("axes")) {
+        int ax[KILN_MAX_RANK], n = parse_list(v, vl, ax, KILN_MAX_RANK);
+        ok = n > 0;
+        a->axes = 0;
+        for (int i = 0; ok && i < n; i++) {   /* -k counts from the end: bit 8 + k - 1 until resolved */
+            ok = ax[i] >= -KILN_MAX_RANK && ax[i] < KILN_MAX_RANK;
+            a->axes |= !ok ? 0 : ax[i] >= 0 ? 1u << ax[i] : 1u << (8 - ax[i] - 1);
+        }
+    } else if ((op == KILN_OP_MEAN || op == KILN_OP_SUM) && KEY("keepdims")) {
+        int k;
+        ok = parse_int(v, vl, &k) && (k == 0 || k == 1);
+        a->keepdims = ok && k == 1;
+    }
     else if ((conv || op == KILN_OP_DENSE || op == KILN_OP_BATCHNORM || op == KILN_OP_ADD) && KEY("act")) {
         token at = {v, vl, vcol};
         a->act = op_from(&at);
-        ok = a->act == KILN_OP_RELU || a->act == KILN_OP_LEAKY_RELU || a->act == KILN_OP_SIGMOID ||
-             a->act == KILN_OP_TANH || a->act == KILN_OP_GELU;
+        ok = kiln_op_fusable_act(a->act);
     }
     else {
         spec_error(p, t->col, "unknown key '%.*s' for %s", kl, k, kiln_op_name(op));
@@ -189,6 +290,41 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
     if (!ok)
         spec_error(p, vcol, "bad value '%.*s' for %.*s", vl, v, kl, k);
     return ok;
+}
+
+/* `split axis=A sizes=a,b,.. [in=NAME]`: one slice layer per part, NAME.0, NAME.1, ... */
+static kiln_status parse_split(kiln_graph_t *g, const spec_pos *p, const token *t, int n, const char *name)
+{
+    int axis = 0, sizes[64], n_sizes = 0, src = g->n - 1;
+    for (int i = 1; i < n; i++) {
+        const char *eq = memchr(t[i].s, '=', (size_t)t[i].len);
+        int e = eq ? (int)(eq - t[i].s) : 0;
+        const char *v = t[i].s + e + 1;
+        int vl = t[i].len - e - 1;
+        bool ok = eq != NULL;
+        if (ok && e == 4 && memcmp(t[i].s, "axis", 4) == 0)
+            ok = parse_int(v, vl, &axis);
+        else if (ok && e == 5 && memcmp(t[i].s, "sizes", 5) == 0)
+            ok = (n_sizes = parse_list(v, vl, sizes, 64)) > 0;
+        else if (ok && e == 2 && memcmp(t[i].s, "in", 2) == 0)
+            ok = (src = name_to_id(g, p, v, vl, t[i].col + 3)) >= 0;
+        else
+            ok = false;
+        if (!ok)
+            return spec_error(p, t[i].col, "split takes axis=, sizes=A,B,.. and in=; found '%.*s'", t[i].len, t[i].s);
+    }
+    if (!n_sizes || src < 0)
+        return spec_error(p, t[0].col, "split needs sizes= and an earlier layer");
+    char nm[KILN_NAME_LEN], first[KILN_NAME_LEN + 16];
+    for (int k = 1; !name[0]; k++) {   /* split_K, the first K whose parts' names are free */
+        snprintf(nm, sizeof nm, "split_%d", k);
+        snprintf(first, sizeof first, "%s.0", nm);
+        if (kiln_graph_find(g, first) < 0)
+            break;
+    }
+    if (kiln_graph_split(g, src, axis, sizes, n_sizes, name[0] ? name : nm, NULL) < 0)
+        return spec_error(p, t[0].col, "%s", kiln_last_error());
+    return KILN_OK;
 }
 
 /* Parses one non-empty line and adds its layer. */
@@ -208,14 +344,42 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
         if (n == 0)
             return spec_error(p, t[-1].col + t[-1].len, "expected an op after the layer name");
     }
+    if (t[0].len == 6 && memcmp(t[0].s, "output", 6) == 0) {   /* the outputs directive */
+        int ids[KILN_MAX_OUTPUTS], n_ids = 0;
+        if (name[0])
+            return spec_error(p, t[0].col, "'output' declares outputs and takes no layer name");
+        for (int i = 1; i < n; i++) {
+            const char *q = t[i].s, *end = t[i].s + t[i].len;
+            while (q < end) {
+                const char *comma = memchr(q, ',', (size_t)(end - q));
+                const char *e = comma ? comma : end;
+                if (n_ids >= KILN_MAX_OUTPUTS)
+                    return spec_error(p, t[i].col, "more than %d outputs", KILN_MAX_OUTPUTS);
+                int id = name_to_id(g, p, q, (int)(e - q), t[i].col + (int)(q - t[i].s));
+                if (id < 0)
+                    return KILN_ERR_FORMAT;
+                ids[n_ids++] = id;
+                q = comma ? comma + 1 : end;
+            }
+        }
+        if (n_ids == 0)
+            return spec_error(p, t[0].col, "'output' needs at least one layer name");
+        if (kiln_graph_set_outputs(g, ids, n_ids) != KILN_OK)
+            return spec_error(p, t[0].col, "%s", kiln_last_error());
+        return KILN_OK;
+    }
+    if (t[0].len == 5 && memcmp(t[0].s, "split", 5) == 0)
+        return parse_split(g, p, t, n, name);
     kiln_op op = op_from(&t[0]);
     if (op == KILN_OP_COUNT)
         return spec_error(p, t[0].col, "unknown op '%.*s'", t[0].len, t[0].s);
-    if ((op == KILN_OP_INPUT) != (g->n == 0))
-        return spec_error(p, t[0].col, op == KILN_OP_INPUT ? "input must be the first layer"
-                                                         : "the first layer must be 'input'");
+    if (g->n == 0 && op != KILN_OP_INPUT && op != KILN_OP_PARAM)
+        return spec_error(p, t[0].col, "the first layer must be 'input'");
     kiln_attrs a = {0};
-    int ids[KILN_MAX_INPUTS], n_ids = 0, pos = 0, dims[3] = {0, 1, 1};
+    kiln_dtype dtype = KILN_DT_F32;
+    int ids[KILN_MAX_INPUTS], n_ids = 0, pos = 0, dims[KILN_MAX_RANK] = {0};
+    bool names = op == KILN_OP_ADD || op == KILN_OP_CONCAT || op == KILN_OP_SUB || op == KILN_OP_MUL ||
+                 op == KILN_OP_DIV || op == KILN_OP_MATMUL || op == KILN_OP_ATTENTION;
     for (int i = 1; i < n; i++) {
         const char *eq = memchr(t[i].s, '=', (size_t)t[i].len);
         if (eq) {
@@ -224,6 +388,15 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
                 token v = {t[i].s + 3, t[i].len - 3, t[i].col + 3};
                 if ((n_ids = parse_names(g, p, &v, ids, 0)) < 0)
                     return KILN_ERR_FORMAT;
+            } else if (op == KILN_OP_INPUT && e == 5 && memcmp(t[i].s, "dtype", 5) == 0) {
+                const char *v = t[i].s + 6;
+                int vl = t[i].len - 6;
+                if (vl == 3 && memcmp(v, "f32", 3) == 0)
+                    dtype = KILN_DT_F32;
+                else if (vl == 3 && memcmp(v, "i32", 3) == 0)
+                    dtype = KILN_DT_I32;
+                else
+                    return spec_error(p, t[i].col + 6, "bad value '%.*s' for dtype, expected f32 or i32", vl, v);
             } else if (!apply_key(op, p, &t[i], e, &a)) {
                 return KILN_ERR_FORMAT;
             }
@@ -232,12 +405,14 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
         bool ok = true;
         switch (op) {
         case KILN_OP_INPUT:
-            ok = pos < 3 && parse_int(t[i].s, t[i].len, &dims[pos]) && dims[pos] > 0;
+            ok = pos < KILN_MAX_RANK && parse_int(t[i].s, t[i].len, &dims[pos]) && dims[pos] > 0;
             break;
         case KILN_OP_DENSE:
+        case KILN_OP_LINEAR:
             ok = pos == 0 && parse_int(t[i].s, t[i].len, &a.units) && a.units > 0;
             break;
         case KILN_OP_CONV2D:
+        case KILN_OP_CONV_TRANSPOSE2D:
             ok = pos < 2 && (pos == 0 ? parse_int(t[i].s, t[i].len, &a.units) && a.units > 0
                                       : parse_pair(t[i].s, t[i].len, a.kernel) && a.kernel[0] > 0 && a.kernel[1] > 0);
             break;
@@ -249,34 +424,56 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
         case KILN_OP_DROPOUT:
             ok = pos == 0 && parse_float(t[i].s, t[i].len, &a.alpha);
             break;
-        case KILN_OP_ADD:
-        case KILN_OP_CONCAT:
-            if ((n_ids = parse_names(g, p, &t[i], ids, n_ids)) < 0)
-                return KILN_ERR_FORMAT;
+        case KILN_OP_PARAM:
+        case KILN_OP_RESHAPE:
+            ok = pos == 0 && (a.rank = parse_dims(t[i].s, t[i].len, a.shape)) > 0;
+            break;
+        case KILN_OP_TRANSPOSE:
+            ok = pos == 0 && (a.rank = parse_list(t[i].s, t[i].len, a.perm, KILN_MAX_RANK)) > 0;
+            break;
+        case KILN_OP_EMBEDDING:
+            ok = pos < 2 && parse_int(t[i].s, t[i].len, pos == 0 ? &a.vocab : &a.units) &&
+                 (pos == 0 ? a.vocab : a.units) > 0;
             break;
         default:
-            ok = false;
+            if (names) {
+                if ((n_ids = parse_names(g, p, &t[i], ids, n_ids)) < 0)
+                    return KILN_ERR_FORMAT;
+            } else {
+                ok = false;
+            }
         }
         if (!ok)
             return spec_error(p, t[i].col, "unexpected argument '%.*s' for %s", t[i].len, t[i].s, kiln_op_name(op));
         pos++;
     }
     if (op == KILN_OP_INPUT) {
-        if (pos != 1 && pos != 3)
-            return spec_error(p, t[0].col, "input takes C or C H W, found %d numbers", pos);
-        if (kiln_graph_input(g, dims[0], dims[1], dims[2]) < 0)
+        if (pos < 1)
+            return spec_error(p, t[0].col, "input takes 1 to %d dims, found none", KILN_MAX_RANK);
+        if (kiln_graph_input_nd(g, name[0] ? name : NULL, dtype, pos, dims) < 0)
             return spec_error(p, t[0].col, "%s", kiln_last_error());
         return KILN_OK;
     }
-    if ((op == KILN_OP_DENSE || op == KILN_OP_CONV2D) && a.units <= 0)
+    if ((op == KILN_OP_DENSE || op == KILN_OP_CONV2D || op == KILN_OP_LINEAR || op == KILN_OP_CONV_TRANSPOSE2D) &&
+        a.units <= 0)
         return spec_error(p, t[0].col, "%s needs its output size", kiln_op_name(op));
-    if (op == KILN_OP_CONV2D && a.kernel[0] <= 0)
-        return spec_error(p, t[0].col, "conv2d needs a kernel size");
+    if ((op == KILN_OP_CONV2D || op == KILN_OP_CONV_TRANSPOSE2D) && a.kernel[0] <= 0)
+        return spec_error(p, t[0].col, "%s needs a kernel size", kiln_op_name(op));
     if ((op == KILN_OP_MAXPOOL2D || op == KILN_OP_AVGPOOL2D) && a.kernel[0] <= 0)
         return spec_error(p, t[0].col, "%s needs a window size", kiln_op_name(op));
+    if ((op == KILN_OP_PARAM || op == KILN_OP_RESHAPE) && a.rank <= 0)
+        return spec_error(p, t[0].col, "%s needs a shape such as 50x64", kiln_op_name(op));
+    if (op == KILN_OP_TRANSPOSE && a.rank <= 0)
+        return spec_error(p, t[0].col, "transpose needs a permutation such as 1,0");
+    if (op == KILN_OP_EMBEDDING && pos != 2)
+        return spec_error(p, t[0].col, "embedding needs VOCAB and WIDTH");
+    if (op == KILN_OP_ATTENTION && a.heads <= 0)
+        return spec_error(p, t[0].col, "attention needs heads=");
+    if ((op == KILN_OP_MEAN || op == KILN_OP_SUM) && a.axes == 0)
+        return spec_error(p, t[0].col, "%s needs axes=", kiln_op_name(op));
     if (op == KILN_OP_DROPOUT && pos == 0)
         a.alpha = 0.5f;
-    if ((op == KILN_OP_ADD || op == KILN_OP_CONCAT) && n_ids == 1) {
+    if (names && op != KILN_OP_ATTENTION && n_ids == 1) {
         ids[1] = ids[0];
         ids[0] = g->n - 1;
         n_ids = 2;
@@ -409,11 +606,13 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
         pair_str(st, sizeof st, a->stride);
         pair_str(pd, sizeof pd, a->pad);
         pair_str(dl, sizeof dl, a->dilation);
-        if (nd->op == KILN_OP_INPUT) {
-            if (nd->ndim == 3)
-                sb_printf(&s, &len, &cap, "input %d %d %d\n", nd->shape[0], nd->shape[1], nd->shape[2]);
-            else
-                sb_printf(&s, &len, &cap, "input %d\n", nd->shape[0]);
+        if (nd->op == KILN_OP_INPUT) {   /* the first input of an f32 graph keeps the old form */
+            if (strcmp(nd->name, "input") != 0)
+                sb_printf(&s, &len, &cap, "%s: ", nd->name);
+            sb_printf(&s, &len, &cap, "input");
+            for (int d = 0; d < nd->rank; d++)
+                sb_printf(&s, &len, &cap, " %d", nd->dims[d]);
+            sb_printf(&s, &len, &cap, "%s\n", nd->dtype == KILN_DT_I32 ? " dtype=i32" : "");
             continue;
         }
         sb_printf(&s, &len, &cap, "%s: %s", nd->name, kiln_op_name(nd->op));
@@ -425,6 +624,26 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
             sb_printf(&s, &len, &cap, " %d %s stride=%s pad=%s dilation=%s groups=%d%s", a->units, k, st,
                       pd, dl, a->groups, a->no_bias ? " bias=0" : "");
             break;
+        case KILN_OP_CONV_TRANSPOSE2D: {
+            char op_[32];
+            pair_str(op_, sizeof op_, a->out_pad);
+            sb_printf(&s, &len, &cap, " %d %s stride=%s pad=%s dilation=%s out_pad=%s%s", a->units, k, st, pd, dl, op_,
+                      a->no_bias ? " bias=0" : "");
+            break;
+        }
+        case KILN_OP_UPSAMPLE:
+            sb_printf(&s, &len, &cap, " size=%dx%d mode=%s", a->size[0], a->size[1], a->mode ? "bilinear" : "nearest");
+            break;
+        case KILN_OP_PAD: {
+            const kiln_node *x = &g->nodes[nd->inputs[0]];
+            sb_printf(&s, &len, &cap, " pads=");
+            for (int d = 0; d < 2 * x->rank; d++)
+                sb_printf(&s, &len, &cap, "%s%d", d ? "," : "",
+                          a->pads[d < x->rank ? d : KILN_MAX_RANK + d - x->rank]);
+            if (a->value != 0)
+                sb_printf(&s, &len, &cap, " value=%.9g", a->value);
+            break;
+        }
         case KILN_OP_MAXPOOL2D:
         case KILN_OP_AVGPOOL2D:
             sb_printf(&s, &len, &cap, " %s stride=%s pad=%s", k, st, pd);
@@ -436,6 +655,52 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
         case KILN_OP_BATCHNORM:
             sb_printf(&s, &len, &cap, " eps=%.9g momentum=%.9g", a->eps, a->momentum);
             break;
+        case KILN_OP_LINEAR:
+            sb_printf(&s, &len, &cap, " %d%s", a->units, a->no_bias ? " bias=0" : "");
+            break;
+        case KILN_OP_PARAM:
+        case KILN_OP_RESHAPE:
+            for (int d = 0; d < a->rank; d++)
+                sb_printf(&s, &len, &cap, "%s%d", d ? "x" : " ", a->shape[d]);
+            if (nd->op == KILN_OP_PARAM && a->std > 0)
+                sb_printf(&s, &len, &cap, " std=%.9g", a->std);
+            break;
+        case KILN_OP_TRANSPOSE:
+            for (int d = 0; d < a->rank; d++)
+                sb_printf(&s, &len, &cap, "%s%d", d ? "," : " ", a->perm[d]);
+            break;
+        case KILN_OP_LAYERNORM:
+        case KILN_OP_RMSNORM:
+            sb_printf(&s, &len, &cap, " eps=%.9g", a->eps);
+            break;
+        case KILN_OP_SOFTMAX:
+        case KILN_OP_LOG_SOFTMAX:
+        case KILN_OP_CONCAT:
+            if (a->axis)
+                sb_printf(&s, &len, &cap, " axis=%d", a->axis);
+            break;
+        case KILN_OP_SLICE:
+            sb_printf(&s, &len, &cap, " axis=%d start=%d end=%d step=%d", a->axis, a->start, a->end, a->step);
+            break;
+        case KILN_OP_EMBEDDING:
+            sb_printf(&s, &len, &cap, " %d %d", a->vocab, a->units);
+            break;
+        case KILN_OP_ATTENTION:
+            sb_printf(&s, &len, &cap, " heads=%d%s", a->heads, a->causal ? " causal=1" : "");
+            break;
+        case KILN_OP_MEAN:
+        case KILN_OP_SUM: {
+            sb_printf(&s, &len, &cap, " axes=");
+            const char *sep = "";
+            for (int d = 0; d < KILN_MAX_RANK; d++)
+                if (a->axes >> d & 1) {
+                    sb_printf(&s, &len, &cap, "%s%d", sep, d);
+                    sep = ",";
+                }
+            if (a->keepdims)
+                sb_printf(&s, &len, &cap, " keepdims=1");
+            break;
+        }
         default:
             break;
         }
@@ -443,12 +708,18 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
             sb_printf(&s, &len, &cap, " act=leaky_relu slope=%.9g", a->alpha);
         else if (a->act != KILN_OP_INPUT)
             sb_printf(&s, &len, &cap, " act=%s", kiln_op_name(a->act));
-        bool implicit = nd->n_inputs == 1 && nd->inputs[0] == i - 1;
+        bool implicit = (nd->n_inputs == 1 && nd->inputs[0] == i - 1) || nd->n_inputs == 0;
         if (!implicit) {
             sb_printf(&s, &len, &cap, " in=");
             for (int j = 0; j < nd->n_inputs; j++)
                 sb_printf(&s, &len, &cap, "%s%s", j ? "," : "", g->nodes[nd->inputs[j]].name);
         }
+        sb_printf(&s, &len, &cap, "\n");
+    }
+    if (g->n_outputs) {
+        sb_printf(&s, &len, &cap, "output");
+        for (int k = 0; k < g->n_outputs; k++)
+            sb_printf(&s, &len, &cap, "%s%s", k ? "," : " ", g->nodes[g->outputs[k]].name);
         sb_printf(&s, &len, &cap, "\n");
     }
     return s;

@@ -1,4 +1,6 @@
-/* Test-set evaluation: accuracy and mean softmax cross-entropy, through an inference session. */
+/* Test-set evaluation through an inference session: for class targets the mean softmax
+ * cross-entropy over the output's last axis and the accuracy, per target (per token for a
+ * sequence model); for float targets the mean squared error. */
 #include <math.h>
 #include "core/omp_compat.h"
 #include <stdlib.h>
@@ -9,18 +11,22 @@
 kiln_status kiln_evaluate(const kiln_model_t *m, const kiln_dataset *d, int batch, float *loss, float *accuracy)
 {
     const kiln_graph_t *g = kiln_model_graph(m);
-    int classes = (int)kiln_graph_numel(g, kiln_graph_output(g));
-    const kiln_node *in = &g->nodes[0];
-    if (in->numel != (size_t)d->c * d->h * d->w)
-        return kiln_error(KILN_ERR_SHAPE, "model input %dx%dx%d does not match dataset images %dx%dx%d",
-                          in->shape[0], in->shape[1], in->shape[2], d->c, d->h, d->w);
-    if (classes < d->n_classes)
-        return kiln_error(KILN_ERR_SHAPE, "model has %d outputs, dataset has %d classes", classes, d->n_classes);
+    kiln_status fit = kiln_dataset_check_model(d, g);
+    if (fit != KILN_OK)
+        return fit;
+    int in, out;
+    kiln_graph_inputs(g, &in);
+    kiln_graph_outputs(g, &out);
+    const kiln_node *o = &g->nodes[out];
+    bool classes = d->target.numel == 0 || d->target.gathered == KILN_DT_I32;
+    int c = classes && o->rank ? o->dims[o->rank - 1] : 1;
+    size_t rows = o->numel / (size_t)c, per_in = g->nodes[in].numel;
     kiln_session_t *s = kiln_session_create(m, &(kiln_session_options){.max_batch = batch,
                                                                          .threads = omp_get_max_threads()});
-    float *x = malloc((size_t)batch * in->numel * sizeof(float));
-    float *z = malloc((size_t)batch * classes * sizeof(float));
-    int *idx = malloc((size_t)batch * sizeof(int)), *y = malloc((size_t)batch * sizeof(int));
+    float *x = malloc((size_t)batch * per_in * sizeof(float));
+    float *z = malloc((size_t)batch * o->numel * sizeof(float));
+    int *idx = malloc((size_t)batch * sizeof(int));
+    int32_t *y = malloc((size_t)batch * (classes ? rows : o->numel) * sizeof(int32_t));
     kiln_status st = KILN_OK;
     if (!s || !x || !z || !idx || !y) {
         st = s ? kiln_error(KILN_ERR_NOMEM, "out of memory for evaluation") : KILN_ERR_NOMEM;
@@ -32,28 +38,38 @@ kiln_status kiln_evaluate(const kiln_model_t *m, const kiln_dataset *d, int batc
         int b = d->n - off < batch ? d->n - off : batch;
         for (int i = 0; i < b; i++)
             idx[i] = off + i;
-        kiln_dataset_gather(d, idx, b, x, y);
-        kiln_session_run(s, x, b, z);
-        for (int i = 0; i < b; i++) {
-            const float *r = z + (size_t)i * classes;
+        if ((st = kiln_dataset_gather_typed(d, idx, b, x, y)) != KILN_OK)
+            goto done;
+        const void *ins[1] = {x};
+        float *outs[1] = {z};
+        if ((st = kiln_session_run_all(s, ins, b, outs)) != KILN_OK)
+            goto done;
+        if (!classes) {
+            const float *t = (const float *)y;
+            for (size_t i = 0; i < (size_t)b * o->numel; i++)
+                total += ((double)z[i] - t[i]) * ((double)z[i] - t[i]) / (double)o->numel;
+            continue;
+        }
+        for (size_t r = 0; r < (size_t)b * rows; r++) {
+            const float *row = z + r * (size_t)c;
             int am = 0;
-            float mx = r[0];
-            for (int k = 1; k < classes; k++)
-                if (r[k] > mx) {
-                    mx = r[k];
+            float mx = row[0];
+            for (int k = 1; k < c; k++)
+                if (row[k] > mx) {
+                    mx = row[k];
                     am = k;
                 }
             double se = 0;
-            for (int k = 0; k < classes; k++)
-                se += exp((double)r[k] - mx);
-            total += mx + log(se) - r[y[i]];
-            correct += am == y[i];
+            for (int k = 0; k < c; k++)
+                se += exp((double)row[k] - mx);
+            total += (mx + log(se) - row[y[r]]) / (double)rows;
+            correct += am == y[r];
         }
     }
     if (loss)
         *loss = (float)(total / d->n);
     if (accuracy)
-        *accuracy = (float)correct / (float)d->n;
+        *accuracy = classes ? (float)((double)correct / ((double)d->n * (double)rows)) : NAN;
 done:
     kiln_session_free(s);
     free(x);

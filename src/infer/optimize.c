@@ -5,18 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/op_table.h"
 #include "infer/optimize.h"
 
-static bool fusable_act(kiln_op op)
-{
-    return op == KILN_OP_RELU || op == KILN_OP_LEAKY_RELU || op == KILN_OP_SIGMOID || op == KILN_OP_TANH ||
-           op == KILN_OP_GELU;
-}
 
 /* Folds eval-mode batchnorm (gamma, beta, mean, var, eps) into the conv/dense node p of g. */
 static void fold_batchnorm(kiln_graph_t *g, kiln_node *p, const kiln_graph_t *src, const kiln_node *bn)
 {
-    int c = bn->shape[0];
+    int c = bn->dims[0];
     const float *gamma = kiln_node_tensor(src, bn, 0), *beta = kiln_node_tensor(src, bn, 1);
     const float *mean = kiln_node_tensor(src, bn, 2), *var = kiln_node_tensor(src, bn, 3);
     float *w = kiln_node_tensor(g, p, 0), *b = kiln_node_tensor(g, p, 1);
@@ -66,15 +62,25 @@ kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *
         kiln_error(KILN_ERR_NOMEM, "out of memory optimising the graph");
         goto fail;
     }
-    for (int i = 1; i < n; i++)
+    for (int i = 0; i < n; i++)
         for (int j = 0; j < src->nodes[i].n_inputs; j++)
             consumers[src->nodes[i].inputs[j]]++;
-    consumers[n - 1]++;   /* the output is read by the caller */
+    int outs[KILN_MAX_OUTPUTS], n_outs = kiln_graph_outputs(src, outs);
+    for (int k = 0; k < n_outs; k++)
+        consumers[outs[k]]++;   /* outputs are read by the caller */
     for (int i = 0; i < n; i++) {
         const kiln_node *nd = &src->nodes[i];
         if (nd->op == KILN_OP_INPUT) {
-            map[i] = kiln_graph_input(g, nd->shape[0], nd->shape[1], nd->shape[2]);
+            if ((map[i] = kiln_graph_input_nd(g, nd->name, nd->dtype, nd->rank, nd->dims)) < 0)
+                goto fail;
             whole[i] = true;
+            continue;
+        }
+        if (nd->n_inputs == 0) {   /* a param */
+            if ((map[i] = kiln_graph_add(g, nd->op, NULL, 0, &nd->a, nd->name)) < 0)
+                goto fail;
+            whole[i] = true;
+            origin[map[i]].node = i;
             continue;
         }
         int in0 = nd->inputs[0], p = map[in0];
@@ -94,7 +100,7 @@ kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *
             st.batchnorms_folded++;
             continue;
         }
-        if (fusable_act(nd->op) && sole && pn->a.act == KILN_OP_INPUT &&
+        if (kiln_op_fusable_act(nd->op) && sole && pn->a.act == KILN_OP_INPUT &&
             (pn->op == KILN_OP_CONV2D || pn->op == KILN_OP_DENSE || pn->op == KILN_OP_BATCHNORM ||
              pn->op == KILN_OP_ADD)) {
             pn->a.act = nd->op;
@@ -121,11 +127,17 @@ kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *
         whole[i] = true;
         origin[id].node = i;
     }
-    if (map[n - 1] != g->n - 1) {
+    if (!src->n_outputs && map[n - 1] != g->n - 1) {
         /* the output was absorbed into an earlier node that is not last: impossible, since
          * absorbing requires a sole consumer and the output has the caller as one more */
         kiln_error(KILN_ERR_ARG, "internal: optimised output is not the last node");
         goto fail;
+    }
+    if (src->n_outputs) {
+        for (int k = 0; k < n_outs; k++)
+            outs[k] = map[outs[k]];
+        if (kiln_graph_set_outputs(g, outs, n_outs) != KILN_OK)
+            goto fail;
     }
     kiln_graph_optimize_weights(g, src, origin);
     if (stats)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/op_table.h"
 #include "infer/planner.h"
 
 #define ALIGN_FLOATS 16   /* 64 bytes */
@@ -15,18 +16,11 @@
 typedef struct {
     size_t size, offset;
     int start, end;       /* steps, inclusive */
-    bool placed;
 } buffer;
 
 bool kiln_op_in_place(kiln_op op)
 {
-    switch (op) {
-    case KILN_OP_RELU: case KILN_OP_LEAKY_RELU: case KILN_OP_SIGMOID: case KILN_OP_TANH: case KILN_OP_GELU:
-    case KILN_OP_SOFTMAX: case KILN_OP_BATCHNORM: case KILN_OP_DROPOUT: case KILN_OP_ADD:
-        return true;
-    default:
-        return false;
-    }
+    return kiln_op_def_of(op)->mem == KILN_MEM_IN_PLACE;
 }
 
 void kiln_plan_free(kiln_plan *plan)
@@ -59,7 +53,6 @@ static void place(buffer *b, buffer **placed, int n_placed)
         }
     }
     b->offset = off;
-    b->placed = true;
 }
 
 kiln_status kiln_plan_create(const kiln_graph_t *g, int batch, const size_t *bytes_each, kiln_plan *plan)
@@ -77,20 +70,30 @@ kiln_status kiln_plan_create(const kiln_graph_t *g, int batch, const size_t *byt
     }
     for (int i = 0; i < n; i++)
         last[i] = i;
-    for (int i = 1; i < n; i++)
+    for (int i = 0; i < n; i++)
         for (int j = 0; j < g->nodes[i].n_inputs; j++)
             last[g->nodes[i].inputs[j]] = i;
-    last[n - 1] = n;   /* the caller reads the output after the last step */
+    int outs[KILN_MAX_OUTPUTS], n_outs = kiln_graph_outputs(g, outs);
+    for (int k = 0; k < n_outs; k++)
+        last[outs[k]] = n;   /* the caller reads the outputs after the last step */
     int nb = 0;
     for (int i = 0; i < n; i++) {
         const kiln_node *nd = &g->nodes[i];
+        if (nd->op == KILN_OP_PARAM) {   /* read from the model's parameters: no buffer */
+            buf[i] = -1;
+            continue;
+        }
         int src = nd->n_inputs ? buf[nd->inputs[0]] : -1;
-        size_t bytes = (bytes_each ? bytes_each[i] : nd->numel * sizeof(float)) * (size_t)batch;
+        size_t examples = nd->batched ? (size_t)batch : 1;
+        size_t bytes = (bytes_each ? bytes_each[i] : nd->numel * sizeof(float)) * examples;
         size_t size = (bytes + 4 * ALIGN_FLOATS - 1) / (4 * ALIGN_FLOATS) * ALIGN_FLOATS;
         bool reuse = false;
-        if (nd->op == KILN_OP_FLATTEN || (bytes_each && bytes_each[i] == 0 && src >= 0))
+        /* in place over input 0 only where it has the output's shape (not a broadcast operand) */
+        const kiln_node *in0 = nd->n_inputs ? &g->nodes[nd->inputs[0]] : NULL;
+        bool same = in0 && in0->numel == nd->numel && in0->batched == nd->batched;
+        if (src >= 0 && (kiln_op_is_view(nd->op) || (bytes_each && bytes_each[i] == 0)))
             reuse = true;
-        else if (src >= 0 && kiln_op_in_place(nd->op) && bufs[src].end == i && bufs[src].size >= size) {
+        else if (src >= 0 && same && kiln_op_in_place(nd->op) && bufs[src].end == i && bufs[src].size >= size) {
             /* the input's buffer is read by no later step; for add, only the first input's buffer
              * (the kernel copies input 0 first), and not when another input shares it */
             reuse = true;
@@ -125,7 +128,7 @@ kiln_status kiln_plan_create(const kiln_graph_t *g, int batch, const size_t *byt
         plan->arena_floats = end > plan->arena_floats ? end : plan->arena_floats;
     }
     for (int i = 0; i < n; i++)
-        plan->offset[i] = bufs[buf[i]].offset;
+        plan->offset[i] = buf[i] >= 0 ? bufs[buf[i]].offset : 0;
     free(last);
     free(buf);
     free(bufs);

@@ -31,8 +31,8 @@ static const kiln_node *layout_source(const kiln_graph_t *g, int src)
 void kiln_qtensor_dims(const kiln_graph_t *g, int id, int *c, size_t *hw)
 {
     const kiln_node *s = layout_source(g, id);
-    *c = s->shape[0];
-    *hw = (size_t)s->shape[1] * s->shape[2];
+    *c = s->dims[0];
+    *hw = (size_t)s->dims[1] * s->dims[2];
 }
 
 void kiln_qweights_derive(const kiln_graph_t *g, kiln_qmodel *q, int id, int8_t *hwc)
@@ -46,7 +46,7 @@ void kiln_qweights_derive(const kiln_graph_t *g, kiln_qmodel *q, int id, int8_t 
     int c = 1;
     size_t hw = 1;
     if (nd->op == KILN_OP_CONV2D) {
-        c = g->nodes[nd->inputs[0]].shape[0];
+        c = g->nodes[nd->inputs[0]].dims[0];
         hw = (size_t)nd->a.kernel[0] * nd->a.kernel[1];
     } else {
         /* dense: a flattened (c, h, w) input arrives NHWC, whether it was u8 already or is
@@ -279,7 +279,7 @@ static size_t padded_bytes(const kiln_node *nd, const kiln_node *in)
 {
     if (nd->a.pad[0] == 0 && nd->a.pad[1] == 0)
         return 0;
-    return (size_t)in->shape[0] * (in->shape[1] + 2 * nd->a.pad[0]) * (in->shape[2] + 2 * nd->a.pad[1]);
+    return (size_t)in->dims[0] * (in->dims[1] + 2 * nd->a.pad[0]) * (in->dims[2] + 2 * nd->a.pad[1]);
 }
 
 /* Row of output pixel (oy, ox) in pool-window order (pw windows per pooled row): window
@@ -348,7 +348,7 @@ static kiln_status narrow_prepare(const kiln_graph_t *g, kiln_qkernel kind, int 
     const kiln_node *nd = &g->nodes[id];
     if (nd->op != KILN_OP_CONV2D)
         return KILN_OK;
-    int c = g->nodes[nd->inputs[0]].shape[0], pix, kp = kiln_qgemm_kpad((int)(nd->params[0].numel / nd->shape[0]));
+    int c = g->nodes[nd->inputs[0]].dims[0], pix, kp = kiln_qgemm_kpad((int)(nd->params[0].numel / nd->dims[0]));
     if (!narrow_fits(nd, c, kp, kind, &pix))
         return KILN_OK;
     narrow_tab *t = malloc(sizeof *t);
@@ -375,7 +375,7 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void narrow_im2row
     for (int v = 0; v < nv; v++)
         idx[v] = _mm512_loadu_si512(t->idx[v]);
     const long span = (long)(pix - 1) * sx * c + len;   /* input bytes a block's window row reads */
-    const int ho = ph ? 2 * ph : nd->shape[1], wo = ph ? 2 * pw : nd->shape[2];   /* pooling: windows only */
+    const int ho = ph ? 2 * ph : nd->dims[1], wo = ph ? 2 * pw : nd->dims[2];   /* pooling: windows only */
     uint8_t block[NARROW_VECS * 64 + 64];   /* + 64: a row's full-vector load stays inside */
     for (int oy = 0; oy < ho; oy++)
         for (int ox0 = 0; ox0 < wo; ox0 += pix) {
@@ -386,7 +386,7 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void narrow_im2row
                 long room = (long)(image - at);
                 src[r] = _mm512_maskz_loadu_epi8(first_bytes(span < room ? span : room), x + at);
             }
-            uint8_t *d = ph ? block : rows + ((size_t)oy * nd->shape[2] + ox0) * kp;
+            uint8_t *d = ph ? block : rows + ((size_t)oy * nd->dims[2] + ox0) * kp;
             long out = (long)np * kp;
             for (int v = 0; v < nv && 64 * v < out; v++) {
                 __m512i o = _mm512_maskz_permutexvar_epi8(t->sel[v][0], idx[v], src[0]);
@@ -422,8 +422,8 @@ static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x
                       uint8_t *padded, int ph, int pw, const void *nt)
 {
     /* every attribute in a local: stores through uint8_t* may alias any of them */
-    int c = in->shape[0], h = in->shape[1], w = in->shape[2];
-    const int ho = nd->shape[1], wo = nd->shape[2];
+    int c = in->dims[0], h = in->dims[1], w = in->dims[2];
+    const int ho = nd->dims[1], wo = nd->dims[2];
     const int kh = nd->a.kernel[0], kw = nd->a.kernel[1], k = kh * kw * c;
     int py = nd->a.pad[0], px = nd->a.pad[1];
     const int sy = nd->a.stride[0], sx = nd->a.stride[1];
@@ -508,7 +508,7 @@ size_t kiln_qnode_scratch_floats(const kiln_model_t *m, int id, int batch)
     const kiln_qweights *qw = &m->q->qw[id];
     size_t kp = (size_t)kiln_qgemm_kpad(qw->k);
     if (nd->op == KILN_OP_CONV2D) {   /* per thread: one image's rows and accumulators */
-        size_t p = (size_t)nd->shape[1] * nd->shape[2];
+        size_t p = (size_t)nd->dims[1] * nd->dims[2];
         return (p * kp + 3) / 4 + p * (size_t)qw->m + (padded_bytes(nd, &m->g->nodes[nd->inputs[0]]) + 3) / 4;
     }
     if (nd->op == KILN_OP_DENSE)      /* the whole batch, one thread */
@@ -528,7 +528,7 @@ int kiln_qnode_product_rows(const kiln_model_t *m, int id, int batch, int thread
     if (nd->op == KILN_OP_DENSE)
         return batch / dense_parts(batch, threads);
     int pool = m->q->pool_of[id];
-    return pool ? 4 * m->g->nodes[pool].shape[1] * m->g->nodes[pool].shape[2] : nd->shape[1] * nd->shape[2];
+    return pool ? 4 * m->g->nodes[pool].dims[1] * m->g->nodes[pool].dims[2] : nd->dims[1] * nd->dims[2];
 }
 
 static void conv_forward(const kiln_model_t *m, int id, const uint8_t *x, void *out, int batch, float *scratch,
@@ -538,10 +538,10 @@ static void conv_forward(const kiln_model_t *m, int id, const uint8_t *x, void *
     const kiln_qweights *qw = &m->q->qw[id];
     kiln_qparams iq = m->q->qp[nd->inputs[0]];
     bool out_u8 = m->q->elem_bytes[id] == 1;
-    int p = nd->shape[1] * nd->shape[2], kp = kiln_qgemm_kpad(qw->k);
+    int p = nd->dims[1] * nd->dims[2], kp = kiln_qgemm_kpad(qw->k);
     /* with a fused 2x2 max pool: rows of the pool windows only, four per pooled pixel */
     const kiln_node *pool = m->q->pool_of[id] ? &m->g->nodes[m->q->pool_of[id]] : NULL;
-    int ph = pool ? pool->shape[1] : 0, pw = pool ? pool->shape[2] : 0, n = kiln_qnode_product_rows(m, id, batch, threads);
+    int ph = pool ? pool->dims[1] : 0, pw = pool ? pool->dims[2] : 0, n = kiln_qnode_product_rows(m, id, batch, threads);
     size_t out_each = pool ? pool->numel : nd->numel, pad = padded_bytes(nd, in);
     size_t per = kiln_qnode_scratch_floats(m, id, 1);
     size_t acc_at = ((size_t)p * kp + 3) / 4, pad_at = acc_at + (size_t)p * qw->m;
@@ -607,7 +607,7 @@ static void max4_u8(uint8_t *restrict d, const uint8_t *restrict p, const uint8_
 static void maxpool_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x, uint8_t *y, int batch, int threads)
 {
     const kiln_attrs *a = &nd->a;
-    int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
+    int c = in->dims[0], h = in->dims[1], w = in->dims[2], ho = nd->dims[1], wo = nd->dims[2];
     if (a->kernel[0] == 2 && a->kernel[1] == 2 && a->stride[0] == 2 && a->stride[1] == 2 && a->pad[0] == 0 &&
         a->pad[1] == 0) {   /* the common 2x2 window, every pixel inside; images in parallel */
         #pragma omp parallel for schedule(static) num_threads(threads) if (batch > 1 && threads > 1)

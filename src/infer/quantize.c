@@ -52,7 +52,7 @@ static void fuse_pool(const kiln_graph_t *g, kiln_qmodel *q, int i)
     const kiln_node *p = &g->nodes[reader];
     if (readers == 1 && p->op == KILN_OP_MAXPOOL2D && q->int8[reader] && p->a.kernel[0] == 2 &&
         p->a.kernel[1] == 2 && p->a.stride[0] == 2 && p->a.stride[1] == 2 && p->a.pad[0] == 0 && p->a.pad[1] == 0 &&
-        p->shape[1] == nd->shape[1] / 2 && p->shape[2] == nd->shape[2] / 2 && p->shape[1] > 0 && p->shape[2] > 0)
+        p->dims[1] == nd->dims[1] / 2 && p->dims[2] == nd->dims[2] / 2 && p->dims[1] > 0 && p->dims[2] > 0)
         q->pool_of[i] = reader;
 }
 
@@ -231,7 +231,7 @@ static kiln_status quantize_weights(const kiln_graph_t *g, int i, kiln_qmodel *q
 {
     const kiln_node *nd = &g->nodes[i];
     kiln_qweights *qw = &q->qw[i];
-    qw->m = nd->shape[0];
+    qw->m = nd->dims[0];
     qw->k = (int)(nd->params[0].numel / (size_t)qw->m);
     qw->w = malloc(nd->params[0].numel);
     qw->w_scale = malloc((size_t)qw->m * sizeof(float));

@@ -63,6 +63,8 @@ struct kiln_session {
     float *scratch;               /* per-thread im2col space (fp32 and int8 kernels) */
     size_t scratch_floats;
     float *convert[KILN_MAX_INPUTS]; /* dtype conversions of inputs (int8 models) */
+    void **at;                    /* per node: where its output lives (the arena; a param's in the
+                                   * model; a view's where its input's is) */
     char int8_label[32];          /* "int8 <kernel family>" (kiln_session_node_kernel) */
 };
 

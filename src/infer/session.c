@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "core/error.h"
+#include "core/op_table.h"
 #include "infer/runtime.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
@@ -59,14 +60,16 @@ kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_op
     }
     size_t convert_floats = 0;
     int convert_slots = 0;
-    for (int i = 1; i < g->n; i++) {
+    for (int i = 0; i < g->n; i++) {
         const kiln_node *nd = &g->nodes[i];
+        if (!nd->n_inputs)
+            continue;
         size_t w = m->q && m->q->int8[i]
                        ? kiln_qnode_scratch_floats(m, i, s->max_batch) * (nd->op == KILN_OP_CONV2D ? (size_t)s->threads : 1)
                    : winograd_node(s, i) ? kiln_winograd_work_floats(nd, &g->nodes[nd->inputs[0]]) * (size_t)s->threads
                                          : kiln_node_work_floats(g, i, s->threads);
         s->scratch_floats = w > s->scratch_floats ? w : s->scratch_floats;
-        for (int j = 0; j < nd->n_inputs && nd->op != KILN_OP_FLATTEN; j++)
+        for (int j = 0; j < nd->n_inputs && !kiln_op_is_view(nd->op); j++)
             if (has_bytes(m, nd->inputs[j]) != needs_bytes(m, i)) {
                 size_t f = g->nodes[nd->inputs[j]].numel * (size_t)s->max_batch;
                 convert_floats = f > convert_floats ? f : convert_floats;
@@ -77,7 +80,17 @@ kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_op
     s->scratch = aligned_alloc(64, ((s->scratch_floats + 15) / 16 * 16 + 16) * sizeof(float));
     if (opt && opt->profile)
         s->node_seconds = calloc((size_t)g->n, sizeof *s->node_seconds);
-    bool ok = s->arena && s->scratch && (s->node_seconds || !(opt && opt->profile));
+    s->at = malloc((size_t)g->n * sizeof *s->at);
+    bool ok = s->arena && s->scratch && s->at && (s->node_seconds || !(opt && opt->profile));
+    for (int i = 0; ok && i < g->n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        if (nd->op == KILN_OP_PARAM)
+            s->at[i] = kiln_node_tensor(g, nd, 0);
+        else if (kiln_op_is_view(nd->op) && g->nodes[nd->inputs[0]].op == KILN_OP_PARAM)
+            s->at[i] = s->at[nd->inputs[0]];
+        else
+            s->at[i] = s->arena + s->plan.offset[i];
+    }
     for (int j = 0; j < convert_slots && ok; j++)
         ok = (s->convert[j] = aligned_alloc(64, (convert_floats + 15) / 16 * 16 * sizeof(float))) != NULL;
     if (!ok) {
@@ -97,6 +110,7 @@ void kiln_session_free(kiln_session_t *s)
     free(s->arena);
     free(s->scratch);
     free(s->node_seconds);
+    free(s->at);
     for (int j = 0; j < KILN_MAX_INPUTS; j++)
         free(s->convert[j]);
     free(s);
@@ -107,7 +121,7 @@ static const void *input_for(kiln_session_t *s, int id, int j, int batch)
 {
     const kiln_model_t *m = s->m;
     int src = m->g->nodes[id].inputs[j];
-    void *p = s->arena + s->plan.offset[src];
+    void *p = s->at[src];
     int have = has_bytes(m, src), need = needs_bytes(m, id);
     if (have == need)
         return p;
@@ -126,7 +140,7 @@ static void run_node(kiln_session_t *s, int i, int batch)
 {
     const kiln_model_t *m = s->m;
     const kiln_node *nd = &m->g->nodes[i];
-    void *out = s->arena + s->plan.offset[i];
+    void *out = s->at[i];
     if (m->q && m->q->int8[i]) {
         const void *in[KILN_MAX_INPUTS];
         for (int j = 0; j < nd->n_inputs; j++)
@@ -139,42 +153,70 @@ static void run_node(kiln_session_t *s, int i, int batch)
                              nd->a.act);
         return;
     }
-    kiln_fwd_args a = {.batch = batch, .out = out, .work = s->scratch, .threads = s->threads};
-    for (int j = 0; j < nd->n_inputs; j++)
+    kiln_fwd_args a = {.batch = nd->batched ? batch : 1, .out = out, .work = s->scratch, .threads = s->threads};
+    for (int j = 0; j < nd->n_inputs; j++) {
         a.in[j] = input_for(s, i, j, batch);
+        a.in_batch[j] = m->g->nodes[nd->inputs[j]].batched ? batch : 1;
+    }
     kiln_node_forward(m->g, i, &a);
 }
 
-kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, float *output)
+kiln_status kiln_session_run_all(kiln_session_t *s, const void *const *inputs, int batch, float *const *outputs)
 {
     const kiln_model_t *m = s->m;
     const kiln_graph_t *g = m->g;
     if (batch < 1 || batch > s->max_batch)
         return kiln_error(KILN_ERR_ARG, "batch %d outside this session's 1..%d", batch, s->max_batch);
-    if (!input || !output)
-        return kiln_error(KILN_ERR_ARG, "input and output must not be NULL");
+    if (!inputs || !outputs)
+        return kiln_error(KILN_ERR_ARG, "inputs and outputs must not be NULL");
     omp_set_num_threads(s->threads);   /* this thread's setting only */
-    float *arena = s->arena;
-    memcpy(arena + s->plan.offset[0], input, g->nodes[0].numel * (size_t)batch * sizeof(float));
-    for (int i = 1; i < g->n; i++) {
-        if (g->nodes[i].op == KILN_OP_FLATTEN || kiln_qnode_pooled(m, i))
-            continue;   /* a view of its input's buffer (a fused pool: written by its conv) */
+    int k = 0;
+    for (int i = 0; i < g->n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        if (nd->op != KILN_OP_INPUT)
+            continue;
+        if (!inputs[k])
+            return kiln_error(KILN_ERR_ARG, "input %s: no data given", nd->name);
+        if (nd->dtype == KILN_DT_I32 && kiln_graph_check_indices(g, i, inputs[k], batch) != KILN_OK)
+            return KILN_ERR_ARG;
+        memcpy(s->at[i], inputs[k++], nd->numel * (size_t)batch * 4);   /* f32 and i32 alike */
+    }
+    for (int i = 0; i < g->n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        if (nd->op == KILN_OP_INPUT || nd->op == KILN_OP_PARAM || kiln_op_is_view(nd->op) || kiln_qnode_pooled(m, i))
+            continue;   /* given, the model's, or a view of its input's buffer (a fused pool: its conv's) */
         double t0 = s->node_seconds ? omp_get_wtime() : 0;
         run_node(s, i, batch);
         if (s->node_seconds)
             s->node_seconds[i] += omp_get_wtime() - t0;
     }
-    int last = g->n - 1;
-    size_t n_out = g->nodes[last].numel * (size_t)batch;
-    if (has_bytes(m, last) == 1) {
-        int c;
-        size_t hw;
-        kiln_qtensor_dims(g, last, &c, &hw);
-        kiln_dequantize_u8((const uint8_t *)(arena + s->plan.offset[last]), c, hw, batch, m->q->qp[last], output);
+    int outs[KILN_MAX_OUTPUTS], n_outs = kiln_graph_outputs(g, outs);
+    for (k = 0; k < n_outs; k++) {
+        int o = outs[k];
+        size_t n = g->nodes[o].numel * (g->nodes[o].batched ? (size_t)batch : 1);
+        if (!outputs[k])
+            continue;
+        if (has_bytes(m, o) == 1) {
+            int c;
+            size_t hw;
+            kiln_qtensor_dims(g, o, &c, &hw);
+            kiln_dequantize_u8((const uint8_t *)s->at[o], c, hw, batch, m->q->qp[o], outputs[k]);
+        } else {
+            memcpy(outputs[k], s->at[o], n * sizeof(float));
+        }
     }
-    else
-        memcpy(output, arena + s->plan.offset[last], n_out * sizeof(float));
     return KILN_OK;
+}
+
+kiln_status kiln_session_run(kiln_session_t *s, const float *input, int batch, float *output)
+{
+    const kiln_graph_t *g = s->m->g;
+    if (kiln_graph_input_count(g) != 1 || kiln_graph_outputs(g, NULL) != 1)
+        return kiln_error(KILN_ERR_ARG, "the model has %d inputs and %d outputs: use kiln_session_run_all",
+                          kiln_graph_input_count(g), kiln_graph_outputs(g, NULL));
+    const void *in[1] = {input};
+    float *out[1] = {output};
+    return kiln_session_run_all(s, in, batch, out);
 }
 
 size_t kiln_session_arena_bytes(const kiln_session_t *s) { return s->plan.arena_floats * sizeof(float); }

@@ -1,4 +1,5 @@
-/* IDX (MNIST-format) loading: raw or gzip files or memory, validated field by field. */
+/* IDX (MNIST-format) loading: raw or gzip files or memory, validated field by field; the
+ * fashion-mnist dataset and IDX directories. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 #include "core/error.h"
+#include "data/layout.h"
 #include "kiln/dataset.h"
 
 #define IDX_MAGIC_LABELS  0x00000801u
@@ -449,6 +451,7 @@ static kiln_status load_pair(idx_reader *ri, idx_reader *rl, kiln_dataset *out)
     d.h = hi.dims[hi.ndim - 2];
     d.w = hi.dims[hi.ndim - 1];
     d.n_classes = count_classes(d.labels, d.n);
+    kiln_layout_describe_images(&d);
     *out = d;
     return KILN_OK;
 }
@@ -487,29 +490,6 @@ kiln_status kiln_idx_load_memory(const void *images, size_t images_len, const vo
     reader_close(&ri);
     reader_close(&rl);
     return st;
-}
-
-void kiln_dataset_free(kiln_dataset *d)
-{
-    if (!d)
-        return;
-    free(d->images);
-    free(d->labels);
-    memset(d, 0, sizeof *d);
-}
-
-void kiln_dataset_gather(const kiln_dataset *d, const int *idx, int count, float *x, int *y)
-{
-    const size_t per = (size_t)d->c * (size_t)d->h * (size_t)d->w;
-    const float scale = 1.0f / 255.0f;
-    for (int i = 0; i < count; i++) {
-        const uint8_t *restrict src = d->images + (size_t)idx[i] * per;
-        float *restrict dst = x + (size_t)i * per;
-        for (size_t j = 0; j < per; j++)
-            dst[j] = (float)src[j] * scale;
-        if (y)
-            y[i] = d->labels[idx[i]];
-    }
 }
 
 /* Fills path with dir/base.gz or dir/base, whichever exists (the .gz first). */

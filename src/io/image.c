@@ -1,5 +1,6 @@
-/* Images: PNG (through libpng) and PGM / PPM (P2, P3, P5, P6) read from files or memory into
- * (c, h, w) float tensors scaled to [0, 1], and bilinear resize. */
+/* Images: PNG (through libpng), JPEG (jpeg.c, through libjpeg-turbo) and PGM / PPM (P2, P3, P5,
+ * P6) read from files or memory into (c, h, w) float tensors scaled to [0, 1], and bilinear
+ * resize. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L  /* fileno */
 #endif
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "core/error.h"
+#include "io/image_util.h"
 #include "kiln/tensor_io.h"
 
 #define IMG_MAX_FILE      ((uint64_t)1 << 32)  /* largest image file read */
@@ -21,6 +23,7 @@
 #define PNM_MAX_NUMBER    1000000000LL         /* header numbers are cut off here */
 
 static const uint8_t png_signature[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+static const uint8_t jpeg_signature[3] = { 0xff, 0xd8, 0xff };  /* SOI, then a marker */
 
 /* A PNM file being parsed. */
 typedef struct {
@@ -45,57 +48,6 @@ typedef struct {
 static uint32_t load_be32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* Checks image sides and area against the limits. */
-static kiln_status check_size(const char *name, int64_t w, int64_t h)
-{
-    if (w < 1 || w > KILN_IMAGE_MAX_SIDE)
-        return kiln_error(KILN_ERR_FORMAT, "%s: width %lld: expected 1..%d", name, (long long)w,
-                          KILN_IMAGE_MAX_SIDE);
-    if (h < 1 || h > KILN_IMAGE_MAX_SIDE)
-        return kiln_error(KILN_ERR_FORMAT, "%s: height %lld: expected 1..%d", name,
-                          (long long)h, KILN_IMAGE_MAX_SIDE);
-    if (w * h > KILN_IMAGE_MAX_PIXELS)
-        return kiln_error(KILN_ERR_FORMAT, "%s: size %lld x %lld: expected at most %lld pixels, "
-                          "found %lld", name, (long long)w, (long long)h,
-                          (long long)KILN_IMAGE_MAX_PIXELS, (long long)(w * h));
-    return KILN_OK;
-}
-
-/* Allocates out as a (c, h, w) tensor. */
-static kiln_status alloc_image(const char *name, kiln_tensor_f32 *out, int64_t c, int64_t h,
-                               int64_t w)
-{
-    size_t numel = (size_t)c * (size_t)h * (size_t)w;
-    out->data = malloc(numel * sizeof *out->data);
-    if (!out->data)
-        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory for a %lld x %lld x %lld image",
-                          name, (long long)c, (long long)h, (long long)w);
-    out->ndim = 3;
-    out->dims[0] = c;
-    out->dims[1] = h;
-    out->dims[2] = w;
-    out->numel = numel;
-    return KILN_OK;
-}
-
-/* Stores pixel i (row-major) of sc samples in [0, 1] into out's channel planes, converting to
- * out's channel count (grey to RGB by copying, RGB to grey by luminance). */
-static void put_pixel(kiln_tensor_f32 *out, size_t i, const float *px, int sc)
-{
-    int dc = (int)out->dims[0];
-    size_t plane = (size_t)out->dims[1] * (size_t)out->dims[2];
-    if (dc == sc) {
-        for (int k = 0; k < dc; k++)
-            out->data[(size_t)k * plane + i] = px[k];
-    } else if (dc == 3) {
-        for (int k = 0; k < 3; k++)
-            out->data[(size_t)k * plane + i] = px[0];
-    } else {
-        float y = 0.299f * px[0] + 0.587f * px[1] + 0.114f * px[2];
-        out->data[i] = y < 1.0f ? y : 1.0f;
-    }
 }
 
 /* Shows up to n bytes at p for a message: printable ASCII kept, others as '.'. */
@@ -157,7 +109,7 @@ static kiln_status pnm_header(pnm_reader *r, int64_t *w, int64_t *h, int64_t *ma
     if (!st)
         st = pnm_number(r, "height", h);
     if (!st)
-        st = check_size(r->name, *w, *h);
+        st = kiln_image_check_size(r->name, *w, *h);
     if (!st)
         st = pnm_number(r, "maxval", maxval);
     if (!st && (*maxval < 1 || *maxval > 65535))
@@ -189,7 +141,7 @@ static kiln_status pnm_binary(pnm_reader *r, int sc, int64_t w, int64_t maxval,
             return sample_error(r, s, sc, w, v, maxval);
         px[s % (size_t)sc] = (float)v / (float)maxval;
         if (s % (size_t)sc == (size_t)sc - 1)
-            put_pixel(out, s / (size_t)sc, px, sc);
+            kiln_image_put_pixel(out, s / (size_t)sc, px, sc);
     }
     return KILN_OK;
 }
@@ -209,7 +161,7 @@ static kiln_status pnm_ascii(pnm_reader *r, int sc, int64_t w, int64_t maxval,
             return sample_error(r, s, sc, w, v, maxval);
         px[s % (size_t)sc] = (float)v / (float)maxval;
         if (s % (size_t)sc == (size_t)sc - 1)
-            put_pixel(out, s / (size_t)sc, px, sc);
+            kiln_image_put_pixel(out, s / (size_t)sc, px, sc);
     }
     return KILN_OK;
 }
@@ -254,7 +206,7 @@ static kiln_status read_pnm(pnm_reader *r, int channels, kiln_tensor_f32 *out)
     }
     st = pnm_check_len(r, binary, (size_t)w * (size_t)h * (size_t)sc, maxval);
     if (!st)
-        st = alloc_image(r->name, out, channels ? channels : sc, h, w);
+        st = kiln_image_alloc(r->name, out, channels ? channels : sc, h, w);
     if (!st)
         st = binary ? pnm_binary(r, sc, w, maxval, out) : pnm_ascii(r, sc, w, maxval, out);
     return st;
@@ -320,7 +272,7 @@ static kiln_status png_precheck(const char *name, const uint8_t *b, size_t len)
     if (len < 26 || memcmp(b + 12, "IHDR", 4) != 0)
         return KILN_OK;  /* libpng reports it */
     uint32_t w = load_be32(b + 16), h = load_be32(b + 20);
-    kiln_status st = check_size(name, w, h);
+    kiln_status st = kiln_image_check_size(name, w, h);
     int samples = png_type_samples(b[25]);
     if (st || samples == 0)
         return st;
@@ -348,7 +300,7 @@ static void store_png_row(kiln_tensor_f32 *out, size_t y, const uint8_t *row, in
             px[k] = bits == 16 ? (float)(row[2 * s] << 8 | row[2 * s + 1]) / 65535.0f
                                : (float)row[s] / 255.0f;
         }
-        put_pixel(out, y * w + x, px, sc);
+        kiln_image_put_pixel(out, y * w + x, px, sc);
     }
 }
 
@@ -370,7 +322,7 @@ static kiln_status png_decode_body(png_ctx *c, int channels, kiln_tensor_f32 *ou
     png_set_read_fn(c->png, c, on_png_read);
     png_read_info(c->png, c->info);
     uint32_t w = png_get_image_width(c->png, c->info), h = png_get_image_height(c->png, c->info);
-    kiln_status st = check_size(c->name, w, h);
+    kiln_status st = kiln_image_check_size(c->name, w, h);
     if (st)
         return st;
     png_set_transforms(c);
@@ -382,7 +334,7 @@ static kiln_status png_decode_body(png_ctx *c, int channels, kiln_tensor_f32 *ou
         rowbytes != (size_t)w * (size_t)stride * (size_t)bits / 8)
         return kiln_error(KILN_ERR_FORMAT, "%s: PNG: expected 8- or 16-bit samples after "
                           "conversion, found %d channels of %d bits", c->name, stride, bits);
-    st = alloc_image(c->name, out, channels ? channels : (stride >= 3 ? 3 : 1), h, w);
+    st = kiln_image_alloc(c->name, out, channels ? channels : (stride >= 3 ? 3 : 1), h, w);
     if (st)
         return st;
     c->rows = malloc((passes > 1 ? h : 1) * rowbytes);
@@ -427,6 +379,37 @@ static kiln_status read_png(const char *name, const uint8_t *buf, size_t len, in
     return st;
 }
 
+kiln_status kiln_image_check_size(const char *name, int64_t w, int64_t h)
+{
+    if (w < 1 || w > KILN_IMAGE_MAX_SIDE)
+        return kiln_error(KILN_ERR_FORMAT, "%s: width %lld: expected 1..%d", name, (long long)w,
+                          KILN_IMAGE_MAX_SIDE);
+    if (h < 1 || h > KILN_IMAGE_MAX_SIDE)
+        return kiln_error(KILN_ERR_FORMAT, "%s: height %lld: expected 1..%d", name,
+                          (long long)h, KILN_IMAGE_MAX_SIDE);
+    if (w * h > KILN_IMAGE_MAX_PIXELS)
+        return kiln_error(KILN_ERR_FORMAT, "%s: size %lld x %lld: expected at most %lld pixels, "
+                          "found %lld", name, (long long)w, (long long)h,
+                          (long long)KILN_IMAGE_MAX_PIXELS, (long long)(w * h));
+    return KILN_OK;
+}
+
+kiln_status kiln_image_alloc(const char *name, kiln_tensor_f32 *out, int64_t c, int64_t h,
+                             int64_t w)
+{
+    size_t numel = (size_t)c * (size_t)h * (size_t)w;
+    out->data = malloc(numel * sizeof *out->data);
+    if (!out->data)
+        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory for a %lld x %lld x %lld image",
+                          name, (long long)c, (long long)h, (long long)w);
+    out->ndim = 3;
+    out->dims[0] = c;
+    out->dims[1] = h;
+    out->dims[2] = w;
+    out->numel = numel;
+    return KILN_OK;
+}
+
 kiln_status kiln_image_read_memory(const void *buf, size_t len, const char *name, int channels,
                                    kiln_tensor_f32 *out)
 {
@@ -444,12 +427,14 @@ kiln_status kiln_image_read_memory(const void *buf, size_t len, const char *name
     kiln_status st;
     if (len >= 8 && memcmp(b, png_signature, 8) == 0) {
         st = read_png(name, b, len, channels, out);
+    } else if (len >= 3 && memcmp(b, jpeg_signature, 3) == 0) {
+        st = kiln_jpeg_decode(name, b, len, channels, out);
     } else if (len >= 2 && b[0] == 'P' && b[1] && strchr("2356", b[1])) {
         pnm_reader r = { .name = name, .p = b, .len = len };
         st = read_pnm(&r, channels, out);
     } else {
-        return kiln_error(KILN_ERR_FORMAT, "%s: magic: expected a PNG signature or P2, P3, P5, "
-                          "P6 (PGM / PPM), found '%s'%s", name,
+        return kiln_error(KILN_ERR_FORMAT, "%s: magic: expected a PNG or JPEG signature or P2, "
+                          "P3, P5, P6 (PGM / PPM), found '%s'%s", name,
                           show_bytes(shown, sizeof shown, b, len < 8 ? len : 8),
                           len < 8 && (len == 0 || memcmp(b, png_signature, len) == 0)
                               ? " (the file is too short)" : "");
@@ -608,7 +593,7 @@ kiln_status kiln_tensor_resize(const kiln_tensor_f32 *in, int oh, int ow, kiln_t
     int64_t *idx = malloc(2 * ((size_t)oh + (size_t)ow) * sizeof *idx);
     float *f = malloc(((size_t)oh + (size_t)ow) * sizeof *f);
     if (idx && f)
-        st = alloc_image("resize", out, in->dims[0], oh, ow);
+        st = kiln_image_alloc("resize", out, in->dims[0], oh, ow);
     else
         st = kiln_error(KILN_ERR_NOMEM, "resize: out of memory");
     if (!st) {

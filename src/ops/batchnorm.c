@@ -5,8 +5,8 @@
 void kiln_batchnorm_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch,
                             float *y, bool training, float *save)
 {
-    int c = nd->shape[0];
-    size_t p = (size_t)nd->shape[1] * nd->shape[2];
+    int c = nd->dims[0];
+    size_t p = (size_t)nd->dims[1] * nd->dims[2];
     const float *gamma = kiln_node_tensor(g, nd, 0), *beta = kiln_node_tensor(g, nd, 1);
     float *rmean = kiln_node_tensor(g, nd, 2), *rvar = kiln_node_tensor(g, nd, 3);
     float mom = nd->a.momentum, eps = nd->a.eps;

@@ -31,7 +31,7 @@ __attribute__((target("avx512f"))) static void im2col_row_avx512(float *d, const
 __attribute__((target("avx512f"))) static void im2col_narrow_avx512(const kiln_node *nd, const kiln_node *in,
                                                                    const float *x, float *col)
 {
-    const int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
+    const int c = in->dims[0], h = in->dims[1], w = in->dims[2], ho = nd->dims[1], wo = nd->dims[2];
     const int kh = nd->a.kernel[0], kw = nd->a.kernel[1], py = nd->a.pad[0], px = nd->a.pad[1];
     const size_t p = (size_t)ho * wo;
     const __mmask16 out = (__mmask16)((1u << wo) - 1);
@@ -57,8 +57,8 @@ __attribute__((target("avx512f"))) static void im2col_narrow_avx512(const kiln_n
 void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, float *col)
 {
     const kiln_attrs *a = &nd->a;
-    int c = in->shape[0], h = in->shape[1], w = in->shape[2];
-    int ho = nd->shape[1], wo = nd->shape[2], kh = a->kernel[0], kw = a->kernel[1];
+    int c = in->dims[0], h = in->dims[1], w = in->dims[2];
+    int ho = nd->dims[1], wo = nd->dims[2], kh = a->kernel[0], kw = a->kernel[1];
     int sh = a->stride[0], sw = a->stride[1];
     size_t p = (size_t)ho * wo;
     int rows = c * kh * kw;
@@ -111,25 +111,25 @@ void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, float
 
 size_t kiln_conv2d_col_floats(const kiln_node *nd)
 {
-    return nd->params[0].numel / (size_t)nd->a.units * (size_t)nd->a.groups * (size_t)nd->shape[1] * nd->shape[2];
+    return nd->params[0].numel / (size_t)nd->a.units * (size_t)nd->a.groups * (size_t)nd->dims[1] * nd->dims[2];
 }
 
 /* groups = in channels = out channels: one kh x kw kernel per channel plane */
 bool kiln_conv2d_is_depthwise(const kiln_node *nd, const kiln_node *in)
 {
-    return nd->a.groups == in->shape[0] && nd->shape[0] == nd->a.groups;
+    return nd->a.groups == in->dims[0] && nd->dims[0] == nd->a.groups;
 }
 
 static void depthwise_forward(const kiln_graph_t *g, const kiln_node *nd, const kiln_node *in, const float *x,
                               int batch, float *y, int threads, kiln_op act)
 {
     const kiln_attrs *a = &nd->a;
-    kiln_dw_geom geom = {.h = in->shape[1], .w = in->shape[2], .ho = nd->shape[1], .wo = nd->shape[2],
+    kiln_dw_geom geom = {.h = in->dims[1], .w = in->dims[2], .ho = nd->dims[1], .wo = nd->dims[2],
                          .kh = a->kernel[0], .kw = a->kernel[1], .sh = a->stride[0], .sw = a->stride[1],
                          .ph = a->pad[0], .pw = a->pad[1], .dh = a->dilation[0], .dw = a->dilation[1]};
     const float *w = kiln_node_tensor(g, nd, 0);
     const float *bias = a->no_bias ? NULL : kiln_node_tensor(g, nd, 1);
-    int c = nd->shape[0], planes = batch * c;
+    int c = nd->dims[0], planes = batch * c;
     size_t in_p = (size_t)geom.h * geom.w, out_p = (size_t)geom.ho * geom.wo, k_n = (size_t)geom.kh * geom.kw;
     /* each plane is one thread's, so the result does not depend on the thread count */
     #pragma omp parallel for schedule(static) num_threads(threads) if (planes > 1 && (double)planes * out_p * k_n >= 1e5)
@@ -146,9 +146,9 @@ static void depthwise_forward(const kiln_graph_t *g, const kiln_node *nd, const 
 static void conv_image(const kiln_graph_t *g, const kiln_node *nd, const kiln_node *in, const float *x, float *y,
                        float *col, kiln_op act)
 {
-    int groups = nd->a.groups, cout = nd->shape[0], cg = cout / groups;
+    int groups = nd->a.groups, cout = nd->dims[0], cg = cout / groups;
     int kg = nd->params[0].dims[1] * nd->a.kernel[0] * nd->a.kernel[1];
-    int p = nd->shape[1] * nd->shape[2];
+    int p = nd->dims[1] * nd->dims[2];
     const float *w = kiln_node_tensor(g, nd, 0);
     const float *bias = nd->a.no_bias ? NULL : kiln_node_tensor(g, nd, 1);
     kiln_im2col(nd, in, x, col);
@@ -207,8 +207,8 @@ void kiln_conv2d_pool_forward(const kiln_graph_t *g, const kiln_node *nd, const 
         work += kiln_winograd_weight_floats(nd, in);
     }
     size_t scratch = wino ? kiln_winograd_work_floats(nd, in) : kiln_conv2d_col_floats(nd);
-    size_t per = scratch + nd->numel, plane = (size_t)nd->shape[1] * nd->shape[2];
-    size_t pplane = (size_t)pool->shape[1] * pool->shape[2];
+    size_t per = scratch + nd->numel, plane = (size_t)nd->dims[1] * nd->dims[2];
+    size_t pplane = (size_t)pool->dims[1] * pool->dims[2];
     #pragma omp parallel for schedule(static) num_threads(threads) if (batch > 1)
     for (int b = 0; b < batch; b++) {
         float *mine = work + (size_t)kiln_thread_id() * per, *yb = mine + scratch;
@@ -216,10 +216,10 @@ void kiln_conv2d_pool_forward(const kiln_graph_t *g, const kiln_node *nd, const 
             kiln_conv2d_winograd_image(g, nd, u, x + (size_t)b * in->numel, yb, mine, KILN_OP_RELU);
         else
             conv_image(g, nd, in, x + (size_t)b * in->numel, yb, mine, KILN_OP_RELU);
-        for (int c = 0; c < nd->shape[0]; c++) {   /* pool the image's planes while they are in cache */
-            size_t o = ((size_t)b * nd->shape[0] + c) * pplane;
-            kiln_maxpool_2x2_plane(yb + (size_t)c * plane, pooled + o, argmax ? argmax + o : NULL, nd->shape[2],
-                                   pool->shape[1], pool->shape[2]);
+        for (int c = 0; c < nd->dims[0]; c++) {   /* pool the image's planes while they are in cache */
+            size_t o = ((size_t)b * nd->dims[0] + c) * pplane;
+            kiln_maxpool_2x2_plane(yb + (size_t)c * plane, pooled + o, argmax ? argmax + o : NULL, nd->dims[2],
+                                   pool->dims[1], pool->dims[2]);
         }
     }
 }

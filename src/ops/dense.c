@@ -5,7 +5,7 @@
 
 void kiln_dense_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch, float *y)
 {
-    int in_f = nd->params[0].dims[1], out_f = nd->shape[0];
+    int in_f = nd->params[0].dims[1], out_f = nd->params[0].dims[0];
     const float *w = kiln_node_tensor(g, nd, 0);
     float beta = 0.0f;
     if (!nd->a.no_bias) {

@@ -1,10 +1,14 @@
 /* Forward dispatch: runs one node of the graph given its inputs and buffers. */
 #include <string.h>
+#include "core/op_table.h"
 #include "ops/ops.h"
 
 size_t kiln_node_work_floats(const kiln_graph_t *g, int id, int threads)
 {
     const kiln_node *nd = &g->nodes[id];
+    const kiln_op_def *def = kiln_op_def_of(nd->op);
+    if (def->work_floats)
+        return def->work_floats(g, nd, 1, threads);
     if (nd->op != KILN_OP_CONV2D || kiln_conv2d_is_depthwise(nd, &g->nodes[nd->inputs[0]]))
         return 0;   /* the depthwise kernel needs no im2col space */
     return kiln_conv2d_col_floats(nd) * (size_t)threads;
@@ -13,38 +17,18 @@ size_t kiln_node_work_floats(const kiln_graph_t *g, int id, int threads)
 size_t kiln_node_save_floats(const kiln_graph_t *g, int id, int batch)
 {
     const kiln_node *nd = &g->nodes[id];
-    switch (nd->op) {
-    case KILN_OP_BATCHNORM:
-        return 2 * (size_t)nd->shape[0];
-    case KILN_OP_DROPOUT:
-        return nd->numel * (size_t)batch;
-    default:
-        return 0;
-    }
+    const kiln_op_def *def = kiln_op_def_of(nd->op);
+    return def->save_floats ? def->save_floats(g, nd, nd->batched ? batch : 1) : 0;
 }
 
-static void add_forward(const kiln_node *nd, const kiln_fwd_args *a)
+size_t kiln_batchnorm_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch)
 {
-    size_t n = nd->numel * (size_t)a->batch;
-    if (a->out != a->in[0])   /* in place over input 0 */
-        memcpy(a->out, a->in[0], n * sizeof(float));
-    for (int j = 1; j < nd->n_inputs; j++) {
-        const float *x = a->in[j];
-        for (size_t i = 0; i < n; i++)
-            a->out[i] += x[i];
-    }
+    return 2 * (size_t)nd->dims[0];
 }
 
-static void concat_forward(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+size_t kiln_dropout_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch)
 {
-    for (int b = 0; b < a->batch; b++) {
-        float *dst = a->out + (size_t)b * nd->numel;
-        for (int j = 0; j < nd->n_inputs; j++) {
-            size_t m = g->nodes[nd->inputs[j]].numel;
-            memcpy(dst, a->in[j] + (size_t)b * m, m * sizeof(float));
-            dst += m;
-        }
-    }
+    return nd->numel * (size_t)batch;
 }
 
 static void dropout_forward(const kiln_node *nd, const kiln_fwd_args *a)
@@ -65,6 +49,15 @@ static void dropout_forward(const kiln_node *nd, const kiln_fwd_args *a)
 void kiln_node_forward(const kiln_graph_t *g, int id, const kiln_fwd_args *a)
 {
     const kiln_node *nd = &g->nodes[id];
+    const kiln_op_def *def = kiln_op_def_of(nd->op);
+    if (def->forward)
+        def->forward(g, nd, a);
+    if (nd->op == KILN_OP_ADD && nd->a.act != KILN_OP_INPUT)   /* the one N-d op that carries act= */
+        kiln_activation_forward(nd->a.act, nd->a.alpha, a->out, a->out, nd->numel * (size_t)a->batch);
+}
+
+void kiln_forward_legacy(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+{
     const kiln_node *in = nd->n_inputs ? &g->nodes[nd->inputs[0]] : NULL;
     size_t n = nd->numel * (size_t)a->batch;
     switch (nd->op) {
@@ -91,9 +84,6 @@ void kiln_node_forward(const kiln_graph_t *g, int id, const kiln_fwd_args *a)
     case KILN_OP_RELU: case KILN_OP_LEAKY_RELU: case KILN_OP_SIGMOID: case KILN_OP_TANH: case KILN_OP_GELU:
         kiln_activation_forward(nd->op, nd->a.alpha, a->in[0], a->out, n);
         break;
-    case KILN_OP_SOFTMAX:
-        kiln_softmax_forward(nd, a->in[0], a->batch, a->out);
-        break;
     case KILN_OP_BATCHNORM:
         kiln_batchnorm_forward(g, nd, a->in[0], a->batch, a->out, a->training, a->save);
         break;
@@ -103,12 +93,6 @@ void kiln_node_forward(const kiln_graph_t *g, int id, const kiln_fwd_args *a)
     case KILN_OP_FLATTEN:
         if (a->out != a->in[0])
             memcpy(a->out, a->in[0], n * sizeof(float));
-        break;
-    case KILN_OP_ADD:
-        add_forward(nd, a);
-        break;
-    case KILN_OP_CONCAT:
-        concat_forward(g, nd, a);
         break;
     default:
         break;

@@ -2,15 +2,16 @@
 #ifndef KILN_OPS_OPS_H
 #define KILN_OPS_OPS_H
 
-#include <omp.h>
+#include "core/omp_compat.h"
 #include <stdint.h>
 #include "core/graph.h"
 #include "core/rng.h"
 
 /* What one node's forward pass reads and writes. Training fills the save fields, which the
  * backward pass reads; inference leaves them NULL. */
-typedef struct {
-    int batch;
+typedef struct kiln_fwd_args {
+    int batch;                          /* examples of a batched node; 1 for an unbatched one */
+    int in_batch[KILN_MAX_INPUTS];      /* examples each input holds (batch, or 1 if unbatched) */
     bool training;                      /* batch statistics for batchnorm, active dropout */
     const float *in[KILN_MAX_INPUTS];   /* input activations, batch-major */
     float *out;                         /* output activation, batch x numel */
@@ -30,6 +31,50 @@ size_t kiln_node_work_floats(const kiln_graph_t *g, int id, int threads);
 size_t kiln_node_save_floats(const kiln_graph_t *g, int id, int batch);
 /* Runs one node forward. Training-mode batchnorm updates the graph's running statistics. */
 void kiln_node_forward(const kiln_graph_t *g, int id, const kiln_fwd_args *a);
+
+/* Forward kernels of the op table (src/core/op_table.c), one signature for all. */
+void kiln_forward_legacy(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_softmax_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_binary_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_concat_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_linear_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_matmul_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_norm_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_transpose_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_slice_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_activation_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_embedding_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_attention_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_reduce_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_upsample_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_conv_transpose_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_pad_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+/* Where output coordinate o of an upsample along an axis of `in` -> `out` samples: nearest
+ * (PyTorch's floor(o * in / out)) into *i0 with weight 1, or bilinear (align_corners false:
+ * the centre (o + 0.5) in / out - 0.5, clamped at 0) between *i0 and *i1 with weight *w1 on i1. */
+void kiln_upsample_coord(int mode, int o, int in, int out, int *i0, int *i1, float *w1);
+/* Saved floats: batchnorm's mean and inverse std, dropout's mask, a norm's per-row statistics
+ * (layernorm: mean and rstd; rmsnorm: rstd), attention's probabilities. */
+size_t kiln_batchnorm_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch);
+size_t kiln_dropout_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch);
+size_t kiln_norm_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch);
+size_t kiln_attention_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch);
+/* One head of attention for one example, by direct loops (small heads: no GEMM call overhead):
+ * P (t x s) = softmax(Q K^T / sqrt(dh)) with a causal mask if asked, out = P V (row stride
+ * ldo); kt holds dh x s floats of work (the scaled K^T). */
+void kiln_attention_head_forward(const float *q, const float *k, const float *v, int ldq, int ldk, int ldv, int t,
+                                 int s, int dh, bool causal, float *kt, float *p, float *out, int ldo);
+/* row[0..n) = q . K_j for the keys j < n, from kt: K^T (dh rows of sp >= n floats, padded to a
+ * multiple of 64 with zeros). */
+void kiln_attention_scores_row(const float *q, const float *kt, int dh, int sp, int n, float *row);
+/* out[0..dh) (+)= sum over j < n of w[j] v_j (rows of v ldv apart). */
+void kiln_attention_weighted_rows(const float *w, int n, const float *v, int ldv, int dh, float *out, bool add);
+/* Floats of kiln_attention_head_forward's work space (dh x keys rounded up to 64). */
+size_t kiln_attention_head_work_floats(const kiln_graph_t *g, const kiln_node *nd);
+/* Attention's work space: one block of scores (or one K^T) per thread. */
+size_t kiln_attention_work_floats(const kiln_graph_t *g, const kiln_node *nd, int batch, int threads);
+/* A softmax-like op's (outer, n, inner) split of its per-example shape around its axis. */
+void kiln_axis_split(const kiln_node *nd, int axis, size_t *outer, int *n, size_t *inner);
 
 /* This thread's index inside a parallel region (0 outside). */
 static inline int kiln_thread_id(void) { return omp_get_thread_num(); }
@@ -63,10 +108,9 @@ void kiln_conv2d_pool_forward(const kiln_graph_t *g, const kiln_node *nd, const 
 void kiln_avgpool_forward(const kiln_node *nd, const kiln_node *in, const float *x, int batch, float *y);
 /* Mean over each channel plane. */
 void kiln_global_avgpool_forward(const kiln_node *in, const float *x, int batch, float *y);
-/* Elementwise activations (relu, leaky_relu, sigmoid, tanh, gelu) over n values. */
+/* Elementwise activations (relu, leaky_relu, sigmoid, tanh, gelu, silu, hard_swish, relu6) over
+ * n values. */
 void kiln_activation_forward(kiln_op op, float alpha, const float *x, float *y, size_t n);
-/* Softmax over channels at each position. */
-void kiln_softmax_forward(const kiln_node *nd, const float *x, int batch, float *y);
 /* Batchnorm; training uses batch statistics, stores mean/inv-std in save and updates running stats. */
 void kiln_batchnorm_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch,
                             float *y, bool training, float *save);

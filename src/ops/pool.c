@@ -87,7 +87,7 @@ void kiln_maxpool_forward(const kiln_node *nd, const kiln_node *in, const float 
                           float *y, int32_t *argmax)
 {
     const kiln_attrs *a = &nd->a;
-    int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
+    int c = in->dims[0], h = in->dims[1], w = in->dims[2], ho = nd->dims[1], wo = nd->dims[2];
     int planes = batch * c;
     if (a->kernel[0] == 2 && a->kernel[1] == 2 && a->stride[0] == 2 && a->stride[1] == 2 && a->pad[0] == 0 &&
         a->pad[1] == 0) {
@@ -139,7 +139,7 @@ void kiln_maxpool_forward(const kiln_node *nd, const kiln_node *in, const float 
 void kiln_avgpool_forward(const kiln_node *nd, const kiln_node *in, const float *x, int batch, float *y)
 {
     const kiln_attrs *a = &nd->a;
-    int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
+    int c = in->dims[0], h = in->dims[1], w = in->dims[2], ho = nd->dims[1], wo = nd->dims[2];
     int planes = batch * c;
     float inv = 1.0f / (float)(a->kernel[0] * a->kernel[1]);
     #pragma omp parallel for schedule(static) if ((size_t)planes * h * w > 32768)
@@ -168,8 +168,8 @@ void kiln_avgpool_forward(const kiln_node *nd, const kiln_node *in, const float 
 
 void kiln_global_avgpool_forward(const kiln_node *in, const float *x, int batch, float *y)
 {
-    size_t hw = (size_t)in->shape[1] * in->shape[2];
-    int planes = batch * in->shape[0];
+    size_t hw = (size_t)in->dims[1] * in->dims[2];
+    int planes = batch * in->dims[0];
     for (int pl = 0; pl < planes; pl++) {
         const float *src = x + (size_t)pl * hw;
         float s = 0.0f;

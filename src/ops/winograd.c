@@ -44,16 +44,16 @@ static wg_geom geom_finish(wg_geom s)
 
 static wg_geom geom_of(const kiln_node *nd, const kiln_node *in)
 {
-    return geom_finish((wg_geom){.cin = in->shape[0], .cout = nd->shape[0], .h = in->shape[1], .w = in->shape[2],
-                                 .ho = nd->shape[1], .wo = nd->shape[2], .py = nd->a.pad[0], .px = nd->a.pad[1]});
+    return geom_finish((wg_geom){.cin = in->dims[0], .cout = nd->dims[0], .h = in->dims[1], .w = in->dims[2],
+                                 .ho = nd->dims[1], .wo = nd->dims[2], .py = nd->a.pad[0], .px = nd->a.pad[1]});
 }
 
 /* The input gradient of nd as a convolution: dy (cout, ho, wo) correlated with the kernel
  * rotated by 180 degrees, channels swapped, padding 2 - pad, gives dx (cin, h, w). */
 static wg_geom dx_geom_of(const kiln_node *nd, const kiln_node *in)
 {
-    return geom_finish((wg_geom){.cin = nd->shape[0], .cout = in->shape[0], .h = nd->shape[1], .w = nd->shape[2],
-                                 .ho = in->shape[1], .wo = in->shape[2], .py = 2 - nd->a.pad[0],
+    return geom_finish((wg_geom){.cin = nd->dims[0], .cout = in->dims[0], .h = nd->dims[1], .w = nd->dims[2],
+                                 .ho = in->dims[1], .wo = in->dims[2], .py = 2 - nd->a.pad[0],
                                  .px = 2 - nd->a.pad[1]});
 }
 
@@ -62,12 +62,12 @@ bool kiln_winograd_applies(const kiln_node *nd, const kiln_node *in)
     const kiln_attrs *a = &nd->a;
     return nd->op == KILN_OP_CONV2D && a->kernel[0] == 3 && a->kernel[1] == 3 && a->stride[0] == 1 &&
            a->stride[1] == 1 && a->dilation[0] == 1 && a->dilation[1] == 1 && a->groups == 1 &&
-           in->shape[0] >= KILN_WINOGRAD_MIN_CIN && kiln_f32_avx512();
+           in->dims[0] >= KILN_WINOGRAD_MIN_CIN && kiln_f32_avx512();
 }
 
 bool kiln_winograd_dx_applies(const kiln_node *nd, const kiln_node *in)
 {
-    return kiln_winograd_applies(nd, in) && nd->shape[0] >= KILN_WINOGRAD_MIN_CIN && nd->a.pad[0] <= 2 &&
+    return kiln_winograd_applies(nd, in) && nd->dims[0] >= KILN_WINOGRAD_MIN_CIN && nd->a.pad[0] <= 2 &&
            nd->a.pad[1] <= 2;
 }
 

@@ -1,35 +1,13 @@
 /* Elementwise activation, softmax and dropout backward. */
 #include <math.h>
+#include "ops/fastmath.h"
 #include "train/backward.h"
-
-static void softmax_backward(const kiln_node *nd, const kiln_bwd_args *a)
-{
-    int c = nd->shape[0];
-    size_t p = (size_t)nd->shape[1] * nd->shape[2];
-    for (int b = 0; b < a->batch; b++) {
-        const float *y = a->out + (size_t)b * c * p, *dy = a->dy + (size_t)b * c * p;
-        float *dx = a->dx[0] + (size_t)b * c * p;
-        for (size_t s = 0; s < p; s++) {
-            float dot = 0.0f;
-            for (int k = 0; k < c; k++)
-                dot += dy[k * p + s] * y[k * p + s];
-            for (int k = 0; k < c; k++) {
-                float v = y[k * p + s] * (dy[k * p + s] - dot);
-                dx[k * p + s] = a->acc[0] ? dx[k * p + s] + v : v;
-            }
-        }
-    }
-}
 
 void kiln_activation_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a)
 {
     float *dx = a->dx[0];
     if (!dx)
         return;
-    if (nd->op == KILN_OP_SOFTMAX) {
-        softmax_backward(nd, a);
-        return;
-    }
     size_t n = nd->numel * (size_t)a->batch;
     const float *x = a->in[0], *y = a->out, *dy = a->dy;
     const float *mask = a->save;
@@ -56,11 +34,26 @@ void kiln_activation_backward(const kiln_graph_t *g, const kiln_node *nd, const 
             STORE(dy[i] * (1.0f - y[i] * y[i]));
         break;
     case KILN_OP_GELU:
+        #pragma omp parallel for simd schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) {
-            float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));
-            float pdf = 0.39894228040143268f * expf(-0.5f * x[i] * x[i]);
+            float cdf = 0.5f * (1.0f + kiln_erf(x[i] * 0.70710678118654752f));
+            float pdf = 0.39894228040143268f * kiln_exp(-0.5f * x[i] * x[i]);
             STORE(dy[i] * (cdf + x[i] * pdf));
         }
+        break;
+    case KILN_OP_SILU:
+        for (size_t i = 0; i < n; i++) {
+            float sg = 1.0f / (1.0f + kiln_exp(-x[i]));
+            STORE(dy[i] * sg * (1.0f + x[i] * (1.0f - sg)));
+        }
+        break;
+    case KILN_OP_HARD_SWISH:   /* x (x + 3) / 6 inside [-3, 3] */
+        for (size_t i = 0; i < n; i++)
+            STORE(x[i] <= -3.0f ? 0.0f : x[i] >= 3.0f ? dy[i] : dy[i] * (2.0f * x[i] + 3.0f) * (1.0f / 6.0f));
+        break;
+    case KILN_OP_RELU6:
+        for (size_t i = 0; i < n; i++)
+            STORE(x[i] > 0.0f && x[i] < 6.0f ? dy[i] : 0.0f);
         break;
     case KILN_OP_DROPOUT:
         for (size_t i = 0; i < n; i++)

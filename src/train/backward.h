@@ -7,7 +7,8 @@
 
 /* What one node's backward reads and writes. */
 typedef struct {
-    int batch;
+    int batch;                          /* examples of a batched node; 1 for an unbatched one */
+    int in_batch[KILN_MAX_INPUTS];      /* examples each input holds (batch, or 1 if unbatched) */
     const float *in[KILN_MAX_INPUTS];   /* forward inputs */
     const float *out;                   /* forward output */
     const float *dy;                    /* gradient of the output */
@@ -22,8 +23,8 @@ typedef struct {
                                          * pooled value is positive (the relu's backward) */
 } kiln_bwd_args;
 
-/* Floats of temporary space a node's backward needs. */
-size_t kiln_node_backward_work_floats(const kiln_graph_t *g, int id, int threads);
+/* Floats of temporary space a node's backward needs at this batch. */
+size_t kiln_node_backward_work_floats(const kiln_graph_t *g, int id, int batch, int threads);
 /* Runs one node backward. */
 void kiln_node_backward(const kiln_graph_t *g, int id, const kiln_bwd_args *a);
 
@@ -37,8 +38,31 @@ void kiln_conv2d_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln
 size_t kiln_conv2d_backward_work_floats(const kiln_graph_t *g, const kiln_node *nd, int threads);
 /* Pooling backward (max, average, global average). */
 void kiln_pool_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
-/* Elementwise activations and softmax backward. */
+/* Elementwise activations and dropout backward. */
 void kiln_activation_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+/* The N-d ops' backward (src/train/tensor_backward.c, norm_backward.c, matmul_backward.c,
+ * attention_backward.c), one signature for all. */
+void kiln_softmax_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_binary_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_concat_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_transpose_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_slice_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_reduce_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_embedding_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_param_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_norm_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_linear_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_matmul_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_attention_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_upsample_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_pad_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+void kiln_conv_transpose_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+/* Work space of layer/RMS norm backward: each thread's dw and db. */
+size_t kiln_norm_backward_work_floats(const kiln_node *nd, int threads);
+/* Work space of mul/div backward (the other operand broadcast: batch x numel). */
+size_t kiln_binary_backward_work_floats(const kiln_graph_t *g, const kiln_node *nd, int batch);
+/* Work space of attention backward: one probability gradient (queries x keys) per thread. */
+size_t kiln_attention_backward_work_floats(const kiln_graph_t *g, const kiln_node *nd, int threads);
 /* Batchnorm backward in training mode (batch statistics). */
 void kiln_batchnorm_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
 

@@ -3,8 +3,8 @@
 
 void kiln_batchnorm_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a)
 {
-    int c = nd->shape[0], batch = a->batch;
-    size_t p = (size_t)nd->shape[1] * nd->shape[2];
+    int c = nd->dims[0], batch = a->batch;
+    size_t p = (size_t)nd->dims[1] * nd->dims[2];
     double count = (double)batch * p;
     const float *gamma = kiln_node_tensor(g, nd, 0), *mean = a->save, *invstd = a->save + c;
     float *dgamma = a->dparams + nd->params[0].offset, *dbeta = a->dparams + nd->params[1].offset;

@@ -28,7 +28,7 @@ __attribute__((target("avx512f"))) static void add_row_avx512(float *d, const fl
 __attribute__((target("avx512f"))) static void col2im_narrow_avx512(const kiln_node *nd, const kiln_node *in,
                                                                    const float *col, float *dx)
 {
-    const int c = in->shape[0], h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
+    const int c = in->dims[0], h = in->dims[1], w = in->dims[2], ho = nd->dims[1], wo = nd->dims[2];
     const int kh = nd->a.kernel[0], kw = nd->a.kernel[1], py = nd->a.pad[0], px = nd->a.pad[1];
     const size_t p = (size_t)ho * wo;
     const __mmask16 wm = (__mmask16)((1u << w) - 1);
@@ -76,8 +76,8 @@ static float sum_floats(const float *x, int n)
 static void col2im(const kiln_node *nd, const kiln_node *in, const float *col, float *dx)
 {
     const kiln_attrs *a = &nd->a;
-    int c = in->shape[0], h = in->shape[1], w = in->shape[2];
-    int ho = nd->shape[1], wo = nd->shape[2], kh = a->kernel[0], kw = a->kernel[1];
+    int c = in->dims[0], h = in->dims[1], w = in->dims[2];
+    int ho = nd->dims[1], wo = nd->dims[2], kh = a->kernel[0], kw = a->kernel[1];
     int sw = a->stride[1];
     size_t p = (size_t)ho * wo;
 #ifndef KILN_GENERIC_ONLY
@@ -122,7 +122,7 @@ static void col2im(const kiln_node *nd, const kiln_node *in, const float *col, f
 static size_t part_floats(const kiln_node *nd, const kiln_node *in, bool wino)
 {
     size_t col = kiln_conv2d_col_floats(nd), ww = wino ? kiln_winograd_dx_work_floats(nd, in) : 0;
-    return nd->params[0].numel + (size_t)nd->shape[0] + (col > ww ? col : ww);
+    return nd->params[0].numel + (size_t)nd->dims[0] + (col > ww ? col : ww);
 }
 
 size_t kiln_conv2d_backward_work_floats(const kiln_graph_t *g, const kiln_node *nd, int threads)
@@ -135,9 +135,9 @@ size_t kiln_conv2d_backward_work_floats(const kiln_graph_t *g, const kiln_node *
 void kiln_conv2d_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a)
 {
     const kiln_node *in = &g->nodes[nd->inputs[0]];
-    int groups = nd->a.groups, cout = nd->shape[0], cg = cout / groups, batch = a->batch;
+    int groups = nd->a.groups, cout = nd->dims[0], cg = cout / groups, batch = a->batch;
     int kg = nd->params[0].dims[1] * nd->a.kernel[0] * nd->a.kernel[1];
-    int p = nd->shape[1] * nd->shape[2];
+    int p = nd->dims[1] * nd->dims[2];
     /* the input gradient by Winograd where it applies (its kernel transformed once per batch,
      * after the per-thread parts), else by GEMM into the column matrix and col2im */
     bool wino = a->dx[0] && kiln_winograd_dx_applies(nd, in);

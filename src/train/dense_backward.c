@@ -5,7 +5,7 @@
 
 void kiln_dense_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a)
 {
-    int in_f = nd->params[0].dims[1], out_f = nd->shape[0], b = a->batch;
+    int in_f = nd->params[0].dims[1], out_f = nd->params[0].dims[0], b = a->batch;   /* b: rows */
     const float *w = kiln_node_tensor(g, nd, 0);
     float *dw = a->dparams + nd->params[0].offset;
     /* dW (out, in) = dY^T (out, batch) * X (batch, in) */

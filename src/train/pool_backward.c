@@ -55,8 +55,8 @@ __attribute__((target("avx512f"))) static void pool2x2_back_plane(float *dx, con
 
 static void maxpool_backward(const kiln_node *nd, const kiln_node *in, const kiln_bwd_args *a)
 {
-    size_t hw = (size_t)in->shape[1] * in->shape[2], p = (size_t)nd->shape[1] * nd->shape[2];
-    int planes = a->batch * in->shape[0];
+    size_t hw = (size_t)in->dims[1] * in->dims[2], p = (size_t)nd->dims[1] * nd->dims[2];
+    int planes = a->batch * in->dims[0];
 #ifndef KILN_GENERIC_ONLY
     const kiln_attrs *at = &nd->a;
     bool fast = at->kernel[0] == 2 && at->kernel[1] == 2 && at->stride[0] == 2 && at->stride[1] == 2 &&
@@ -69,10 +69,10 @@ static void maxpool_backward(const kiln_node *nd, const kiln_node *in, const kil
         const int32_t *am = a->argmax + (size_t)pl * p;
 #ifndef KILN_GENERIC_ONLY
         if (fast) {
-            if (!a->acc[0] && (in->shape[1] % 2 || in->shape[2] % 2))   /* a last odd row/column gets nothing */
+            if (!a->acc[0] && (in->dims[1] % 2 || in->dims[2] % 2))   /* a last odd row/column gets nothing */
                 memset(dx, 0, hw * sizeof(float));
-            pool2x2_back_plane(dx, dy, am, a->relu_mask ? a->out + (size_t)pl * p : NULL, in->shape[2], nd->shape[1],
-                               nd->shape[2], a->acc[0] || in->shape[1] % 2 || in->shape[2] % 2);
+            pool2x2_back_plane(dx, dy, am, a->relu_mask ? a->out + (size_t)pl * p : NULL, in->dims[2], nd->dims[1],
+                               nd->dims[2], a->acc[0] || in->dims[1] % 2 || in->dims[2] % 2);
             continue;
         }
 #endif
@@ -94,8 +94,8 @@ static void maxpool_backward(const kiln_node *nd, const kiln_node *in, const kil
 static void avgpool_backward(const kiln_node *nd, const kiln_node *in, const kiln_bwd_args *a)
 {
     const kiln_attrs *at = &nd->a;
-    int h = in->shape[1], w = in->shape[2], ho = nd->shape[1], wo = nd->shape[2];
-    int planes = a->batch * in->shape[0];
+    int h = in->dims[1], w = in->dims[2], ho = nd->dims[1], wo = nd->dims[2];
+    int planes = a->batch * in->dims[0];
     float inv = 1.0f / (float)(at->kernel[0] * at->kernel[1]);
     #pragma omp parallel for schedule(static) if ((size_t)planes * h * w > 32768)
     for (int pl = 0; pl < planes; pl++) {
@@ -124,8 +124,8 @@ static void avgpool_backward(const kiln_node *nd, const kiln_node *in, const kil
 
 static void global_avgpool_backward(const kiln_node *in, const kiln_bwd_args *a)
 {
-    size_t hw = (size_t)in->shape[1] * in->shape[2];
-    int planes = a->batch * in->shape[0];
+    size_t hw = (size_t)in->dims[1] * in->dims[2];
+    int planes = a->batch * in->dims[0];
     for (int pl = 0; pl < planes; pl++) {
         float gv = a->dy[pl] / (float)hw, *dx = a->dx[0] + (size_t)pl * hw;
         for (size_t i = 0; i < hw; i++)

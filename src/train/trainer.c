@@ -22,8 +22,10 @@ typedef struct {
     const kiln_train_config *cfg;
     kiln_tape_t *tape;
     kiln_optim_t *opt;
-    int classes, B;
-    size_t numel;
+    int classes, B;                /* classes: the output's last axis */
+    size_t numel, tnumel;          /* input values and targets per example (4 bytes each) */
+    int out;                       /* the output node */
+    kiln_loss_spec ls;             /* the loss on it */
     int64_t spe, total;
     float *x, *tmp, *dlogits, *each, *xs, *logits;
     int *y, *perm, *ys;
@@ -110,9 +112,16 @@ static kiln_status train_batch(trainer *t, const float *x, const int *y, const i
 {
     kiln_train_counters *c = &t->s.c;
     double t0 = now_s();
-    const float *logits = kiln_tape_forward(t->tape, x, b, true);
-    int correct;
-    float loss = kiln_loss_softmax_ce(logits, y, b, t->classes, t->dlogits, &correct);
+    const void *in[1] = {x};
+    kiln_status st = kiln_tape_run(t->tape, in, b, true);
+    if (st != KILN_OK)
+        return st;
+    const float *logits = kiln_tape_output(t->tape, 0);
+    kiln_loss_stats ls;
+    if (kiln_loss_eval(&t->ls, t->g, t->out, b, logits, y, NULL, t->dlogits, &ls) != KILN_OK && isfinite(ls.loss))
+        return KILN_ERR_ARG;
+    float loss = (float)ls.loss;
+    int64_t correct = ls.correct;
     if (t->selective && epoch == 0) {
         kiln_loss_softmax_ce_each(logits, y, b, t->classes, t->each);
         for (int i = 0; i < b; i++) {
@@ -349,10 +358,19 @@ static kiln_status trainer_init(trainer *t, kiln_graph_t *g, const kiln_dataset 
     t->train = train;
     t->cfg = cfg;
     t->B = cfg->batch;
-    t->numel = g->nodes[0].numel;
-    t->classes = (int)g->nodes[g->n - 1].numel;
+    int in;
+    kiln_graph_inputs(g, &in);
+    kiln_graph_outputs(g, &t->out);
+    const kiln_node *o = &g->nodes[t->out];
+    t->numel = g->nodes[in].numel;
+    t->classes = o->rank ? o->dims[o->rank - 1] : 1;
+    bool class_targets = train->target.numel == 0 || train->target.gathered == KILN_DT_I32;
+    t->tnumel = class_targets ? o->numel / (size_t)t->classes : o->numel;
+    t->ls = (kiln_loss_spec){.kind = class_targets ? KILN_LOSS_CE : cfg->loss == KILN_LOSS_CE ? KILN_LOSS_MSE : cfg->loss,
+                             .axis = -1, .ignore_index = -100,
+                             .delta = cfg->huber_delta};
     t->spe = (train->n + t->B - 1) / t->B;
-    t->total = t->spe * cfg->epochs;
+    t->total = cfg->steps > 0 ? cfg->steps : t->spe * cfg->epochs;
     t->selective = cfg->selective.enabled;
     t->scorer_version = -1;
     size_t B = (size_t)t->B;
@@ -360,10 +378,10 @@ static kiln_status trainer_init(trainer *t, kiln_graph_t *g, const kiln_dataset 
     t->opt = kiln_optim_create(&cfg->opt, g->n_params);
     t->x = malloc(B * t->numel * sizeof(float));
     t->tmp = malloc(t->numel * sizeof(float));
-    t->dlogits = malloc(B * (size_t)t->classes * sizeof(float));
+    t->dlogits = malloc(B * o->numel * sizeof(float));
     t->each = malloc(B * sizeof(float));
     t->perm = malloc((size_t)train->n * sizeof(int));
-    t->y = malloc(B * sizeof(int));
+    t->y = malloc(B * t->tnumel * sizeof(int));
     if (!t->tape || !t->opt || !t->x || !t->tmp || !t->dlogits || !t->each || !t->perm || !t->y)
         return kiln_error(KILN_ERR_NOMEM, "out of memory setting up training");
     if (!t->selective)
@@ -415,16 +433,23 @@ static void trainer_free(trainer *t)
 kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_dataset *test,
                        const kiln_train_config *cfg, kiln_train_result *res)
 {
-    const kiln_node *in = &g->nodes[0];
     int B = cfg->batch;
     if (B < 1 || cfg->epochs < 1)
         return kiln_error(KILN_ERR_ARG, "batch (%d) and epochs (%d) must be positive", B, cfg->epochs);
-    if (in->numel != (size_t)train->c * train->h * train->w)
-        return kiln_error(KILN_ERR_SHAPE, "model input %dx%dx%d does not match the images %dx%dx%d",
-                          in->shape[0], in->shape[1], in->shape[2], train->c, train->h, train->w);
-    if ((int)g->nodes[g->n - 1].numel < train->n_classes)
-        return kiln_error(KILN_ERR_SHAPE, "model output has %zu values, the dataset %d classes",
-                          g->nodes[g->n - 1].numel, train->n_classes);
+    kiln_status fit = kiln_dataset_check_model(train, g);
+    if (fit != KILN_OK || (test && test->n > 0 && (fit = kiln_dataset_check_model(test, g)) != KILN_OK))
+        return fit;
+    int in_id;
+    kiln_graph_inputs(g, &in_id);
+    const kiln_node *in = &g->nodes[in_id];
+    bool classic = in->dtype == KILN_DT_F32 && kiln_graph_numel(g, kiln_graph_output(g)) ==
+                   (size_t)g->nodes[kiln_graph_output(g)].dims[g->nodes[kiln_graph_output(g)].rank - 1] &&
+                   (train->target.numel <= 1) && (train->target.numel == 0 || train->target.gathered == KILN_DT_I32);
+    if (cfg->selective.enabled && !classic)
+        return kiln_error(KILN_ERR_ARG, "selective backprop scores one class per example: it needs an f32 input and "
+                          "a vector of logits");
+    if ((cfg->crop_pad || cfg->flip) && (in->rank != 3 || in->dtype != KILN_DT_F32))
+        return kiln_error(KILN_ERR_ARG, "--crop and --flip need image inputs (c, h, w)");
     if (cfg->selective.enabled && (cfg->selective.history < 0 || cfg->selective.stale < 0))
         return kiln_error(KILN_ERR_ARG, "selective backprop: history (%d) and stale (%d) must not be negative",
                           cfg->selective.history, cfg->selective.stale);
@@ -460,9 +485,10 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
     }
     double t0 = now_s(), eval_s = 0;   /* eval_s: evaluation time since t0, not training */
     int64_t start_step = s->global_step, last_ckpt = s->global_step;
-    kiln_progress p = {.epochs = cfg->epochs, .steps_per_epoch = spe, .total_steps = total};
+    int epochs = (int)((total + spe - 1) / spe);   /* --steps may end inside an epoch */
+    kiln_progress p = {.epochs = epochs, .steps_per_epoch = spe, .total_steps = total};
     t.lr = kiln_optim_lr(t.opt, s->global_step, total);
-    for (int epoch = (int)(s->global_step / spe); epoch < cfg->epochs; epoch++) {
+    for (int epoch = (int)(s->global_step / spe); epoch < epochs; epoch++) {
         kiln_rng shuf;
         kiln_rng_seed(&shuf, cfg->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)epoch);
         for (int i = 0; i < train->n; i++)
@@ -471,14 +497,15 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
         for (int64_t step = s->global_step % spe; step < spe; step++) {
             int b = (int)(train->n - step * B < B ? train->n - step * B : B);
             const int *idx = t.perm + step * B;
-            kiln_dataset_gather(train, idx, b, t.x, t.y);
+            if ((st = kiln_dataset_gather_typed(train, idx, b, t.x, t.y)) != KILN_OK)
+                goto done;
             if (cfg->crop_pad || cfg->flip) {
                 kiln_rng aug;
                 kiln_rng_seed(&aug, (cfg->seed << 20) ^ (uint64_t)s->global_step ^ 0xa5a5a5a5ULL);
                 kiln_augment(t.x, b, train->c, train->h, train->w, cfg->crop_pad, cfg->flip, &aug, t.tmp);
             }
             s->c.examples += b;
-            p.epoch_end = step + 1 == spe;
+            p.epoch_end = step + 1 == spe || s->global_step + 1 == total;
             if (!t.selective || epoch == 0) {
                 s->c.selected += t.selective ? b : 0;
                 st = train_batch(&t, t.x, t.y, idx, b, epoch);
@@ -498,7 +525,7 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
             p.step = step + 1;
             p.global_step = s->global_step;
             p.loss = s->seen ? (float)(s->loss_sum / s->seen) : NAN;
-            p.accuracy = s->seen ? (float)s->correct / (float)s->seen : NAN;
+            p.accuracy = s->seen && t.ls.kind == KILN_LOSS_CE ? (float)s->correct / (float)(s->seen * t.tnumel) : NAN;
             p.lr = t.lr;
             p.elapsed_s = s->elapsed + el;
             p.images_per_s = el > 0 ? (double)(s->global_step - start_step) * B / el : 0;
@@ -512,7 +539,7 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
             if (p.epoch_end) {
                 p.test_loss = p.test_accuracy = NAN;
                 double te = now_s();
-                if (test) {
+                if (test && test->n > 0) {
                     kiln_model_t *m = kiln_model_create(g, true);
                     st = m ? kiln_evaluate(m, test, 500, &p.test_loss, &p.test_accuracy) : KILN_ERR_NOMEM;
                     kiln_model_free(m);
@@ -531,7 +558,8 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
             }
             if (p.epoch_end || s->global_step % 100 == 0) {
                 write_metrics(metrics, &p, t.win_seen ? t.win_loss / t.win_seen : NAN,
-                              t.win_seen ? (double)t.win_correct / t.win_seen : NAN);
+                              t.win_seen && t.ls.kind == KILN_LOSS_CE ? (double)t.win_correct / (double)(t.win_seen * t.tnumel)
+                                                                      : NAN);
                 t.win_loss = 0;
                 t.win_correct = t.win_seen = 0;
             }
@@ -548,7 +576,7 @@ kiln_status kiln_train(kiln_graph_t *g, const kiln_dataset *train, const kiln_da
                     goto done;
                 last_ckpt = s->global_step;
             }
-            if (cfg->stop_after_steps > 0 && s->global_step >= cfg->stop_after_steps)
+            if ((cfg->stop_after_steps > 0 && s->global_step >= cfg->stop_after_steps) || s->global_step >= total)
                 goto finish;
         }
     }

@@ -1,0 +1,63 @@
+/* The op table: one record per op. A new op is one enum value, one record here, its shape
+ * inference (src/core/shape.c), its forward kernel (src/ops) and its backward (src/train). */
+#include "core/op_table.h"
+#include "ops/ops.h"
+
+#define LEGACY(nm, lo, hi, mem) {nm, lo, hi, mem, kiln_infer_legacy, kiln_forward_legacy, NULL, NULL}
+
+static const kiln_op_def defs[] = {
+    [KILN_OP_INPUT] = {"input", 0, 0, KILN_MEM_OWN, NULL, NULL, NULL, NULL},
+    [KILN_OP_DENSE] = LEGACY("dense", 1, 1, KILN_MEM_OWN),
+    [KILN_OP_CONV2D] = LEGACY("conv2d", 1, 1, KILN_MEM_OWN),
+    [KILN_OP_MAXPOOL2D] = LEGACY("maxpool2d", 1, 1, KILN_MEM_OWN),
+    [KILN_OP_AVGPOOL2D] = LEGACY("avgpool2d", 1, 1, KILN_MEM_OWN),
+    [KILN_OP_GLOBAL_AVGPOOL] = LEGACY("global_avgpool", 1, 1, KILN_MEM_OWN),
+    [KILN_OP_RELU] = LEGACY("relu", 1, 1, KILN_MEM_IN_PLACE),
+    [KILN_OP_LEAKY_RELU] = LEGACY("leaky_relu", 1, 1, KILN_MEM_IN_PLACE),
+    [KILN_OP_SIGMOID] = LEGACY("sigmoid", 1, 1, KILN_MEM_IN_PLACE),
+    [KILN_OP_TANH] = LEGACY("tanh", 1, 1, KILN_MEM_IN_PLACE),
+    [KILN_OP_GELU] = LEGACY("gelu", 1, 1, KILN_MEM_IN_PLACE),
+    [KILN_OP_SOFTMAX] = {"softmax", 1, 1, KILN_MEM_IN_PLACE, kiln_infer_softmax, kiln_softmax_fwd, NULL, NULL},
+    [KILN_OP_BATCHNORM] = {"batchnorm", 1, 1, KILN_MEM_IN_PLACE, kiln_infer_legacy, kiln_forward_legacy,
+                           kiln_batchnorm_save_floats, NULL},
+    [KILN_OP_DROPOUT] = {"dropout", 1, 1, KILN_MEM_IN_PLACE, kiln_infer_legacy, kiln_forward_legacy,
+                         kiln_dropout_save_floats, NULL},
+    [KILN_OP_FLATTEN] = LEGACY("flatten", 1, 1, KILN_MEM_VIEW),
+    [KILN_OP_ADD] = {"add", 2, KILN_MAX_INPUTS, KILN_MEM_IN_PLACE, kiln_infer_broadcast, kiln_binary_fwd, NULL, NULL},
+    [KILN_OP_CONCAT] = {"concat", 2, KILN_MAX_INPUTS, KILN_MEM_OWN, kiln_infer_concat, kiln_concat_fwd, NULL, NULL},
+    [KILN_OP_PARAM] = {"param", 0, 0, KILN_MEM_OWN, kiln_infer_param, NULL, NULL, NULL},
+    [KILN_OP_LINEAR] = {"linear", 1, 1, KILN_MEM_OWN, kiln_infer_linear, kiln_linear_fwd, NULL, NULL},
+    [KILN_OP_MATMUL] = {"matmul", 2, 2, KILN_MEM_OWN, kiln_infer_matmul, kiln_matmul_fwd, NULL, NULL},
+    [KILN_OP_LAYERNORM] = {"layernorm", 1, 1, KILN_MEM_OWN, kiln_infer_norm, kiln_norm_fwd, kiln_norm_save_floats, NULL},
+    [KILN_OP_RMSNORM] = {"rmsnorm", 1, 1, KILN_MEM_OWN, kiln_infer_norm, kiln_norm_fwd, kiln_norm_save_floats, NULL},
+    [KILN_OP_LOG_SOFTMAX] = {"log_softmax", 1, 1, KILN_MEM_IN_PLACE, kiln_infer_softmax, kiln_softmax_fwd, NULL, NULL},
+    [KILN_OP_RESHAPE] = {"reshape", 1, 1, KILN_MEM_VIEW, kiln_infer_reshape, NULL, NULL, NULL},
+    [KILN_OP_TRANSPOSE] = {"transpose", 1, 1, KILN_MEM_OWN, kiln_infer_transpose, kiln_transpose_fwd, NULL, NULL},
+    [KILN_OP_SLICE] = {"slice", 1, 1, KILN_MEM_OWN, kiln_infer_slice, kiln_slice_fwd, NULL, NULL},
+    [KILN_OP_SUB] = {"sub", 2, 2, KILN_MEM_IN_PLACE, kiln_infer_broadcast, kiln_binary_fwd, NULL, NULL},
+    [KILN_OP_MUL] = {"mul", 2, 2, KILN_MEM_IN_PLACE, kiln_infer_broadcast, kiln_binary_fwd, NULL, NULL},
+    [KILN_OP_DIV] = {"div", 2, 2, KILN_MEM_IN_PLACE, kiln_infer_broadcast, kiln_binary_fwd, NULL, NULL},
+    [KILN_OP_SILU] = {"silu", 1, 1, KILN_MEM_IN_PLACE, kiln_infer_same, kiln_activation_fwd, NULL, NULL},
+    [KILN_OP_HARD_SWISH] = {"hard_swish", 1, 1, KILN_MEM_IN_PLACE, kiln_infer_same, kiln_activation_fwd, NULL, NULL},
+    [KILN_OP_RELU6] = {"relu6", 1, 1, KILN_MEM_IN_PLACE, kiln_infer_same, kiln_activation_fwd, NULL, NULL},
+    [KILN_OP_EMBEDDING] = {"embedding", 1, 1, KILN_MEM_OWN, kiln_infer_embedding, kiln_embedding_fwd, NULL, NULL},
+    [KILN_OP_ATTENTION] = {"attention", 1, 3, KILN_MEM_OWN, kiln_infer_attention, kiln_attention_fwd,
+                           kiln_attention_save_floats, kiln_attention_work_floats},
+    [KILN_OP_MEAN] = {"mean", 1, 1, KILN_MEM_OWN, kiln_infer_reduce, kiln_reduce_fwd, NULL, NULL},
+    [KILN_OP_SUM] = {"sum", 1, 1, KILN_MEM_OWN, kiln_infer_reduce, kiln_reduce_fwd, NULL, NULL},
+    [KILN_OP_UPSAMPLE] = {"upsample", 1, 1, KILN_MEM_OWN, kiln_infer_upsample, kiln_upsample_fwd, NULL, NULL},
+    [KILN_OP_CONV_TRANSPOSE2D] = {"conv_transpose2d", 1, 1, KILN_MEM_OWN, kiln_infer_conv_transpose,
+                                  kiln_conv_transpose_fwd, NULL, NULL},
+    [KILN_OP_PAD] = {"pad", 1, 1, KILN_MEM_OWN, kiln_infer_pad, kiln_pad_fwd, NULL, NULL},
+};
+_Static_assert(sizeof defs / sizeof defs[0] == KILN_OP_COUNT, "every op needs a record in the op table");
+
+const kiln_op_def *kiln_op_def_of(kiln_op op)
+{
+    return &defs[op];
+}
+
+const char *kiln_op_name(kiln_op op)
+{
+    return (op >= 0 && op < KILN_OP_COUNT) ? defs[op].name : NULL;
+}

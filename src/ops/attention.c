@@ -1,0 +1,234 @@
+/* Multi-head scaled dot-product attention over (tokens, width) tensors, heads side by side in
+ * the width. Training keeps each head's probabilities (batch, heads, queries, keys) for the
+ * backward; inference never holds a whole score matrix: each thread takes a block of queries
+ * and walks the keys a block at a time with an online softmax (running maximum and sum). */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+#include "ops/fastmath.h"
+#include "ops/gemm.h"
+#include "ops/ops.h"
+
+enum { QB = 16, KB = 64 };   /* queries and keys per inference block */
+
+/* Where q, k and v of example b start, and their row strides. */
+typedef struct {
+    const float *q, *k, *v;
+    int ldq, ldk, ldv;
+    int t, s, width, heads, dh;
+} attn_view;
+
+static attn_view view_of(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a, int b)
+{
+    attn_view v;
+    const kiln_node *q = &g->nodes[nd->inputs[0]];
+    v.t = nd->dims[0];
+    v.width = nd->dims[1];
+    v.heads = nd->a.heads;
+    v.dh = v.width / v.heads;
+    if (nd->n_inputs == 1) {
+        const float *base = a->in[0] + (a->in_batch[0] > 1 ? (size_t)b * q->numel : 0);
+        v.q = base;
+        v.k = base + v.width;
+        v.v = base + 2 * v.width;
+        v.ldq = v.ldk = v.ldv = 3 * v.width;
+        v.s = v.t;
+    } else {
+        const kiln_node *k = &g->nodes[nd->inputs[1]];
+        v.q = a->in[0] + (a->in_batch[0] > 1 ? (size_t)b * q->numel : 0);
+        v.k = a->in[1] + (a->in_batch[1] > 1 ? (size_t)b * k->numel : 0);
+        v.v = a->in[2] + (a->in_batch[2] > 1 ? (size_t)b * k->numel : 0);
+        v.ldq = v.ldk = v.ldv = v.width;
+        v.s = k->dims[0];
+    }
+    return v;
+}
+
+size_t kiln_attention_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch)
+{
+    const kiln_node *k = &g->nodes[nd->inputs[nd->n_inputs == 1 ? 0 : 1]];
+    return (size_t)batch * nd->a.heads * nd->dims[0] * k->dims[0];
+}
+
+size_t kiln_attention_work_floats(const kiln_graph_t *g, const kiln_node *nd, int batch, int threads)
+{
+    int dh = nd->dims[1] / nd->a.heads;
+    size_t streamed = QB * KB + QB * (size_t)dh + 2 * QB, saved = kiln_attention_head_work_floats(g, nd);
+    return (size_t)threads * (streamed > saved ? streamed : saved);
+}
+
+size_t kiln_attention_head_work_floats(const kiln_graph_t *g, const kiln_node *nd)
+{
+    const kiln_node *k = &g->nodes[nd->inputs[nd->n_inputs == 1 ? 0 : 1]];
+    return (size_t)(nd->dims[1] / nd->a.heads) * (size_t)((k->dims[0] + 63) / 64 * 64);
+}
+
+/* 16 floats as one value: GCC keeps it in a register (one zmm, or two ymm without AVX-512); the
+ * alignment of 4 lets it load from any float. */
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+
+void kiln_attention_scores_row(const float *q, const float *kt, int dh, int sp, int n, float *row)
+{
+    for (int j0 = 0; j0 < n; j0 += 64) {   /* 64 scores in four registers (four independent sums) */
+        v16 acc[4] = {{0}, {0}, {0}, {0}};
+        for (int e = 0; e < dh; e++) {
+            const float *kr = kt + (size_t)e * sp + j0;
+            float qe = q[e];
+            acc[0] += qe * *(const v16 *)kr;
+            acc[1] += qe * *(const v16 *)(kr + 16);
+            acc[2] += qe * *(const v16 *)(kr + 32);
+            acc[3] += qe * *(const v16 *)(kr + 48);
+        }
+        for (int b = 0; b < 4; b++) {
+            int jb = j0 + 16 * b, nj = n - jb < 16 ? n - jb : 16;
+            if (nj == 16)
+                *(v16 *)(row + jb) = acc[b];
+            else
+                for (int jj = 0; jj < nj; jj++)
+                    row[jb + jj] = acc[b][jj];
+        }
+    }
+}
+
+void kiln_attention_weighted_rows(const float *w, int n, const float *v, int ldv, int dh, float *out, bool add)
+{
+    for (int e0 = 0; e0 < dh; e0 += 16) {   /* 16 outputs in registers, summed over the rows */
+        int ne = dh - e0 < 16 ? dh - e0 : 16;
+        if (ne == 16) {   /* four independent sums over the rows */
+            v16 acc[4] = {{0}, {0}, {0}, {0}};
+            int j = 0;
+            for (; j + 4 <= n; j += 4)
+                for (int b = 0; b < 4; b++)
+                    acc[b] += w[j + b] * *(const v16 *)(v + (size_t)(j + b) * ldv + e0);
+            for (; j < n; j++)
+                acc[0] += w[j] * *(const v16 *)(v + (size_t)j * ldv + e0);
+            v16 sum = (acc[0] + acc[1]) + (acc[2] + acc[3]), *o = (v16 *)(out + e0);
+            *o = add ? *o + sum : sum;
+            continue;
+        }
+        float acc[16] = {0};   /* a narrow head's last part */
+        for (int j = 0; j < n; j++)
+            for (int ee = 0; ee < ne; ee++)
+                acc[ee] += w[j] * v[(size_t)j * ldv + e0 + ee];
+        for (int ee = 0; ee < ne; ee++)
+            out[e0 + ee] = add ? out[e0 + ee] + acc[ee] : acc[ee];
+    }
+}
+
+void kiln_attention_head_forward(const float *q, const float *k, const float *v, int ldq, int ldk, int ldv, int t,
+                                 int s, int dh, bool causal, float *kt, float *p, float *out, int ldo)
+{
+    float scale = 1.0f / sqrtf((float)dh);
+    int sp = (s + 63) / 64 * 64;   /* K^T rows padded with zeros to whole blocks of 64 */
+    for (int e = 0; e < dh; e++) {
+        for (int j = 0; j < s; j++)
+            kt[(size_t)e * sp + j] = k[(size_t)j * ldk + e] * scale;
+        for (int j = s; j < sp; j++)
+            kt[(size_t)e * sp + j] = 0.0f;
+    }
+    for (int i = 0; i < t; i++) {
+        float *row = p + (size_t)i * s;
+        int n = causal ? i + 1 : s;
+        kiln_attention_scores_row(q + (size_t)i * ldq, kt, dh, sp, n, row);
+        float m = row[0], sum = 0.0f;
+        #pragma omp simd reduction(max : m)
+        for (int j = 1; j < n; j++)
+            m = row[j] > m ? row[j] : m;
+        #pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < n; j++) {
+            row[j] = kiln_exp(row[j] - m);
+            sum += row[j];
+        }
+        float inv = 1.0f / sum;
+        #pragma omp simd
+        for (int j = 0; j < n; j++)
+            row[j] *= inv;
+        for (int j = n; j < s; j++)
+            row[j] = 0.0f;
+        kiln_attention_weighted_rows(row, n, v, ldv, dh, out + (size_t)i * ldo, false);   /* O_i = sum_j P_ij V_j */
+    }
+}
+
+/* Training form: P = softmax(Q K^T / sqrt(dh)) kept in save, O = P V, one (example, head) per
+ * task. */
+static void attention_saved(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+{
+    attn_view v0 = view_of(g, nd, a, 0);
+    int tasks = a->batch * v0.heads;
+    size_t per = kiln_attention_head_work_floats(g, nd);
+    #pragma omp parallel for schedule(static) num_threads(a->threads)
+    for (int task = 0; task < tasks; task++) {
+        int b = task / v0.heads, h = task % v0.heads;
+        attn_view v = view_of(g, nd, a, b);
+        float *p = a->save + (size_t)task * v.t * v.s;
+        kiln_attention_head_forward(v.q + h * v.dh, v.k + h * v.dh, v.v + h * v.dh, v.ldq, v.ldk, v.ldv, v.t, v.s,
+                                    v.dh, nd->a.causal, a->work + (size_t)kiln_thread_id() * per, p,
+                                    a->out + (size_t)b * nd->numel + h * v.dh, v.width);
+    }
+}
+
+/* Inference form: query blocks of QB rows, key blocks of KB, online softmax. */
+static void attention_streamed(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+{
+    attn_view v0 = view_of(g, nd, a, 0);
+    int qblocks = (v0.t + QB - 1) / QB, dh = v0.dh;
+    int tasks = a->batch * v0.heads * qblocks;
+    size_t per_thread = QB * KB + QB * (size_t)dh + 2 * QB;
+    #pragma omp parallel for schedule(static) num_threads(a->threads)
+    for (int task = 0; task < tasks; task++) {
+        int b = task / (v0.heads * qblocks), h = task / qblocks % v0.heads, qb = task % qblocks;
+        attn_view v = view_of(g, nd, a, b);
+        float *sc = a->work + (size_t)kiln_thread_id() * per_thread;
+        float *acc = sc + QB * KB, *mx = acc + QB * dh, *sum = mx + QB;
+        int i0 = qb * QB, nq = v.t - i0 < QB ? v.t - i0 : QB;
+        float scale = 1.0f / sqrtf((float)dh);
+        for (int i = 0; i < nq; i++) {
+            mx[i] = -FLT_MAX;
+            sum[i] = 0.0f;
+        }
+        memset(acc, 0, (size_t)nq * dh * sizeof(float));
+        int kend = nd->a.causal ? i0 + nq : v.s;
+        for (int j0 = 0; j0 < kend; j0 += KB) {
+            int nk = kend - j0 < KB ? kend - j0 : KB;
+            kiln_sgemm(false, true, nq, nk, dh, scale, v.q + (size_t)i0 * v.ldq + h * dh, v.ldq,
+                       v.k + (size_t)j0 * v.ldk + h * dh, v.ldk, 0.0f, sc, KB);
+            for (int i = 0; i < nq; i++) {
+                float *row = sc + (size_t)i * KB;
+                int n = nd->a.causal ? (i0 + i + 1 - j0 < nk ? i0 + i + 1 - j0 : nk) : nk;
+                if (n <= 0) {
+                    for (int j = 0; j < nk; j++)
+                        row[j] = 0.0f;
+                    continue;
+                }
+                float m = mx[i];
+                for (int j = 0; j < n; j++)
+                    m = fmaxf(m, row[j]);
+                float corr = kiln_exp(mx[i] - m), s = 0.0f;   /* rescales what was summed before */
+                for (int j = 0; j < n; j++)
+                    s += (row[j] = kiln_exp(row[j] - m));
+                for (int j = n; j < nk; j++)
+                    row[j] = 0.0f;
+                sum[i] = sum[i] * corr + s;
+                mx[i] = m;
+                float *ai = acc + (size_t)i * dh;
+                for (int d = 0; d < dh; d++)
+                    ai[d] *= corr;
+            }
+            kiln_sgemm(false, false, nq, dh, nk, 1.0f, sc, KB, v.v + (size_t)j0 * v.ldv + h * dh, v.ldv, 1.0f, acc, dh);
+        }
+        for (int i = 0; i < nq; i++) {
+            float *o = a->out + (size_t)b * nd->numel + (size_t)(i0 + i) * v.width + h * dh;
+            float inv = 1.0f / sum[i];
+            for (int d = 0; d < dh; d++)
+                o[d] = acc[(size_t)i * dh + d] * inv;
+        }
+    }
+}
+
+void kiln_attention_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+{
+    if (a->save)
+        attention_saved(g, nd, a);
+    else
+        attention_streamed(g, nd, a);
+}

@@ -1,0 +1,44 @@
+/* Layer norm and RMS norm over the last axis (llm.c's layout: the training forward saves each
+ * row's mean and reciprocal standard deviation for the backward). */
+#include <math.h>
+#include "ops/ops.h"
+
+size_t kiln_norm_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch)
+{
+    size_t rows = nd->numel / (size_t)nd->dims[nd->rank - 1] * (size_t)batch;
+    return (nd->op == KILN_OP_LAYERNORM ? 2 : 1) * rows;
+}
+
+void kiln_norm_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+{
+    int d = nd->dims[nd->rank - 1];
+    size_t rows = nd->numel / (size_t)d * (size_t)a->batch;
+    const float *w = kiln_node_tensor(g, nd, 0);
+    bool layer = nd->op == KILN_OP_LAYERNORM;
+    const float *bias = layer ? kiln_node_tensor(g, nd, 1) : NULL;
+    float eps = nd->a.eps;
+    #pragma omp parallel for schedule(static) num_threads(a->threads) if (rows * (size_t)d > 65536)
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = a->in[0] + r * d;
+        float *y = a->out + r * d;
+        float mean = 0.0f, var = 0.0f;
+        if (layer) {
+            for (int i = 0; i < d; i++)
+                mean += x[i];
+            mean /= (float)d;
+        }
+        for (int i = 0; i < d; i++)
+            var += (x[i] - mean) * (x[i] - mean);
+        float rstd = 1.0f / sqrtf(var / (float)d + eps);
+        for (int i = 0; i < d; i++)
+            y[i] = (x[i] - mean) * rstd * w[i] + (layer ? bias[i] : 0.0f);
+        if (a->save) {
+            if (layer) {
+                a->save[2 * r] = mean;
+                a->save[2 * r + 1] = rstd;
+            } else {
+                a->save[r] = rstd;
+            }
+        }
+    }
+}
