@@ -40,6 +40,10 @@ int cli_load_data(const cli_data *data, const kiln_graph_t *g, bool train, kiln_
  * (NAME=FILE.npy, or FILE.npy for a single one). */
 int cli_run_tensors(const kiln_model_t *m, const char **inputs, int n_in, const char **outputs, int n_out, int threads,
                     bool json);
+/* Seconds on the monotonic clock. */
+double cli_now_s(void);
+/* qsort comparison of doubles, ascending. */
+int cli_cmp_double(const void *a, const void *b);
 /* Prints s as a JSON string literal. */
 void cli_json_str(const char *s);
 

@@ -9,19 +9,6 @@
 #include "core/graph.h"
 #include "ops/qgemm.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Per-layer mean time per run, with each layer's kernel and share of the total. */
 static void print_profile(const kiln_session_t *s, const kiln_graph_t *g, int runs)
 {
@@ -96,14 +83,14 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < warm; i++)
         kiln_session_run(s, x, batch, y);
     kiln_session_profile_reset(s);
-    double t0 = now_s();
+    double t0 = cli_now_s();
     for (int i = 0; i < runs; i++) {
-        double t = now_s();
+        double t = cli_now_s();
         kiln_session_run(s, x, batch, y);
-        lat[i] = now_s() - t;
+        lat[i] = cli_now_s() - t;
     }
-    double total = now_s() - t0;
-    qsort(lat, (size_t)runs, sizeof *lat, cmp_double);
+    double total = cli_now_s() - t0;
+    qsort(lat, (size_t)runs, sizeof *lat, cli_cmp_double);
     double p50 = lat[runs / 2], p99 = lat[(int)((runs - 1) * 0.99)];
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

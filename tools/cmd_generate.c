@@ -11,19 +11,6 @@
 #include "cli.h"
 #include "core/rng.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Samples from logits[0..v): greedy at temperature 0, else softmax(logits / t) over the top k. */
 static int sample(const float *logits, int v, double temp, int top_k, kiln_rng *rng, double *p)
 {
@@ -36,7 +23,7 @@ static int sample(const float *logits, int v, double temp, int top_k, kiln_rng *
     if (top_k > 0 && top_k < v) {
         for (int i = 0; i < v; i++)
             p[i] = logits[i];
-        qsort(p, (size_t)v, sizeof *p, cmp_double);
+        qsort(p, (size_t)v, sizeof *p, cli_cmp_double);
         kth = p[v - top_k];
     }
     double sum = 0;
@@ -62,7 +49,7 @@ static double median_at(const double *t, int lo, int hi, double *scratch)
             scratch[n++] = t[p];
     if (!n)
         return NAN;
-    qsort(scratch, (size_t)n, sizeof *scratch, cmp_double);
+    qsort(scratch, (size_t)n, sizeof *scratch, cli_cmp_double);
     return scratch[n / 2];
 }
 
@@ -107,7 +94,7 @@ int cmd_generate(int argc, char **argv)
     kiln_rng rng;
     kiln_rng_seed(&rng, seed);
     size_t n = plen, fed = 0, start = 0;
-    double t0 = now_s(), gen_s = 0;
+    double t0 = cli_now_s(), gen_s = 0;
     if (!quiet && !json)
         fwrite(prompt, 1, plen, stdout);
     while (fed < n || n < total) {
@@ -119,23 +106,23 @@ int cmd_generate(int argc, char **argv)
                     goto fail;
         }
         int pos = kiln_decoder_position(d);
-        double s0 = now_s();
+        double s0 = cli_now_s();
         if (kiln_decoder_step(d, text[fed++], logits) != KILN_OK)
             goto fail;
-        double dt = now_s() - s0;
+        double dt = cli_now_s() - s0;
         if (start == 0)   /* times of the first pass through the context, by position */
             step_s[pos] = dt;
         if (fed == n && n < total) {
-            double s1 = now_s();
+            double s1 = cli_now_s();
             text[n++] = sample(logits, v, temp, top_k, &rng, p);
-            gen_s += dt + now_s() - s1;
+            gen_s += dt + cli_now_s() - s1;
             if (!quiet && !json) {
                 putchar((char)text[n - 1]);
                 fflush(stdout);
             }
         }
     }
-    double wall = now_s() - t0;
+    double wall = cli_now_s() - t0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double at16 = median_at(step_s, 12, 20 < ctx ? 20 : ctx, scratch);

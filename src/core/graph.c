@@ -210,6 +210,17 @@ int kiln_graph_input(kiln_graph_t *g, int c, int h, int w)
     return append_node(g, &nd);
 }
 
+/* Gives nd the caller's name: short enough and not used by another node. */
+static kiln_status take_name(const kiln_graph_t *g, kiln_node *nd, const char *name)
+{
+    if (strlen(name) >= KILN_NAME_LEN)
+        return kiln_error(KILN_ERR_ARG, "name '%s' longer than %d characters", name, KILN_NAME_LEN - 1);
+    if (kiln_graph_find(g, name) >= 0)
+        return kiln_error(KILN_ERR_ARG, "name '%s' is already used", name);
+    snprintf(nd->name, sizeof nd->name, "%s", name);
+    return KILN_OK;
+}
+
 int kiln_graph_input_nd(kiln_graph_t *g, const char *name, kiln_dtype dtype, int rank, const int *dims)
 {
     if (dtype != KILN_DT_F32 && dtype != KILN_DT_I32)
@@ -227,11 +238,8 @@ int kiln_graph_input_nd(kiln_graph_t *g, const char *name, kiln_dtype dtype, int
         return kiln_error(KILN_ERR_ARG, "input %s: %.0f elements per example, at most 1e9", name ? name : "", numel), -1;
     kiln_node nd = {.op = KILN_OP_INPUT, .batched = true, .dtype = dtype};
     if (name && *name) {
-        if (strlen(name) >= KILN_NAME_LEN)
-            return kiln_error(KILN_ERR_ARG, "name '%s' longer than %d characters", name, KILN_NAME_LEN - 1), -1;
-        if (kiln_graph_find(g, name) >= 0)
-            return kiln_error(KILN_ERR_ARG, "name '%s' is already used", name), -1;
-        snprintf(nd.name, sizeof nd.name, "%s", name);
+        if (take_name(g, &nd, name) != KILN_OK)
+            return -1;
     } else {
         int k = kiln_graph_input_count(g);
         do {
@@ -329,11 +337,8 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
         return kiln_error(KILN_ERR_ARG, "%s takes %d to %d inputs, given %d", def->name, def->min_inputs,
                           def->max_inputs, nd.n_inputs), -1;
     if (name && *name) {
-        if (strlen(name) >= KILN_NAME_LEN)
-            return kiln_error(KILN_ERR_ARG, "name '%s' longer than %d characters", name, KILN_NAME_LEN - 1), -1;
-        if (kiln_graph_find(g, name) >= 0)
-            return kiln_error(KILN_ERR_ARG, "name '%s' is already used", name), -1;
-        snprintf(nd.name, sizeof nd.name, "%s", name);
+        if (take_name(g, &nd, name) != KILN_OK)
+            return -1;
     } else {
         int k = 1;
         for (int i = 0; i < g->n; i++)

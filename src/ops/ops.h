@@ -73,6 +73,9 @@ void kiln_attention_weighted_rows(const float *w, int n, const float *v, int ldv
 size_t kiln_attention_head_work_floats(const kiln_graph_t *g, const kiln_node *nd);
 /* Attention's work space: one block of scores (or one K^T) per thread. */
 size_t kiln_attention_work_floats(const kiln_graph_t *g, const kiln_node *nd, int batch, int threads);
+/* A mean/sum node's input shape with its reduced axes set to 1 into kd; returns how many input
+ * elements fall into each output element. */
+size_t kiln_reduce_kept_dims(const kiln_node *nd, const kiln_node *x, int *kd);
 /* A softmax-like op's (outer, n, inner) split of its per-example shape around its axis. */
 void kiln_axis_split(const kiln_node *nd, int axis, size_t *outer, int *n, size_t *inner);
 

@@ -120,17 +120,23 @@ void kiln_slice_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_a
     }
 }
 
-void kiln_reduce_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+size_t kiln_reduce_kept_dims(const kiln_node *nd, const kiln_node *x, int *kd)
 {
-    const kiln_node *x = &g->nodes[nd->inputs[0]];
-    /* the output as x's shape with reduced axes set to 1: every x element adds into one output */
-    int kd[KILN_MAX_RANK];
     size_t count = 1;
     for (int i = 0; i < x->rank; i++) {
         bool red = nd->a.axes >> i & 1;
         kd[i] = red ? 1 : x->dims[i];
         count *= red ? (size_t)x->dims[i] : 1;
     }
+    return count;
+}
+
+void kiln_reduce_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
+{
+    const kiln_node *x = &g->nodes[nd->inputs[0]];
+    /* the output as x's shape with reduced axes set to 1: every x element adds into one output */
+    int kd[KILN_MAX_RANK];
+    size_t count = kiln_reduce_kept_dims(nd, x, kd);
     kiln_bcast b;   /* from x's elements to the kept-dims output's */
     kiln_bcast_init(&b, x->rank, x->dims, (size_t)a->batch, x->rank, kd, (size_t)a->batch);
     memset(a->out, 0, nd->numel * (size_t)a->batch * sizeof(float));

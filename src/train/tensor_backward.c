@@ -158,12 +158,7 @@ void kiln_reduce_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln
     if (!a->dx[0])
         return;
     int kd[KILN_MAX_RANK];
-    size_t count = 1;
-    for (int i = 0; i < x->rank; i++) {
-        bool red = nd->a.axes >> i & 1;
-        kd[i] = red ? 1 : x->dims[i];
-        count *= red ? (size_t)x->dims[i] : 1;
-    }
+    size_t count = kiln_reduce_kept_dims(nd, x, kd);
     float scale = nd->op == KILN_OP_MEAN ? 1.0f / (float)count : 1.0f;
     kiln_bcast b;
     kiln_bcast_init(&b, x->rank, x->dims, (size_t)a->batch, x->rank, kd, (size_t)a->batch);
