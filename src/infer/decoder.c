@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/op_table.h"
 #include "infer/runtime.h"
+#include "ops/fastmath.h"
 #include "ops/ops.h"
 
 struct kiln_decoder {
@@ -20,7 +21,9 @@ struct kiln_decoder {
     int context, pos;           /* T, and positions filled */
     kiln_plan plan;
     float *arena, *work, *scores;
-    float **k_cache, **v_cache; /* per attention node of g: T x width each, else NULL */
+    float **k_cache, **v_cache; /* per attention node of g, else NULL: keys transposed per head (head
+                                 * size x T rounded up to 64, zero past T; the rows the score kernel
+                                 * reads), values T x width */
     int out;                    /* g's output node */
 };
 
@@ -41,6 +44,12 @@ void kiln_decoder_free(kiln_decoder_t *d)
     free(d->src);
     kiln_graph_free(d->g);
     free(d);
+}
+
+/* Positions of a cache row, rounded up to the score kernel's blocks of 64. */
+static int padded(int t)
+{
+    return (t + 63) / 64 * 64;
 }
 
 /* Adds model node nd to the one-position graph; params with T leading rows keep one row. */
@@ -116,12 +125,12 @@ kiln_decoder_t *kiln_decoder_create(const kiln_model_t *m)
         work = w > work ? w : work;
         if (nd->op != KILN_OP_ATTENTION)
             continue;
-        size_t n = (size_t)d->context * nd->dims[1];
+        size_t n = (size_t)d->context * nd->dims[1], nk = (size_t)padded(d->context) * nd->dims[1];
         width_max = nd->dims[1] > width_max ? nd->dims[1] : width_max;
-        ok = (d->k_cache[i] = malloc(n * sizeof(float))) && (d->v_cache[i] = malloc(n * sizeof(float)));
+        ok = (d->k_cache[i] = calloc(nk, sizeof(float))) && (d->v_cache[i] = malloc(n * sizeof(float)));
     }
     ok = ok && (d->arena = aligned_alloc(64, (d->plan.arena_floats + 16) * sizeof(float))) &&
-         (d->work = malloc(work * sizeof(float))) && (d->scores = malloc((size_t)d->context * sizeof(float)));
+         (d->work = malloc(work * sizeof(float))) && (d->scores = malloc((size_t)padded(d->context) * sizeof(float)));
     if (!ok) {
         kiln_decoder_free(d);
         kiln_error(KILN_ERR_NOMEM, "out of memory for a decoder");
@@ -135,37 +144,30 @@ int kiln_decoder_position(const kiln_decoder_t *d) { return d->pos; }
 int kiln_decoder_context(const kiln_decoder_t *d) { return d->context; }
 
 /* Appends this position's key and value to the cache and attends from its query over every
- * cached position: out = softmax(q K^T / sqrt(dh)) V per head. */
+ * cached position: out = softmax(q K^T / sqrt(dh)) V per head, by the training kernels' rows. */
 static void attend(kiln_decoder_t *d, int id, const float *qkv, float *out)
 {
     const kiln_node *nd = &d->g->nodes[id];
-    int width = nd->dims[1], heads = nd->a.heads, dh = width / heads, n = d->pos + 1;
-    float *kc = d->k_cache[id], *vc = d->v_cache[id];
-    memcpy(kc + (size_t)d->pos * width, qkv + width, (size_t)width * sizeof(float));
-    memcpy(vc + (size_t)d->pos * width, qkv + 2 * width, (size_t)width * sizeof(float));
-    float scale = 1.0f / sqrtf((float)dh), *s = d->scores;
-    for (int h = 0; h < heads; h++) {
-        const float *q = qkv + h * dh;
-        float mx = -FLT_MAX, sum = 0.0f;
-        for (int j = 0; j < n; j++) {
-            const float *k = kc + (size_t)j * width + h * dh;
-            float dot = 0.0f;
-            for (int e = 0; e < dh; e++)
-                dot += q[e] * k[e];
-            s[j] = dot * scale;
-            mx = s[j] > mx ? s[j] : mx;
-        }
-        for (int j = 0; j < n; j++)
-            sum += (s[j] = expf(s[j] - mx));
-        float inv = 1.0f / sum, *o = out + h * dh;
+    int width = nd->dims[1], heads = nd->a.heads, dh = width / heads, n = d->pos + 1, tp = padded(d->context);
+    float *kc = d->k_cache[id], *vc = d->v_cache[id], *s = d->scores, q[dh];
+    float scale = 1.0f / sqrtf((float)dh);
+    for (int h = 0; h < heads; h++)
         for (int e = 0; e < dh; e++)
-            o[e] = 0.0f;
-        for (int j = 0; j < n; j++) {
-            const float *v = vc + (size_t)j * width + h * dh;
-            float p = s[j] * inv;
-            for (int e = 0; e < dh; e++)
-                o[e] += p * v[e];
-        }
+            kc[((size_t)h * dh + e) * tp + d->pos] = qkv[width + h * dh + e];
+    memcpy(vc + (size_t)d->pos * width, qkv + 2 * width, (size_t)width * sizeof(float));
+    for (int h = 0; h < heads; h++) {
+        for (int e = 0; e < dh; e++)
+            q[e] = qkv[h * dh + e] * scale;
+        kiln_attention_scores_row(q, kc + (size_t)h * dh * tp, dh, tp, n, s);
+        float mx = s[0], sum = 0.0f;
+        for (int j = 1; j < n; j++)
+            mx = s[j] > mx ? s[j] : mx;
+        for (int j = 0; j < n; j++)
+            sum += (s[j] = kiln_exp(s[j] - mx));
+        float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++)
+            s[j] *= inv;
+        kiln_attention_weighted_rows(s, n, vc + h * dh, width, dh, out + h * dh, false);
     }
 }
 
