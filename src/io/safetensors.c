@@ -887,7 +887,7 @@ static void plan_layout(const kiln_st_tensor *tensors, int n, uint64_t *begin, i
 static char *build_header(const kiln_st_tensor *tensors, int n, const uint64_t *begin,
                           const char *const *meta)
 {
-    json_t *root = json_object(), *object, *array;
+    json_t *root = json_object(), *object = NULL, *array = NULL;
     bool ok = root != NULL;
     /* each json_*_new call takes the new value, and frees it if it fails */
     if (meta && meta[0]) {
