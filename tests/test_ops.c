@@ -312,6 +312,35 @@ static void check_decoder(void)
     kiln_graph_free(g);
 }
 
+/* A view of a view of a param reads the param in a session; a declared output that only a view
+ * reads keeps its own loss gradient in the tape (no aliasing over it). */
+static void check_view_edges(void)
+{
+    kiln_graph_t *g = kiln_spec_parse("x: input 2 8\np: param 4x4 std=1\nr1: reshape 16 in=p\nr2: reshape 2x8 in=r1\n"
+                                      "y: add x r2\n", "views");
+    kiln_graph_init_params(g, 1);
+    kiln_model_t *m = kiln_model_create(g, true);
+    kiln_session_t *s = kiln_session_create(m, NULL);
+    float x[16] = {0}, y[16];
+    CHECK(kiln_session_run(s, x, 1, y) == KILN_OK && memcmp(y, kiln_graph_params(g), sizeof y) == 0,
+          "a view of a view of a param reads the param");
+    kiln_session_free(s);
+    kiln_model_free(m);
+    kiln_graph_free(g);
+    g = kiln_spec_parse("x: input 4\nhh: linear 4\nr: reshape 2x2 in=hh\ny: sum axes=0,1 in=r\noutput hh,y\n", "out");
+    kiln_graph_init_params(g, 2);
+    kiln_tape_t *t = kiln_tape_create(g, 1, false, 1);
+    float xi[4] = {1, 2, 3, 4}, d0[4] = {1, 1, 1, 1}, d1[1] = {0};
+    const float *dd[2] = {d0, d1};
+    const void *in[1] = {xi};
+    CHECK(kiln_tape_run(t, in, 1, true) == KILN_OK, "%s", kiln_last_error());
+    kiln_tape_backward_outputs(t, dd);
+    const float *gp = kiln_tape_param_grads(t);
+    CHECK(gp[16] == 1.0f && gp[19] == 1.0f, "an output read by a view keeps its gradient: bias grad %g", gp[16]);
+    kiln_tape_free(t);
+    kiln_graph_free(g);
+}
+
 static void expect_error(const char *spec, const char *want)
 {
     kiln_graph_t *g = kiln_spec_parse(spec, "t.kiln");
@@ -335,6 +364,11 @@ static void check_shapes(void)
     expect_error("input 4 6\nslice axis=1 start=5 end=2\n", "slice 5:2 of axis 1 (length 6)");
     expect_error("input 4 6\nsoftmax axis=2\n", "axis 2 is outside input 4x6");
     expect_error("input 4 6\nmean axes=-3\n", "must name axes of input 4x6");
+    /* sizes whose products would wrap are refused before anything is sized by them */
+    expect_error("x: input 1 1 1 1\ny: pad pads=65535,65535,65535,65535,0,0,0,0\n",
+                 "y: pad: output of 18446744073709551616 values per example, at most 1e9");
+    expect_error("input 2\np: param 65536x65536x65536x65536\n", "p: param: tensor weight of");
+    expect_error("input 2 300 300\nconv_transpose2d 100000 3 stride=1000\n", "values per example, at most 1e9");
     expect_error("input 4 6\nsplit axis=1 sizes=2,3\n", "split split_1: parts sum to 5, axis 1 of input has 6");
     expect_error("input 4 6\nupsample scale=2\n", "input input is 4x6, expected (c, h, w)");
     expect_error("input 2 4 6\npad pads=1,2,3,4,5,6,7,8\n", "pads name axis 3, past input 2x4x6");
@@ -372,6 +406,7 @@ int main(void)
     char spec[2048];
     check_shapes();
     check_decoder();
+    check_view_edges();
     for (int rep = 0; rep < 2; rep++) {
         int a = rnd(2, 4), b = rnd(2, 5), c = rnd(2, 6), bt = rnd(1, 3);
         snprintf(spec, sizeof spec, "input %d %d %d\nlinear %d\n", a, b, c, rnd(1, 5));

@@ -40,6 +40,16 @@ kiln_status kiln_node_add_param(kiln_graph_t *g, kiln_node *nd, const char *name
 {
     if (nd->n_params >= KILN_MAX_PARAMS)
         return kiln_error(KILN_ERR_ARG, "%s: more than %d tensors", nd->name, KILN_MAX_PARAMS);
+    double count = 1;   /* checked before anything is sized by it: a product may not wrap */
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] <= 0)
+            return kiln_error(KILN_ERR_SHAPE, "%s: %s: tensor %s has a dim of %d", nd->name, kiln_op_name(nd->op),
+                              name, dims[i]);
+        count *= dims[i];
+    }
+    if (count > 1e9 || (double)g->n_params + g->n_buffers + count > 4e9)
+        return kiln_error(KILN_ERR_SHAPE, "%s: %s: tensor %s of %.0f values is too large (at most 1e9, 4e9 in all)",
+                          nd->name, kiln_op_name(nd->op), name, count);
     kiln_param_ref *p = &nd->params[nd->n_params++];
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = rank;
@@ -355,7 +365,17 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
                               kiln_op_name(act) ? kiln_op_name(act) : "activation"), -1;
     }
     size_t np = g->n_params, nb = g->n_buffers;
-    if (def->infer(g, &nd) != KILN_OK) {
+    kiln_status st = def->infer(g, &nd);
+    double count = 1;   /* every dim positive and the product bounded: sizes computed from them never wrap */
+    for (int i = 0; st == KILN_OK && i < nd.rank; i++) {
+        if (nd.dims[i] <= 0)
+            st = kiln_error(KILN_ERR_SHAPE, "%s: %s: output dim %d is %d", nd.name, def->name, i, nd.dims[i]);
+        count *= nd.dims[i];
+    }
+    if (st == KILN_OK && count > 1e9)
+        st = kiln_error(KILN_ERR_SHAPE, "%s: %s: output of %.0f values per example, at most 1e9", nd.name, def->name,
+                        count);
+    if (st != KILN_OK) {
         g->n_params = np;   /* drop any tensors reserved before the failure */
         g->n_buffers = nb;
         return -1;

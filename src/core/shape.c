@@ -183,7 +183,7 @@ kiln_status kiln_infer_transpose(kiln_graph_t *g, kiln_node *nd)
     const kiln_node *x = in_of(g, nd, 0);
     const kiln_attrs *a = &nd->a;
     char s[64], msg[160];
-    if (a->rank != x->rank) {
+    if (a->rank != x->rank || a->rank == 0) {
         snprintf(msg, sizeof msg, "permutation of %d axes for input %s of rank %d", a->rank, SHAPE(s, x), x->rank);
         return fail(nd, KILN_ERR_SHAPE, msg);
     }

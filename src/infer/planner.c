@@ -79,7 +79,8 @@ kiln_status kiln_plan_create(const kiln_graph_t *g, int batch, const size_t *byt
     int nb = 0;
     for (int i = 0; i < n; i++) {
         const kiln_node *nd = &g->nodes[i];
-        if (nd->op == KILN_OP_PARAM) {   /* read from the model's parameters: no buffer */
+        bool param_view = kiln_op_is_view(nd->op) && nd->n_inputs && buf[nd->inputs[0]] < 0;
+        if (nd->op == KILN_OP_PARAM || param_view) {   /* the model's parameters: no buffer */
             buf[i] = -1;
             continue;
         }

@@ -83,11 +83,11 @@ kiln_session_t *kiln_session_create(const kiln_model_t *m, const kiln_session_op
     s->at = malloc((size_t)g->n * sizeof *s->at);
     bool ok = s->arena && s->scratch && s->at && (s->node_seconds || !(opt && opt->profile));
     for (int i = 0; ok && i < g->n; i++) {
-        const kiln_node *nd = &g->nodes[i];
-        if (nd->op == KILN_OP_PARAM)
-            s->at[i] = kiln_node_tensor(g, nd, 0);
-        else if (kiln_op_is_view(nd->op) && g->nodes[nd->inputs[0]].op == KILN_OP_PARAM)
-            s->at[i] = s->at[nd->inputs[0]];
+        int root = i;   /* a view of a view ... of a param reads the param */
+        while (kiln_op_is_view(g->nodes[root].op))
+            root = g->nodes[root].inputs[0];
+        if (g->nodes[root].op == KILN_OP_PARAM)
+            s->at[i] = kiln_node_tensor(g, &g->nodes[root], 0);
         else
             s->at[i] = s->arena + s->plan.offset[i];
     }

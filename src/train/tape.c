@@ -113,6 +113,9 @@ kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, u
             consumers[g->nodes[i].inputs[j]]++;
             reader[g->nodes[i].inputs[j]] = i;
         }
+    int outs[KILN_MAX_OUTPUTS], n_outs = kiln_graph_outputs(g, outs);
+    for (int k = 0; k < n_outs; k++)   /* the caller reads each output: none is fused away or aliased */
+        consumers[outs[k]]++;
     for (int i = 0; i < g->n; i++) {   /* conv -> relu -> 2x2 max-pool chains, each sole reader */
         const kiln_node *c = &g->nodes[i];
         if (c->op != KILN_OP_CONV2D || c->a.groups != 1 || consumers[i] != 1)
