@@ -368,6 +368,7 @@ static void check_shapes(void)
     expect_error("x: input 1 1 1 1\ny: pad pads=65535,65535,65535,65535,0,0,0,0\n",
                  "y: pad: output of 18446744073709551616 values per example, at most 1e9");
     expect_error("input 2\np: param 65536x65536x65536x65536\n", "p: param: tensor weight of");
+    expect_error("input 2 3 4 5\nbatchnorm\n", "batchnorm takes a vector or (c,h,w), found rank 4");
     expect_error("input 2 300 300\nconv_transpose2d 100000 3 stride=1000\n", "values per example, at most 1e9");
     expect_error("input 4 6\nsplit axis=1 sizes=2,3\n", "split split_1: parts sum to 5, axis 1 of input has 6");
     expect_error("input 4 6\nupsample scale=2\n", "input input is 4x6, expected (c, h, w)");

@@ -47,9 +47,11 @@ kiln_status kiln_node_add_param(kiln_graph_t *g, kiln_node *nd, const char *name
                               name, dims[i]);
         count *= dims[i];
     }
-    if (count > 1e9 || (double)g->n_params + g->n_buffers + count > 4e9)
-        return kiln_error(KILN_ERR_SHAPE, "%s: %s: tensor %s of %.0f values is too large (at most 1e9, 4e9 in all)",
-                          nd->name, kiln_op_name(nd->op), name, count);
+    /* 2^28 floats (1 GiB) per graph: far past the models Kiln is for, and a hostile spec cannot
+     * make it allocate more */
+    if ((double)g->n_params + g->n_buffers + count > 268435456.0)
+        return kiln_error(KILN_ERR_SHAPE, "%s: %s: tensor %s of %.0f values takes the graph's parameters past 2^28 "
+                          "(1 GiB)", nd->name, kiln_op_name(nd->op), name, count);
     kiln_param_ref *p = &nd->params[nd->n_params++];
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = rank;
@@ -173,10 +175,12 @@ kiln_status kiln_infer_legacy(kiln_graph_t *g, kiln_node *nd)
     case KILN_OP_GELU: case KILN_OP_DROPOUT:
         if (nd->op == KILN_OP_DROPOUT && (a->alpha < 0 || a->alpha >= 1))
             return kiln_error(KILN_ERR_ARG, "%s: dropout probability must be in [0, 1), found %g", nm, a->alpha);
-        set_shape(nd, in->rank, in->dims[0], in->dims[1], in->dims[2]);
+        kiln_node_set_shape(nd, in->rank, in->dims);
         return KILN_OK;
     case KILN_OP_BATCHNORM: {
-        set_shape(nd, in->rank, in->dims[0], in->dims[1], in->dims[2]);
+        if (in->rank > 3)   /* its kernels take (c), or (c, h, w) with h x w positions */
+            return kiln_error(KILN_ERR_SHAPE, "%s: batchnorm takes a vector or (c,h,w), found rank %d", nm, in->rank);
+        kiln_node_set_shape(nd, in->rank, in->dims);
         int d[1] = {in->dims[0]};
         if (kiln_node_add_param(g, nd, "weight", true, 1, d) || kiln_node_add_param(g, nd, "bias", true, 1, d) ||
             kiln_node_add_param(g, nd, "running_mean", false, 1, d) || kiln_node_add_param(g, nd, "running_var", false, 1, d))
