@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "check.h"
+#include "fd_check.h"
 #include "core/graph.h"
 #include "core/rng.h"
 #include "kiln/kiln_train.h"
@@ -35,38 +36,10 @@ static double loss_at(gcase *c)
     return s;
 }
 
-/* Compares analytic and numeric derivatives at up to max sampled coordinates of v. */
-static int compare(gcase *c, float *v, const float *analytic, size_t n, const char *what, const char *spec)
+/* The loss of a case, for fd_compare. */
+static double case_loss(void *c)
 {
-    int bad = 0, kinks = 0, max = 40, tried = 0;
-    double l0 = loss_at(c);
-    for (int k = 0; k < max && (size_t)k < n; k++, tried++) {
-        size_t i = n <= (size_t)max ? (size_t)k : kiln_rng_below(&rng, (uint32_t)n);
-        float old = v[i], eps = 1e-3f * (1.0f + fabsf(old));
-        v[i] = old + eps;
-        double lp = loss_at(c);
-        v[i] = old - eps;
-        double lm = loss_at(c);
-        v[i] = old;
-        double num = (lp - lm) / (2.0 * eps), an = analytic[i];
-        double tol = 2e-2 * fmax(fabs(num), fabs(an)) + 3e-3;
-        /* a relu or max-pool kink inside [-eps, eps] makes the one-sided slopes disagree; such a
-         * coordinate has no usable central difference */
-        double right = (lp - l0) / eps, left = (l0 - lm) / eps;
-        if (fabs(right - left) > 2 * tol) {
-            kinks++;
-            continue;
-        }
-        if (!(fabs(num - an) <= tol)) {   /* NaN counts as a disagreement */
-            if (bad < 3)
-                fprintf(stderr, "  %s[%zu]: analytic %.6g numeric %.6g\n", what, i, an, num);
-            bad++;
-        }
-    }
-    CHECK(bad == 0, "%d of the sampled %s gradients disagree for spec:\n%s", bad, what, spec);
-    CHECK(kinks * 4 <= tried, "%d of %d sampled %s coordinates sit on kinks: the check is too weak for:\n%s",
-          kinks, tried, what, spec);
-    return bad;
+    return loss_at(c);
 }
 
 static void check_spec(const char *spec, int batch)
@@ -107,9 +80,9 @@ static void check_spec(const char *spec, int batch)
     float *dp = malloc((np ? np : 1) * sizeof(float)), *dx = malloc(c.nin * sizeof(float));
     memcpy(dp, kiln_tape_param_grads(c.t), np * sizeof(float));
     memcpy(dx, kiln_tape_input_grad(c.t), c.nin * sizeof(float));
-    compare(&c, c.x, dx, c.nin, "input", spec);
+    fd_compare(case_loss, &c, &rng, c.x, dx, c.nin, "input", spec);
     if (np)
-        compare(&c, g->params, dp, np, "parameter", spec);
+        fd_compare(case_loss, &c, &rng, g->params, dp, np, "parameter", spec);
     kiln_gemm_use_reference(old);
     free(dp);
     free(dx);

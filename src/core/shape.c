@@ -59,7 +59,6 @@ kiln_status kiln_infer_param(kiln_graph_t *g, kiln_node *nd)
 kiln_status kiln_infer_linear(kiln_graph_t *g, kiln_node *nd)
 {
     const kiln_node *x = in_of(g, nd, 0);
-    char s[64];
     if (x->rank < 1)
         return kiln_error(KILN_ERR_SHAPE, "%s: linear: input %s is a scalar, expected rank >= 1", nd->name, x->name);
     if (nd->a.units <= 0)
@@ -68,7 +67,6 @@ kiln_status kiln_infer_linear(kiln_graph_t *g, kiln_node *nd)
     memcpy(d, x->dims, sizeof d);
     int in_f = d[x->rank - 1];
     d[x->rank - 1] = nd->a.units;
-    (void)s;
     kiln_node_set_shape(nd, x->rank, d);
     nd->batched = x->batched;
     int wd[2] = {nd->a.units, in_f};

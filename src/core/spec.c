@@ -378,8 +378,7 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
     kiln_attrs a = {0};
     kiln_dtype dtype = KILN_DT_F32;
     int ids[KILN_MAX_INPUTS], n_ids = 0, pos = 0, dims[KILN_MAX_RANK] = {0};
-    bool names = op == KILN_OP_ADD || op == KILN_OP_CONCAT || op == KILN_OP_SUB || op == KILN_OP_MUL ||
-                 op == KILN_OP_DIV || op == KILN_OP_MATMUL || op == KILN_OP_ATTENTION;
+    bool names = kiln_op_def_of(op)->max_inputs > 1;   /* positional arguments name the inputs */
     for (int i = 1; i < n; i++) {
         const char *eq = memchr(t[i].s, '=', (size_t)t[i].len);
         if (eq) {

@@ -114,7 +114,6 @@ kiln_decoder_t *kiln_decoder_create(const kiln_model_t *m)
         for (int t = 0; t < nd->n_params; t++)
             memcpy(kiln_node_tensor(g, nd, t), kiln_node_tensor(mg, sn, t), nd->params[t].numel * sizeof(float));
     }
-    int width_max = 1;
     d->k_cache = calloc((size_t)g->n, sizeof(float *));
     d->v_cache = calloc((size_t)g->n, sizeof(float *));
     size_t work = 1;
@@ -126,7 +125,6 @@ kiln_decoder_t *kiln_decoder_create(const kiln_model_t *m)
         if (nd->op != KILN_OP_ATTENTION)
             continue;
         size_t n = (size_t)d->context * nd->dims[1], nk = (size_t)padded(d->context) * nd->dims[1];
-        width_max = nd->dims[1] > width_max ? nd->dims[1] : width_max;
         ok = (d->k_cache[i] = calloc(nk, sizeof(float))) && (d->v_cache[i] = malloc(n * sizeof(float)));
     }
     ok = ok && (d->arena = aligned_alloc(64, (d->plan.arena_floats + 16) * sizeof(float))) &&
@@ -206,7 +204,7 @@ kiln_status kiln_decoder_step(kiln_decoder_t *d, int32_t token, float *logits)
             attend(d, i, at[nd->inputs[0]], at[i]);
             continue;
         }
-        kiln_fwd_args a = {.batch = nd->batched ? 1 : 1, .out = at[i], .work = d->work, .threads = 1};
+        kiln_fwd_args a = {.batch = 1, .out = at[i], .work = d->work, .threads = 1};
         for (int j = 0; j < nd->n_inputs; j++) {
             a.in[j] = at[nd->inputs[j]];
             a.in_batch[j] = 1;

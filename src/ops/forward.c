@@ -52,7 +52,8 @@ void kiln_node_forward(const kiln_graph_t *g, int id, const kiln_fwd_args *a)
     const kiln_op_def *def = kiln_op_def_of(nd->op);
     if (def->forward)
         def->forward(g, nd, a);
-    if (nd->op == KILN_OP_ADD && nd->a.act != KILN_OP_INPUT)   /* the one N-d op that carries act= */
+    /* a fused activation (act=) after the op's kernel; the legacy kernels apply theirs themselves */
+    if (def->forward && def->forward != kiln_forward_legacy && nd->a.act != KILN_OP_INPUT)
         kiln_activation_forward(nd->a.act, nd->a.alpha, a->out, a->out, nd->numel * (size_t)a->batch);
 }
 
