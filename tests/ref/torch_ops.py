@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes PyTorch's forward outputs and gradients (inputs and parameters) for each of Kiln's N-d
-ops on random shapes, plus one pre-norm transformer block, as one safetensors file: the oracle
-for tests/test_torch_ops.c.
+ops on random shapes (upsample, conv_transpose2d and pad among them), plus one pre-norm transformer
+block, as one safetensors file: the oracle for tests/test_torch_ops.c.
 
 Each case i is a Kiln spec (metadata "i/spec", with "i/batch" and "i/label") and the tensors
   i/x/NAME    graph input NAME, (batch, per-example dims...), F32 or I32
@@ -328,6 +328,63 @@ def block_cases(c):
         c.add("transformer block", spec, b, {"x": c.randn(b, t, d)}, ps, block)
 
 
+def upsample_cases(c):
+    # Kiln resolves scale= to a size (floor(in * scale)) and samples at in/out, as PyTorch does with
+    # recompute_scale_factor=True (the same as its default for integer factors); bilinear is
+    # align_corners=False (half-pixel centres), docs/IR.md.
+    cases = (("nearest", "scale", 2), ("nearest", "size", None), ("nearest", "scale", 1.5),
+             ("bilinear", "scale", (2, 3)), ("bilinear", "size", None), ("bilinear", "size", None),
+             ("bilinear", "scale", 2.5))
+    for i, (mode, form, scale) in enumerate(cases):
+        b, ch, h, w = BATCHES[i % 3], c.r(1, 3), c.r(2, 6), c.r(2, 7)
+        if form == "size":   # up on one axis, down or odd ratios on the other
+            hs, ws = (c.r(2 * h + 1, 3 * h + 2), c.r(2, w + 3)) if i % 2 else (c.r(1, h), c.r(w + 1, 3 * w))
+            attr, kw = f"size={hs}x{ws}", {"size": (hs, ws)}
+        else:
+            sh, sw = scale if isinstance(scale, tuple) else (scale, scale)
+            if sw % 1:   # an odd width, so floor(w * scale) truncates and in/out differs from 1/scale
+                w = 2 * c.r(1, 3) + 1
+            attr = f"scale={sh:g}" if sh == sw else f"scale={sh:g}x{sw:g}"
+            kw = {"scale_factor": (float(sh), float(sw)), "recompute_scale_factor": True}
+        if mode == "bilinear":
+            kw["align_corners"] = False
+        c.add(f"upsample {mode}", f"x: input {ch} {h} {w}\nup: upsample {attr} mode={mode}\n", b,
+              {"x": c.randn(b, ch, h, w)}, {}, lambda x, p, mode=mode, kw=kw: [F.interpolate(x["x"], mode=mode, **kw)])
+
+
+def conv_transpose_cases(c):
+    # (kernel, stride, pad, out_pad, dilation, bias); weight (in, out, kh, kw) as PyTorch's
+    cases = (((3, 3), (2, 2), (1, 1), (1, 1), (1, 1), True), ((2, 3), (2, 3), (0, 1), (1, 2), (1, 1), False),
+             ((3, 3), (1, 1), (1, 1), (0, 0), (1, 1), True), ((4, 4), (2, 2), (1, 1), (0, 0), (1, 1), False),
+             ((3, 2), (3, 2), (2, 0), (2, 1), (2, 1), True), ((1, 3), (1, 2), (0, 1), (0, 1), (1, 2), False))
+    pair = lambda v: f"{v[0]}" if v[0] == v[1] else f"{v[0]}x{v[1]}"
+    for i, (k, st, pd, op, dl, bias) in enumerate(cases):
+        b, ci, co, h, w = BATCHES[i % 3], c.r(1, 4), c.r(1, 4), c.r(2, 5), c.r(2, 6)
+        ps = {"ct.weight": c.randn(ci, co, *k, scale=0.5)}
+        if bias:
+            ps["ct.bias"] = c.randn(co, scale=0.5)
+        spec = (f"x: input {ci} {h} {w}\nct: conv_transpose2d {co} {pair(k)} stride={pair(st)} pad={pair(pd)} "
+                f"out_pad={pair(op)}{'' if dl == (1, 1) else f' dilation={pair(dl)}'}{'' if bias else ' bias=0'}\n")
+        c.add("conv_transpose2d", spec, b, {"x": c.randn(b, ci, h, w)}, ps,
+              lambda x, p, st=st, pd=pd, op=op, dl=dl: [F.conv_transpose2d(x["x"], p["ct.weight"], p.get("ct.bias"),
+                                                                          st, pd, op, 1, dl)])
+
+
+def pad_cases(c):
+    # pads=B0,..,B(r-1),E0,..,E(r-1) (ONNX's order, per-example axes); F.pad takes (B, E) pairs from the last axis
+    for i, (rank, value) in enumerate(((1, 0.0), (2, 0.5), (3, -1.25), (4, 0.0), (3, 2.0), (2, 0.0))):
+        b = BATCHES[i % 3]
+        shape = [c.r(2, 3) if rank == 4 else c.r(2, 5) for _ in range(rank)]
+        lo, hi = [c.r(0, 3) for _ in range(rank)], [c.r(1, 3) for _ in range(rank)]
+        if i == 4:   # an axis left alone
+            lo[1] = hi[1] = 0
+        flat = [v for a in reversed(range(rank)) for v in (lo[a], hi[a])]
+        spec = (f"x: input {' '.join(map(str, shape))}\npd: pad pads={','.join(map(str, lo + hi))}"
+                f"{'' if value == 0 else f' value={value:g}'}\n")
+        c.add("pad", spec, b, {"x": c.randn(b, *shape)}, {},
+              lambda x, p, flat=flat, value=value: [F.pad(x["x"], flat, "constant", value)])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -336,7 +393,8 @@ def main():
     torch.set_num_threads(1)
     c = Cases(a.seed)
     for f in (linear_cases, matmul_cases, norm_cases, softmax_cases, layout_cases, binary_cases, activation_cases,
-              embedding_cases, attention_cases, reduce_cases, block_cases):
+              embedding_cases, attention_cases, reduce_cases, block_cases, upsample_cases, conv_transpose_cases,
+              pad_cases):
         f(c)
     c.meta["cases"] = str(c.n)
     write_safetensors(a.out, c.tensors, c.meta)
