@@ -56,17 +56,16 @@ int cmd_quantize(int argc, char **argv)
         int in = 0;
         kiln_graph_inputs(mg, &in);
         const char *bad = kiln_dataset_check_model(&d, mg) != KILN_OK ? kiln_last_error()
-                        : d.input.gathered != KILN_DT_F32
-                            ? "int8 calibration takes f32 inputs; a token model stays fp32 (its linear and matmul "
-                              "layers have no int8 kernel yet)"
-                        : (size_t)d.c * d.h * d.w != kiln_graph_numel(mg, in)
+                        : kiln_graph_input_count(mg) != 1 ? "int8 calibration takes models of one input"
+                        : d.input.numel != kiln_graph_numel(mg, in)
                             ? "the examples do not match the model's input size" : NULL;
         if (bad) {
             fprintf(stderr, "kiln quantize: %s: %s\n", data.spec, bad);
             goto done;
         }
         n_calib = n_calib < d.n ? n_calib : d.n;
-        calib = malloc((size_t)n_calib * d.c * d.h * d.w * sizeof(float));
+        /* (4-byte elements: f32 pixels or i32 tokens, as the input's dtype says) */
+        calib = malloc((size_t)n_calib * d.input.numel * sizeof(float));
         idx = malloc((size_t)d.n * sizeof(int));
         if (!calib || !idx)
             goto done;

@@ -223,10 +223,12 @@ typedef enum {
     KILN_CALIBRATE_PERCENTILE   /* the 0.01th and 99.99th percentiles (clips rare outliers) */
 } kiln_calibration;
 
-/* Post-training static int8 quantisation of an fp32 model: weights symmetric per output channel,
- * activations per tensor (u8 with a zero point) from n_calib calibration inputs (NCHW fp32).
- * conv2d (groups 1), dense and max pooling run in int8; other ops in fp32. NULL on error. */
-kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const float *calib, int n_calib, kiln_calibration method);
+/* Post-training static int8 quantisation of an fp32 model of one input: weights symmetric per
+ * output channel, activations per tensor (u8 with a zero point) from n_calib calibration inputs
+ * (the input's layout: f32 values, or i32 token ids). conv2d (groups 1), dense, linear and max
+ * pooling run in int8 (a linear quantises its fp32 input rows on the way in and writes fp32);
+ * other ops in fp32. NULL on error. */
+kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const void *calib, int n_calib, kiln_calibration method);
 /* Re-quantises an int8 model's weights from m, the fp32 model it was quantised from, after m's
  * weights changed (kiln_model_update), keeping the calibrated activation ranges. Allocates only
  * its scratch, on the first call. The fp32 tensors of qm's int8 layers (in kiln_model_graph)

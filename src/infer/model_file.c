@@ -199,7 +199,7 @@ static kiln_status load_int8(const kiln_st_file *f, kiln_model_t *m)
             continue;
         }
         kiln_qweights *qw = &q->qw[i];
-        qw->m = nd->dims[0];
+        qw->m = kiln_qweights_outputs(nd);
         qw->k = (int)(nd->params[0].numel / (size_t)qw->m);
         qw->w = malloc(nd->params[0].numel);
         qw->w_scale = malloc((size_t)qw->m * sizeof(float));

@@ -28,6 +28,11 @@ static const kiln_node *layout_source(const kiln_graph_t *g, int src)
     return s->op == KILN_OP_FLATTEN ? &g->nodes[s->inputs[0]] : s;
 }
 
+int kiln_qweights_outputs(const kiln_node *nd)
+{
+    return nd->op == KILN_OP_LINEAR ? nd->a.units : nd->dims[0];
+}
+
 void kiln_qtensor_dims(const kiln_graph_t *g, int id, int *c, size_t *hw)
 {
     const kiln_node *s = layout_source(g, id);
@@ -48,6 +53,8 @@ void kiln_qweights_derive(const kiln_graph_t *g, kiln_qmodel *q, int id, int8_t 
     if (nd->op == KILN_OP_CONV2D) {
         c = g->nodes[nd->inputs[0]].dims[0];
         hw = (size_t)nd->a.kernel[0] * nd->a.kernel[1];
+    } else if (nd->op == KILN_OP_LINEAR) {   /* a linear's rows keep their order */
+        c = k;
     } else {
         /* dense: a flattened (c, h, w) input arrives NHWC, whether it was u8 already or is
          * quantised on the way in (kiln_quantize_u8 transposes); a vector keeps its order */
@@ -126,7 +133,15 @@ static inline uint8_t to_u8(float real, kiln_qparams qp)
 
 void kiln_quantize_u8(const float *x, int c, size_t hw, int batch, kiln_qparams qp, uint8_t *q)
 {
-    float inv = 1.0f / qp.scale;
+    float inv = 1.0f / qp.scale, zf = (float)qp.zero;
+    if (hw == 1) {   /* no transposition: one pass the compiler vectorises */
+        size_t n = (size_t)batch * c;
+        for (size_t i = 0; i < n; i++) {
+            float v = nearbyintf(x[i] * inv) + zf;
+            q[i] = (uint8_t)(v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v));
+        }
+        return;
+    }
     for (int b = 0; b < batch; b++) {
         const float *xb = x + (size_t)b * c * hw;
         uint8_t *qb = q + (size_t)b * c * hw;
@@ -208,13 +223,22 @@ static void requantize(const kiln_qweights *qw, const kiln_node *nd, const int32
         }
         return;
     }
+    if (!out_u8) {   /* fp32: dequantise row by row (vectorises), then the fused activation */
+        float *o = out;
+        for (int r = 0; r < rows; r++) {
+            const int32_t *a = acc + (size_t)r * m;
+            float *or = o + (size_t)r * m;
+            for (int j = 0; j < m; j++)
+                or[j] = (float)(a[j] + qw->bias_q[j]) * qw->deq[j];
+        }
+        if (act != KILN_OP_INPUT)
+            kiln_activation_forward(act, nd->a.alpha, o, o, (size_t)rows * m);
+        return;
+    }
     for (size_t e = 0; e < (size_t)rows * m; e++) {
         int j = (int)(e % (size_t)m);
         float real = act_apply(act, nd->a.alpha, (float)(acc[e] + qw->bias_q[j]) * qw->deq[j]);
-        if (out_u8)
-            ((uint8_t *)out)[e] = to_u8(real, oq);
-        else
-            ((float *)out)[e] = real;
+        ((uint8_t *)out)[e] = to_u8(real, oq);
     }
 }
 
@@ -502,6 +526,12 @@ static void im2row_u8(const kiln_node *nd, const kiln_node *in, const uint8_t *x
         }
 }
 
+/* Rows of an example a dense (1) or linear (each leading position) node multiplies. */
+static int linear_rows(const kiln_node *nd)
+{
+    return nd->op == KILN_OP_LINEAR ? (int)(nd->numel / (size_t)nd->a.units) : 1;
+}
+
 size_t kiln_qnode_scratch_floats(const kiln_model_t *m, int id, int batch)
 {
     const kiln_node *nd = &m->g->nodes[id];
@@ -511,8 +541,10 @@ size_t kiln_qnode_scratch_floats(const kiln_model_t *m, int id, int batch)
         size_t p = (size_t)nd->dims[1] * nd->dims[2];
         return (p * kp + 3) / 4 + p * (size_t)qw->m + (padded_bytes(nd, &m->g->nodes[nd->inputs[0]]) + 3) / 4;
     }
-    if (nd->op == KILN_OP_DENSE)      /* the whole batch, one thread */
-        return ((size_t)batch * kp + 3) / 4 + (size_t)batch * (size_t)qw->m;
+    if (nd->op == KILN_OP_DENSE || nd->op == KILN_OP_LINEAR) {   /* every row of the batch */
+        size_t rows = (size_t)batch * linear_rows(nd);
+        return (rows * kp + 3) / 4 + rows * (size_t)qw->m;
+    }
     return 0;
 }
 
@@ -525,8 +557,10 @@ static int dense_parts(int batch, int threads)
 int kiln_qnode_product_rows(const kiln_model_t *m, int id, int batch, int threads)
 {
     const kiln_node *nd = &m->g->nodes[id];
-    if (nd->op == KILN_OP_DENSE)
-        return batch / dense_parts(batch, threads);
+    if (nd->op == KILN_OP_DENSE || nd->op == KILN_OP_LINEAR) {
+        int rows = batch * linear_rows(nd);
+        return rows / dense_parts(rows, threads);
+    }
     int pool = m->q->pool_of[id];
     return pool ? 4 * m->g->nodes[pool].dims[1] * m->g->nodes[pool].dims[2] : nd->dims[1] * nd->dims[2];
 }
@@ -657,7 +691,8 @@ void kiln_qnode_forward(const kiln_model_t *m, int id, const void *const *in, vo
         conv_forward(m, id, in[0], out, batch, scratch, threads);
         break;
     case KILN_OP_DENSE:
-        dense_forward(m, id, in[0], out, batch, scratch, threads);
+    case KILN_OP_LINEAR:   /* (each row of a linear is one product row) */
+        dense_forward(m, id, in[0], out, batch * linear_rows(nd), scratch, threads);
         break;
     case KILN_OP_MAXPOOL2D:   /* (a fused pool never runs: kiln_session_run skips it) */
         maxpool_u8(nd, &m->g->nodes[nd->inputs[0]], in[0], out, batch, threads);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/op_table.h"
 #include "infer/optimize.h"
 #include "infer/runtime.h"
 #include "ops/ops.h"
@@ -72,7 +73,7 @@ kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q)
     for (int i = 0; i < n; i++) {
         const kiln_node *nd = &g->nodes[i];
         cand[i] = (nd->op == KILN_OP_CONV2D && nd->a.groups == 1) || nd->op == KILN_OP_DENSE ||
-                  nd->op == KILN_OP_MAXPOOL2D;
+                  nd->op == KILN_OP_MAXPOOL2D || nd->op == KILN_OP_LINEAR;
     }
     for (int i = 0; i < n; i++) {
         const kiln_node *nd = &g->nodes[i];
@@ -91,6 +92,8 @@ kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q)
         if (!cand[i])
             continue;
         q->int8[i] = true;
+        if (nd->op == KILN_OP_LINEAR)   /* fp32 out: its readers (norms, attention, adds) are fp32 */
+            continue;
         /* u8 output when every reader (looking through flattens) is int8-capable */
         bool all = i != n - 1, any = false;
         for (int c = i + 1; c < n; c++)
@@ -98,8 +101,8 @@ kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q)
                 int src = g->nodes[c].inputs[j];
                 bool mine = src == i || (g->nodes[src].op == KILN_OP_FLATTEN && g->nodes[src].inputs[0] == i);
                 if (mine && g->nodes[c].op != KILN_OP_FLATTEN) {
-                    any = true;
-                    all = all && cand[c];
+                    any = true;   /* a linear reads fp32 rows: it quantises them itself */
+                    all = all && cand[c] && g->nodes[c].op != KILN_OP_LINEAR;
                 }
             }
         q->elem_bytes[i] = all && any ? 1 : 4;
@@ -147,7 +150,7 @@ static void visit_hist(node_stats *st, const float *x, size_t n)
     }
 }
 
-static kiln_status calibrate_pass(const kiln_graph_t *g, const float *calib, int n_calib, node_stats *st, visit_fn f)
+static kiln_status calibrate_pass(const kiln_graph_t *g, const void *calib, int n_calib, node_stats *st, visit_fn f)
 {
     int n = g->n;
     float **act = calloc((size_t)n, sizeof(float *));
@@ -158,29 +161,44 @@ static kiln_status calibrate_pass(const kiln_graph_t *g, const float *calib, int
     }
     float *work = malloc(work_n * sizeof(float));
     kiln_status s = KILN_OK;
-    for (int i = 1; act && i < n; i++)
-        if (!(act[i] = malloc(g->nodes[i].numel * CALIB_BATCH * sizeof(float))))
+    bool *owned = calloc((size_t)n, sizeof(bool));   /* act[i] is malloc'd: not a param or a view */
+    for (int i = 1; act && owned && i < n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        if (nd->op == KILN_OP_PARAM)
+            act[i] = kiln_node_tensor(g, nd, 0);
+        else if (kiln_op_is_view(nd->op))
+            act[i] = act[nd->inputs[0]];   /* (set again per batch below: the input's moves) */
+        else if ((owned[i] = true), !(act[i] = malloc(nd->numel * CALIB_BATCH * sizeof(float))))
             s = KILN_ERR_NOMEM;
-    if (!act || !work || s != KILN_OK) {
+    }
+    if (!act || !owned || !work || s != KILN_OK) {
         s = kiln_error(KILN_ERR_NOMEM, "out of memory for calibration");
         goto done;
     }
     for (int off = 0; off < n_calib; off += CALIB_BATCH) {
         int b = n_calib - off < CALIB_BATCH ? n_calib - off : CALIB_BATCH;
-        act[0] = (float *)calib + (size_t)off * g->nodes[0].numel;
-        for (int i = 1; i < n; i++) {
+        act[0] = (float *)calib + (size_t)off * g->nodes[0].numel;   /* (4-byte elements) */
+        for (int i = 1; i < n; i++) {   /* as a session runs them (session.c run_node) */
             const kiln_node *nd = &g->nodes[i];
-            kiln_fwd_args a = {.batch = b, .out = act[i], .work = work};
-            for (int j = 0; j < nd->n_inputs; j++)
+            if (kiln_op_is_view(nd->op))
+                act[i] = act[nd->inputs[0]];
+            if (!owned[i])
+                continue;
+            kiln_fwd_args a = {.batch = nd->batched ? b : 1, .out = act[i], .work = work, .threads = omp_get_max_threads()};
+            for (int j = 0; j < nd->n_inputs; j++) {
                 a.in[j] = act[nd->inputs[j]];
+                a.in_batch[j] = g->nodes[nd->inputs[j]].batched ? b : 1;
+            }
             kiln_node_forward(g, i, &a);
         }
         for (int i = 0; i < n; i++)
-            f(&st[i], act[i], g->nodes[i].numel * (size_t)b);
+            f(&st[i], act[i], g->nodes[i].numel * (size_t)(g->nodes[i].batched ? b : 1));
     }
 done:
-    for (int i = 1; act && i < n; i++)
-        free(act[i]);
+    for (int i = 1; act && owned && i < n; i++)
+        if (owned[i])
+            free(act[i]);
+    free(owned);
     free(act);
     free(work);
     return s;
@@ -231,7 +249,7 @@ static kiln_status quantize_weights(const kiln_graph_t *g, int i, kiln_qmodel *q
 {
     const kiln_node *nd = &g->nodes[i];
     kiln_qweights *qw = &q->qw[i];
-    qw->m = nd->dims[0];
+    qw->m = kiln_qweights_outputs(nd);
     qw->k = (int)(nd->params[0].numel / (size_t)qw->m);
     qw->w = malloc(nd->params[0].numel);
     qw->w_scale = malloc((size_t)qw->m * sizeof(float));
@@ -372,20 +390,21 @@ kiln_status kiln_model_requantize_graph(kiln_model_t *qm, const kiln_model_t *m,
 }
 
 /* Top-1 agreement (and output error) of a model with reference outputs on the calibration set. */
-static double agreement(const kiln_model_t *m, const float *calib, int n_calib, const float *ref, double *mse)
+static double agreement(const kiln_model_t *m, const void *calib, int n_calib, const float *ref, double *mse)
 {
     const kiln_graph_t *g = m->g;
-    int classes = (int)g->nodes[g->n - 1].numel;
+    const kiln_node *out = &g->nodes[g->n - 1];
+    int size = (int)out->numel, classes = out->rank ? out->dims[out->rank - 1] : 1;   /* rows of the last axis */
     kiln_session_t *s = kiln_session_create(m, &(kiln_session_options){.max_batch = CALIB_BATCH,
                                                                          .threads = omp_get_max_threads()});
-    float *y = malloc((size_t)CALIB_BATCH * classes * sizeof(float));
+    float *y = malloc((size_t)CALIB_BATCH * size * sizeof(float));
     long same = 0;
     double se = 0;
     for (int off = 0; s && y && off < n_calib; off += CALIB_BATCH) {
         int b = n_calib - off < CALIB_BATCH ? n_calib - off : CALIB_BATCH;
-        kiln_session_run(s, calib + (size_t)off * g->nodes[0].numel, b, y);
-        for (int e = 0; e < b; e++) {
-            const float *r = ref + (size_t)(off + e) * classes, *z = y + (size_t)e * classes;
+        kiln_session_run(s, (const float *)calib + (size_t)off * g->nodes[0].numel, b, y);
+        for (int e = 0; e < b * (size / classes); e++) {
+            const float *r = ref + (size_t)off * size + (size_t)e * classes, *z = y + (size_t)e * classes;
             int ar = 0, az = 0;
             for (int k = 0; k < classes; k++) {
                 ar = r[k] > r[ar] ? k : ar;
@@ -397,11 +416,11 @@ static double agreement(const kiln_model_t *m, const float *calib, int n_calib, 
     }
     kiln_session_free(s);
     free(y);
-    *mse = se / ((double)n_calib * classes);
-    return (double)same / n_calib;
+    *mse = se / ((double)n_calib * size);
+    return (double)same / ((double)n_calib * (size / classes));
 }
 
-kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const float *calib, int n_calib, kiln_calibration method)
+kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const void *calib, int n_calib, kiln_calibration method)
 {
     if (m->q) {
         kiln_error(KILN_ERR_ARG, "the model is already quantised");
@@ -412,7 +431,7 @@ kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const float *calib, int
         return NULL;
     }
     const kiln_graph_t *g = m->g;
-    int n = g->n, classes = (int)g->nodes[n - 1].numel;
+    int n = g->n, classes = (int)g->nodes[n - 1].numel;   /* (the output's values per example) */
     node_stats *st = calloc((size_t)n, sizeof *st);
     float *ref = malloc((size_t)n_calib * classes * sizeof(float));
     kiln_model_t *best = NULL;
@@ -437,7 +456,7 @@ kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const float *calib, int
                                                                          .threads = omp_get_max_threads()});
     for (int off = 0; s && off < n_calib; off += CALIB_BATCH) {
         int b = n_calib - off < CALIB_BATCH ? n_calib - off : CALIB_BATCH;
-        kiln_session_run(s, calib + (size_t)off * g->nodes[0].numel, b, ref + (size_t)off * classes);
+        kiln_session_run(s, (const float *)calib + (size_t)off * g->nodes[0].numel, b, ref + (size_t)off * classes);
     }
     kiln_session_free(s);
     double best_agree = -1, best_mse = INFINITY;

@@ -84,6 +84,8 @@ bool kiln_quantize_fuse_pools(bool on);
 bool kiln_qnode_pooled(const kiln_model_t *m, int id);
 /* Frees a quantisation record. */
 void kiln_qmodel_free(kiln_qmodel *q, int n);
+/* Output channels of an int8 conv2d, dense or linear node (a linear's units). */
+int kiln_qweights_outputs(const kiln_node *nd);
 /* Recomputes node id's packed weights, bias_q, deq and requant (allocated already) from w,
  * w_scale, bias and the quantisation parameters; hwc is m x k bytes of scratch. */
 void kiln_qweights_derive(const kiln_graph_t *g, kiln_qmodel *q, int id, int8_t *hwc);
@@ -104,7 +106,8 @@ kiln_status kiln_model_requantize_graph(kiln_model_t *qm, const kiln_model_t *m,
 kiln_status kiln_qweights_prepare(const kiln_graph_t *g, kiln_qmodel *q, int id);
 /* The (channels, pixels) layout of node id's u8 tensor (NHWC; through a flatten, its source's). */
 void kiln_qtensor_dims(const kiln_graph_t *g, int id, int *c, size_t *hw);
-/* Scratch floats an int8 node needs: per thread for conv2d, for the whole batch for dense. */
+/* Scratch floats an int8 node needs: per thread for conv2d, for the whole batch for dense and
+ * linear. */
 size_t kiln_qnode_scratch_floats(const kiln_model_t *m, int id, int batch);
 /* Rows of each int8 product int8 conv or dense node id runs for a batch on threads threads (a
  * conv: one image's pixels, or its pool windows' four each; a dense layer: its thread's share). */
@@ -112,7 +115,7 @@ int kiln_qnode_product_rows(const kiln_model_t *m, int id, int batch, int thread
 /* Runs int8 node id: u8 input(s) in[], output (u8 or fp32 per elem_bytes) out. */
 void kiln_qnode_forward(const kiln_model_t *m, int id, const void *const *in, void *out, int batch,
                         float *scratch, int threads);
-/* Quantises batch NCHW fp32 tensors of (c, hw) to NHWC u8 with qp. */
+/* Quantises batch NCHW fp32 tensors of (c, hw) to NHWC u8 with qp (hw 1: in order). */
 void kiln_quantize_u8(const float *x, int c, size_t hw, int batch, kiln_qparams qp, uint8_t *q);
 /* Dequantises batch NHWC u8 tensors of (c, hw) to NCHW fp32 with qp. */
 void kiln_dequantize_u8(const uint8_t *q, int c, size_t hw, int batch, kiln_qparams qp, float *x);

@@ -128,6 +128,8 @@ static const void *input_for(kiln_session_t *s, int id, int j, int batch)
     int c;
     size_t hw;
     kiln_qtensor_dims(m->g, src, &c, &hw);
+    if (m->g->nodes[id].op == KILN_OP_LINEAR)   /* rows in order: no NHWC */
+        c = (int)m->g->nodes[src].numel, hw = 1;
     if (need == 1)
         kiln_quantize_u8(p, c, hw, batch, m->q->qp[src], (uint8_t *)s->convert[j]);
     else
@@ -229,7 +231,7 @@ const char *kiln_session_node_kernel(const kiln_session_t *s, int node)
     if (node < 0 || node >= m->g->n)
         return "";
     const kiln_node *nd = &m->g->nodes[node];
-    if (m->q && m->q->int8[node] && (nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_DENSE))
+    if (m->q && m->q->int8[node] && (nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_DENSE || nd->op == KILN_OP_LINEAR))
         return kiln_qgemm_uses_amx(m->q->kernel, kiln_qnode_product_rows(m, node, s->max_batch, s->threads),
                                    m->q->qw[node].k)
                    ? "int8 amx"
