@@ -1,5 +1,5 @@
-/* int8 linear layers on random transformer-shaped models (f32 and token inputs): every linear
- * runs in int8, the outputs stay close to fp32, the generic kernels give the CPU's kernels'
+/* int8 linear layers on random transformer-shaped models (f32 and token inputs): every linear,
+ * and a matmul by a weight (made a linear when the model is optimised), runs in int8, the outputs stay close to fp32, the generic kernels give the CPU's kernels'
  * outputs bit for bit, and a saved int8 model reloads to bit-identical outputs. */
 #include <math.h>
 #include <stdio.h>
@@ -47,9 +47,9 @@ static void one_model(kiln_rng *r, int rep)
     /* a param added through a view: calibration must read both as a session does */
     snprintf(spec + len, sizeof spec - (size_t)len,
              "pos: param %d std=0.5\npos2: reshape %dx%d in=pos\nx: add emb pos2\nln1: layernorm\nqkv: linear %d\n"
-             "att: attention heads=2 causal=%d\nproj: linear %d\nres: add proj x\nln2: layernorm\nfc1: linear %d\n"
+             "att: attention heads=2 causal=%d\nwp: param %dx%d std=0.3\nproj: matmul att wp\nres: add proj x\nln2: layernorm\nfc1: linear %d\n"
              "g: gelu\nfc2: linear %d\nres2: add fc2 res\nhead: linear %d\n",
-             t * d, t, d, 3 * d, rep % 3 == 0, d, hidden, d, out);
+             t * d, t, d, 3 * d, rep % 3 == 0, d, d, hidden, d, out);
     kiln_graph_t *g = kiln_spec_parse(spec, "random-block");
     CHECK(g != NULL, "%s", kiln_last_error());
     if (!g)
@@ -75,6 +75,14 @@ static void one_model(kiln_rng *r, int rep)
         CHECK(linears == 6 - tokens && int8 == linears, "%d linears, %d int8", linears, int8);
         run(f, x, n, yf);
         run(q, x, n, yq);
+        /* the matmul by a weight became a linear with the weight transposed: same outputs */
+        kiln_model_t *plain = kiln_model_create(g, false);
+        run(plain, x, n, yl);
+        double diff = 0;
+        for (size_t i = 0; i < ny; i++)
+            diff = fmax(diff, fabs(yf[i] - yl[i]));
+        CHECK(diff <= 1e-4, "optimised fp32 model differs from the plain one by %g", diff);
+        kiln_model_free(plain);
         run(qg, x, n, yg);
         double lo = INFINITY, hi = -INFINITY, err = 0;
         for (size_t i = 0; i < ny; i++) {

@@ -363,7 +363,8 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
     }
     kiln_op act = nd.a.act;
     if (act != KILN_OP_INPUT) {
-        bool host = op == KILN_OP_DENSE || op == KILN_OP_CONV2D || op == KILN_OP_BATCHNORM || op == KILN_OP_ADD;
+        bool host = op == KILN_OP_DENSE || op == KILN_OP_LINEAR || op == KILN_OP_CONV2D || op == KILN_OP_BATCHNORM ||
+                    op == KILN_OP_ADD;
         if (!host || !kiln_op_fusable_act(act))
             return kiln_error(KILN_ERR_ARG, "%s: %s cannot carry a fused %s", nd.name, kiln_op_name(op),
                               kiln_op_name(act) ? kiln_op_name(act) : "activation"), -1;

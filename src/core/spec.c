@@ -6,7 +6,7 @@
  *   relu  leaky_relu [SLOPE]  sigmoid  tanh  gelu  softmax  dropout [P]  batchnorm (eps= momentum=)
  *   add NAME... / concat NAME...  (with one name: the previous layer and NAME)
  * Every layer takes the previous one as input unless `in=NAME[,NAME...]` says otherwise.
- * Inference graphs may fuse an activation into dense, conv2d, batchnorm or add: `act=relu`
+ * Inference graphs may fuse an activation into dense, linear, conv2d, batchnorm or add: `act=relu`
  * (or leaky_relu with slope=, sigmoid, tanh, gelu).
  * Pairs (kernel, stride, pad, dilation) are N or HxW.
  * The N-d ops (docs/IR.md):
@@ -277,7 +277,8 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
         ok = parse_int(v, vl, &k) && (k == 0 || k == 1);
         a->keepdims = ok && k == 1;
     }
-    else if ((conv || op == KILN_OP_DENSE || op == KILN_OP_BATCHNORM || op == KILN_OP_ADD) && KEY("act")) {
+    else if ((conv || op == KILN_OP_DENSE || op == KILN_OP_LINEAR || op == KILN_OP_BATCHNORM || op == KILN_OP_ADD) &&
+             KEY("act")) {
         token at = {v, vl, vcol};
         a->act = op_from(&at);
         ok = kiln_op_fusable_act(a->act);

@@ -32,6 +32,15 @@ void kiln_graph_optimize_weights(kiln_graph_t *g, const kiln_graph_t *src, const
         if (!nn->n_params)
             continue;
         const kiln_node *nd = &src->nodes[origin[id].node];
+        if (origin[id].transposed) {   /* a linear's weight (n x k) from a param (k x n) */
+            const float *w = kiln_node_tensor(src, nd, 0);
+            float *t = kiln_node_tensor(g, nn, 0);
+            int k = nd->dims[0], n = nd->dims[1];
+            for (int r = 0; r < k; r++)
+                for (int c = 0; c < n; c++)
+                    t[(size_t)c * k + r] = w[(size_t)r * n + c];
+            continue;
+        }
         for (int u = 0; u < nn->n_params; u++) {   /* tensors by name: a bias may be new */
             bool found = false;
             for (int t = 0; t < nd->n_params && !found; t++)
@@ -45,6 +54,18 @@ void kiln_graph_optimize_weights(kiln_graph_t *g, const kiln_graph_t *src, const
         if (origin[id].batchnorm > 0)
             fold_batchnorm(g, nn, src, &src->nodes[origin[id].batchnorm]);
     }
+}
+
+/* Whether source node i is a matmul whose right operand is a 2-D param read by it alone (not an
+ * output): a linear without bias over the left operand's last axis. */
+static bool weight_matmul(const kiln_graph_t *src, int i, const int *consumers)
+{
+    const kiln_node *nd = &src->nodes[i];
+    if (nd->op != KILN_OP_MATMUL)
+        return false;
+    const kiln_node *x = &src->nodes[nd->inputs[0]], *w = &src->nodes[nd->inputs[1]];
+    return w->op == KILN_OP_PARAM && w->rank == 2 && consumers[nd->inputs[1]] == 1 && x->rank >= 2 &&
+           nd->inputs[0] != nd->inputs[1];
 }
 
 kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *stats, kiln_weight_origin **origin_out)
@@ -76,7 +97,14 @@ kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *
             whole[i] = true;
             continue;
         }
-        if (nd->n_inputs == 0) {   /* a param */
+        if (nd->n_inputs == 0) {   /* a param (unless a linear made of its matmul takes it) */
+            bool taken = false;
+            for (int c = i + 1; c < n && !taken; c++)
+                taken = src->nodes[c].n_inputs == 2 && src->nodes[c].inputs[1] == i && weight_matmul(src, c, consumers);
+            if (taken) {
+                map[i] = -1;
+                continue;
+            }
             if ((map[i] = kiln_graph_add(g, nd->op, NULL, 0, &nd->a, nd->name)) < 0)
                 goto fail;
             whole[i] = true;
@@ -101,12 +129,25 @@ kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *
             continue;
         }
         if (kiln_op_fusable_act(nd->op) && sole && pn->a.act == KILN_OP_INPUT &&
-            (pn->op == KILN_OP_CONV2D || pn->op == KILN_OP_DENSE || pn->op == KILN_OP_BATCHNORM ||
-             pn->op == KILN_OP_ADD)) {
+            (pn->op == KILN_OP_CONV2D || pn->op == KILN_OP_DENSE || pn->op == KILN_OP_LINEAR ||
+             pn->op == KILN_OP_BATCHNORM || pn->op == KILN_OP_ADD)) {
             pn->a.act = nd->op;
             pn->a.alpha = nd->a.alpha;
             map[i] = p;
             st.activations_fused++;
+            continue;
+        }
+        if (weight_matmul(src, i, consumers)) {
+            kiln_attrs la = nd->a;
+            la.units = src->nodes[nd->inputs[1]].dims[1];
+            la.no_bias = true;
+            int id = kiln_graph_add(g, KILN_OP_LINEAR, &p, 1, &la, nd->name);
+            if (id < 0)
+                goto fail;
+            map[i] = id;
+            whole[i] = true;
+            origin[id] = (kiln_weight_origin){.node = nd->inputs[1], .transposed = true};
+            st.matmuls_to_linear++;
             continue;
         }
         kiln_attrs a = nd->a;

@@ -6,17 +6,20 @@
 
 /* What kiln_graph_optimize changed. */
 typedef struct {
-    int batchnorms_folded, dropouts_removed, activations_fused;
+    int batchnorms_folded, dropouts_removed, activations_fused, matmuls_to_linear;
 } kiln_optimize_stats;
 
 /* Where an optimised node's tensors come from: the source node, and the batchnorm folded into
- * it (0 = none; node 0 is the input, never a batchnorm). */
+ * it (0 = none; node 0 is the input, never a batchnorm). transposed: the node is a linear made of
+ * a matmul by a 2-D param, node is that param and the linear's weight is its transpose. */
 typedef struct {
     int node, batchnorm;
+    bool transposed;
 } kiln_weight_origin;
 
 /* A new graph computing src's eval-mode output: batchnorm folded into a preceding conv/dense,
- * dropout removed, activations fused into conv/dense/batchnorm/add. stats may be NULL; origin (may be NULL) receives a malloc'd array, one entry per new node,
+ * dropout removed, a matmul by a 2-D param (its only reader) made a linear (which runs in int8),
+ * activations fused into conv/dense/linear/batchnorm/add. stats may be NULL; origin (may be NULL) receives a malloc'd array, one entry per new node,
  * for refreshing the weights later. */
 kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *stats, kiln_weight_origin **origin);
 /* Recomputes g's weights (g from kiln_graph_optimize of a graph with src's structure) from src's
