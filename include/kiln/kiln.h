@@ -67,6 +67,11 @@ typedef enum {
     KILN_OP_UPSAMPLE,     /* (c, h, w) images resized by nearest or bilinear sampling */
     KILN_OP_CONV_TRANSPOSE2D, /* the transposed convolution (PyTorch's ConvTranspose2d, groups 1) */
     KILN_OP_PAD,          /* a constant border on any per-example axes */
+    KILN_OP_CONST,        /* a constant tensor (f32, i64 or bool) held by the graph, unbatched */
+    KILN_OP_SHAPE,        /* the i64 constant of an input's per-example dims (folded when added) */
+    KILN_OP_EQUAL, KILN_OP_LESS, KILN_OP_GREATER, /* bool comparisons, NumPy broadcasting (constants only) */
+    KILN_OP_WHERE,        /* where(cond, a, b), elementwise with broadcasting (constants only) */
+    KILN_OP_CAST,         /* converts among f32, i64 and bool (constants only) */
     KILN_OP_COUNT
 } kiln_op;
 
@@ -92,8 +97,8 @@ typedef struct {
                           * from the end); 0 is the channel axis of images */
     int heads;           /* attention: heads (the width splits into heads x head size) */
     bool causal;         /* attention: a query sees no key after it */
-    int rank;            /* reshape, param: rank of shape[]; transpose: of perm[] */
-    int shape[KILN_MAX_RANK]; /* reshape (one entry may be -1: inferred), param: the shape */
+    int rank;            /* reshape, param, const: rank of shape[]; transpose: of perm[] */
+    int shape[KILN_MAX_RANK]; /* reshape (one entry may be -1: inferred), param, const: the shape */
     int perm[KILN_MAX_RANK];  /* transpose: output axis i is input axis perm[i] */
     int start, end, step;     /* slice: along axis; end 0 means the axis' length; step 0 means 1 */
     unsigned axes;       /* mean, sum: bit i set reduces per-example axis i (bit 8 + k - 1: axis -k,
@@ -107,6 +112,11 @@ typedef struct {
     int pads[2 * KILN_MAX_RANK]; /* pad: before for every axis, then after (ONNX order) */
     float value;         /* pad: the border's value */
     float std;           /* param init: normal with this deviation; 0 means zeros */
+    kiln_dtype dtype;    /* const: its element type (F32, I64 or BOOL); cast: the target type */
+    const void *values;  /* const: rank/shape's numel values (int64_t for I64 and BOOL (0 or 1), float
+                          * for F32; NULL: zeros), copied by kiln_graph_add; afterwards an I64/BOOL
+                          * const's points at the graph's copy, an F32 const's is NULL (its values
+                          * are its tensor "value") */
 } kiln_attrs;
 
 /* A dataflow graph of layers with inferred shapes and the parameters it owns. */

@@ -20,6 +20,8 @@ void kiln_graph_free(kiln_graph_t *g)
     free(g->nodes);
     free(g->params);
     free(g->buffers);
+    kiln_graph_drop_consts(g, 0);
+    free(g->consts);
     free(g);
 }
 
@@ -370,6 +372,7 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
                               kiln_op_name(act) ? kiln_op_name(act) : "activation"), -1;
     }
     size_t np = g->n_params, nb = g->n_buffers;
+    int nc = g->n_consts;
     kiln_status st = def->infer(g, &nd);
     double count = 1;   /* every dim positive and the product bounded: sizes computed from them never wrap */
     for (int i = 0; st == KILN_OK && i < nd.rank; i++) {
@@ -380,9 +383,12 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
     if (st == KILN_OK && count > 1e9)
         st = kiln_error(KILN_ERR_SHAPE, "%s: %s: output of %.0f values per example, at most 1e9", nd.name, def->name,
                         count);
+    if (st == KILN_OK)   /* inputs all constant: evaluated now, the node becomes a const */
+        st = kiln_fold_node(g, &nd);
     if (st != KILN_OK) {
         g->n_params = np;   /* drop any tensors reserved before the failure */
         g->n_buffers = nb;
+        kiln_graph_drop_consts(g, nc);
         return -1;
     }
     return append_node(g, &nd);

@@ -21,7 +21,7 @@ typedef struct {
     int inputs[KILN_MAX_INPUTS];
     int n_inputs;
     kiln_attrs a;           /* with defaults resolved */
-    kiln_dtype dtype;       /* of the output: F32, or I32 for token inputs */
+    kiln_dtype dtype;       /* of the output: F32, I32 for token inputs, I64/BOOL for constants */
     int rank;               /* per-example rank, 0..KILN_MAX_RANK: (c, h, w) images, (n) vectors,
                              * (tokens, width) sequences */
     int dims[KILN_MAX_RANK];/* per-example dims; 1 past the rank */
@@ -38,8 +38,12 @@ struct kiln_graph {
     int n_outputs;
     float *params;          /* every trainable tensor, contiguous */
     size_t n_params;
-    float *buffers;         /* non-trainable state (running statistics) */
+    float *buffers;         /* non-trainable state (running statistics, f32 constants) */
     size_t n_buffers;
+    int64_t **consts;       /* the values of each i64/bool constant, one block per const node (so a
+                             * node's a.values stays valid while the graph grows) */
+    int n_consts, cap_consts;
+    size_t n_const_values;  /* values in all blocks */
 };
 
 /* Pointer to a node's i-th tensor inside the graph's arrays. */
@@ -55,8 +59,17 @@ static inline int kiln_conv_out(int in, int k, int s, int p, int d)
     return (in + 2 * p - d * (k - 1) - 1) / s + 1;
 }
 
+/* Whether dt is a dtype only constants have (i64, bool: shape arithmetic, folded at load). */
+static inline bool kiln_dtype_const_only(kiln_dtype dt)
+{
+    return dt == KILN_DT_I64 || dt == KILN_DT_BOOL;
+}
+
 /* Sets a node's per-example rank and dims (1 past the rank) and its numel. */
 void kiln_node_set_shape(kiln_node *nd, int rank, const int *dims);
+
+/* Frees the i64/bool constant blocks past the first keep (a node that failed to be added). */
+void kiln_graph_drop_consts(struct kiln_graph *g, int keep);
 
 /* Finds a node by name; -1 if none. */
 int kiln_graph_find(const struct kiln_graph *g, const char *name);

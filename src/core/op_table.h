@@ -15,6 +15,13 @@ typedef enum {
     KILN_MEM_VIEW       /* input 0's bytes under another shape: no buffer */
 } kiln_mem_rule;
 
+/* When an op is evaluated at graph construction (src/core/fold.c). */
+typedef enum {
+    KILN_FOLD_NEVER,    /* runs in kernels; an i64/bool input is an error */
+    KILN_FOLD_CONST,    /* folded into a const when every input is one; else runs (f32) */
+    KILN_FOLD_ONLY      /* exists only folded: an input computed at run time is an error */
+} kiln_fold_rule;
+
 /* One op's record. */
 typedef struct {
     const char *name;          /* spec keyword */
@@ -29,6 +36,7 @@ typedef struct {
     size_t (*save_floats)(const kiln_graph_t *g, const kiln_node *nd, int batch);
     /* Floats of temporary space with this many threads at this batch (NULL: none). */
     size_t (*work_floats)(const kiln_graph_t *g, const kiln_node *nd, int batch, int threads);
+    kiln_fold_rule fold;       /* constant folding (KILN_FOLD_NEVER unless given) */
 } kiln_op_def;
 
 /* The record of op (op in range). */
@@ -63,6 +71,16 @@ kiln_status kiln_infer_reduce(kiln_graph_t *g, kiln_node *nd);
 kiln_status kiln_infer_upsample(kiln_graph_t *g, kiln_node *nd);
 kiln_status kiln_infer_conv_transpose(kiln_graph_t *g, kiln_node *nd);
 kiln_status kiln_infer_pad(kiln_graph_t *g, kiln_node *nd);
+/* Constants and the ops on them (src/core/const.c). */
+kiln_status kiln_infer_const(kiln_graph_t *g, kiln_node *nd);
+kiln_status kiln_infer_shape(kiln_graph_t *g, kiln_node *nd);
+kiln_status kiln_infer_cast(kiln_graph_t *g, kiln_node *nd);
+
+/* Evaluates nd, just inferred, when its fold rule and inputs allow and turns it into a const
+ * holding the result; rejects i64/bool inputs anywhere else (src/core/fold.c). */
+kiln_status kiln_fold_node(kiln_graph_t *g, kiln_node *nd);
+/* The i64/bool values of const node nd (numel of them). */
+static inline const int64_t *kiln_const_ints(const kiln_node *nd) { return (const int64_t *)nd->a.values; }
 
 /* Reserves a parameter (trainable) or buffer tensor of the given dims for nd. */
 kiln_status kiln_node_add_param(kiln_graph_t *g, kiln_node *nd, const char *name, bool trainable,

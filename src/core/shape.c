@@ -139,14 +139,52 @@ kiln_status kiln_infer_same(kiln_graph_t *g, kiln_node *nd)
     return KILN_OK;
 }
 
+/* Reads reshape's second input, an i64 constant target shape with ONNX's rules (0 copies the
+ * input's dim at that position, -1 is inferred), into a->rank and a->shape, and drops the input:
+ * the node is then a static reshape. */
+static kiln_status shape_from_const(kiln_graph_t *g, kiln_node *nd)
+{
+    const kiln_node *x = in_of(g, nd, 0), *s = in_of(g, nd, 1);
+    char sh[64], msg[224];
+    if (s->op != KILN_OP_CONST || s->dtype != KILN_DT_I64 || s->rank != 1 || s->dims[0] > KILN_MAX_RANK) {
+        snprintf(msg, sizeof msg, "target shape %s is %s%s of shape %s, expected an i64 constant of rank 1 with "
+                 "1..6 values", s->name, s->op == KILN_OP_CONST ? "a const " : "", kiln_dtype_name(s->dtype),
+                 SHAPE(sh, s));
+        return fail(nd, KILN_ERR_SHAPE, msg);
+    }
+    const int64_t *v = kiln_const_ints(s);
+    nd->a.rank = s->dims[0];
+    for (int i = 0; i < nd->a.rank; i++) {
+        if (v[i] == 0 && i >= x->rank) {
+            snprintf(msg, sizeof msg, "target entry %d is 0 (copy the input's dim) but input %s is %s", i, x->name,
+                     SHAPE(sh, x));
+            return fail(nd, KILN_ERR_SHAPE, msg);
+        }
+        if (v[i] < -1 || v[i] > 1000000000) {
+            snprintf(msg, sizeof msg, "target entry %d is %lld, expected -1, 0 or a dim", i, (long long)v[i]);
+            return fail(nd, KILN_ERR_SHAPE, msg);
+        }
+        nd->a.shape[i] = v[i] == 0 ? x->dims[i] : (int)v[i];
+    }
+    nd->n_inputs = 1;
+    nd->inputs[1] = 0;
+    return KILN_OK;
+}
+
 kiln_status kiln_infer_reshape(kiln_graph_t *g, kiln_node *nd)
 {
     const kiln_node *x = in_of(g, nd, 0);
-    const kiln_attrs *a = &nd->a;
+    kiln_attrs *a = &nd->a;
     char s[64], t[64], msg[192];
+    bool from_const = nd->n_inputs == 2;
+    if (from_const) {
+        kiln_status st = shape_from_const(g, nd);
+        if (st != KILN_OK)
+            return st;
+    }
     if (a->rank < 0 || a->rank > KILN_MAX_RANK)
         return fail(nd, KILN_ERR_ARG, "target rank out of 0..6");
-    int d[KILN_MAX_RANK], infer_at = -1;
+    int d[KILN_MAX_RANK] = {0}, infer_at = -1;
     size_t known = 1;
     for (int i = 0; i < a->rank; i++) {
         d[i] = a->shape[i];
@@ -173,6 +211,8 @@ kiln_status kiln_infer_reshape(kiln_graph_t *g, kiln_node *nd)
     }
     kiln_node_set_shape(nd, a->rank, d);
     nd->batched = x->batched;
+    if (from_const)   /* written back resolved, so the spec says the static reshape it is */
+        memcpy(a->shape, d, (size_t)a->rank * sizeof *d);
     return KILN_OK;
 }
 
@@ -267,7 +307,7 @@ kiln_status kiln_infer_concat(kiln_graph_t *g, kiln_node *nd)
 kiln_status kiln_infer_broadcast(kiln_graph_t *g, kiln_node *nd)
 {
     char s[64], t[64], msg[224];
-    if (nd->op != KILN_OP_ADD && nd->n_inputs != 2)
+    if (nd->op != KILN_OP_ADD && nd->op != KILN_OP_WHERE && nd->n_inputs != 2)
         return fail(nd, KILN_ERR_ARG, "takes exactly 2 inputs");
     int r = 0, d[KILN_MAX_RANK];
     for (int j = 0; j < nd->n_inputs; j++)

@@ -18,6 +18,10 @@
  *   mean / sum axes=A,B,.. keepdims=0|1   upsample scale=F[xF] | size=HxW (mode=nearest|bilinear)
  *   conv_transpose2d UNITS KERNEL (stride= pad= dilation= out_pad= bias=0)   pad pads=B0,..,E0,.. (value=)
  *   split axis= sizes=A,B,..  (one slice layer per part: NAME.0, NAME.1, ...)
+ * Constants and shape arithmetic (folded when the graph is built: docs/IR.md, "Constants"):
+ *   const [AxBx..] dtype=f32|i64|bool values=V,V,..  (no dims: a scalar; f32 values may be left
+ *   out: zeros, or the model file's)   shape NAME   cast NAME dtype=   equal/less/greater A B
+ *   where C A B   reshape in=X,S (S: an i64 const target shape, ONNX's 0 and -1)
  *   output NAME[,NAME...]   (a directive: declares the graph's outputs; default the last layer) */
 #include <ctype.h>
 #include <stdarg.h>
@@ -125,6 +129,74 @@ static bool parse_pair(const char *s, int len, int out[2])
     if (!x)
         return parse_int(s, len, &out[0]) && (out[1] = out[0], true);
     return parse_int(s, (int)(x - s), &out[0]) && parse_int(x + 1, len - (int)(x - s) - 1, &out[1]);
+}
+
+/* Parses a dtype keyword (f32, i32, i64, bool); false if it is none of them. */
+static bool parse_dtype(const char *s, int len, kiln_dtype *out)
+{
+    static const struct { const char *name; kiln_dtype dt; } names[] = {
+        {"f32", KILN_DT_F32}, {"i32", KILN_DT_I32}, {"i64", KILN_DT_I64}, {"bool", KILN_DT_BOOL}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((int)strlen(names[i].name) == len && memcmp(names[i].name, s, (size_t)len) == 0) {
+            *out = names[i].dt;
+            return true;
+        }
+    return false;
+}
+
+/* Parses one i64 (or bool: 0, 1, true, false) value. */
+static bool parse_i64(const char *s, int len, bool boolean, int64_t *out)
+{
+    char buf[32];
+    if (boolean && ((len == 4 && memcmp(s, "true", 4) == 0) || (len == 5 && memcmp(s, "false", 5) == 0))) {
+        *out = len == 4;
+        return true;
+    }
+    if (len <= 0 || len >= (int)sizeof buf)
+        return false;
+    memcpy(buf, s, (size_t)len);
+    buf[len] = 0;
+    char *end;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (*end || errno || (boolean && v != 0 && v != 1))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Parses a const's values= token (dtype dt, exactly numel of them) into a new array (caller frees);
+ * NULL with the error set. */
+static void *parse_values(const spec_pos *p, const token *t, const char *node, kiln_dtype dt, double numel)
+{
+    const char *s = t->s + 7, *end = t->s + t->len;   /* past "values=" */
+    size_t count = 1;
+    for (const char *c = s; c < end; c++)
+        count += *c == ',';
+    if ((double)count != numel) {
+        spec_error(p, t->col, "%s: const: values= has %zu values, its shape holds %.0f", node, count, numel);
+        return NULL;
+    }
+    size_t each = dt == KILN_DT_F32 ? sizeof(float) : sizeof(int64_t);
+    char *v = malloc(count * each);
+    if (!v) {
+        kiln_error(KILN_ERR_NOMEM, "out of memory for the values of %s", node);
+        return NULL;
+    }
+    for (size_t k = 0; k < count; k++) {
+        const char *c = memchr(s, ',', (size_t)(end - s));
+        const char *e = c ? c : end;
+        bool ok = dt == KILN_DT_F32 ? parse_float(s, (int)(e - s), (float *)v + k)
+                                    : parse_i64(s, (int)(e - s), dt == KILN_DT_BOOL, (int64_t *)v + k);
+        if (!ok) {
+            spec_error(p, t->col + (int)(s - t->s), "%s: const: value %zu, '%.*s', is not %s", node, k, (int)(e - s), s,
+                       dt == KILN_DT_F32 ? "a number" : dt == KILN_DT_BOOL ? "0, 1, true or false" : "an integer");
+            free(v);
+            return NULL;
+        }
+        s = e + 1;
+    }
+    return v;
 }
 
 static kiln_op op_from(const token *t)
@@ -374,12 +446,16 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
     kiln_op op = op_from(&t[0]);
     if (op == KILN_OP_COUNT)
         return spec_error(p, t[0].col, "unknown op '%.*s'", t[0].len, t[0].s);
-    if (g->n == 0 && op != KILN_OP_INPUT && op != KILN_OP_PARAM)
+    if (g->n == 0 && op != KILN_OP_INPUT && op != KILN_OP_PARAM && op != KILN_OP_CONST)
         return spec_error(p, t[0].col, "the first layer must be 'input'");
     kiln_attrs a = {0};
     kiln_dtype dtype = KILN_DT_F32;
     int ids[KILN_MAX_INPUTS], n_ids = 0, pos = 0, dims[KILN_MAX_RANK] = {0};
-    bool names = kiln_op_def_of(op)->max_inputs > 1;   /* positional arguments name the inputs */
+    const kiln_op_def *def = kiln_op_def_of(op);
+    /* positional arguments name the inputs (reshape's are its dims) */
+    bool names = (def->max_inputs > 1 && op != KILN_OP_RESHAPE) || op == KILN_OP_SHAPE || op == KILN_OP_CAST;
+    const token *values = NULL;   /* a const's values=, parsed once its shape and dtype are known */
+    bool typed = false;
     for (int i = 1; i < n; i++) {
         const char *eq = memchr(t[i].s, '=', (size_t)t[i].len);
         if (eq) {
@@ -388,15 +464,19 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
                 token v = {t[i].s + 3, t[i].len - 3, t[i].col + 3};
                 if ((n_ids = parse_names(g, p, &v, ids, 0)) < 0)
                     return KILN_ERR_FORMAT;
-            } else if (op == KILN_OP_INPUT && e == 5 && memcmp(t[i].s, "dtype", 5) == 0) {
+            } else if ((op == KILN_OP_INPUT || op == KILN_OP_CONST || op == KILN_OP_CAST) && e == 5 &&
+                       memcmp(t[i].s, "dtype", 5) == 0) {
                 const char *v = t[i].s + 6;
                 int vl = t[i].len - 6;
-                if (vl == 3 && memcmp(v, "f32", 3) == 0)
-                    dtype = KILN_DT_F32;
-                else if (vl == 3 && memcmp(v, "i32", 3) == 0)
-                    dtype = KILN_DT_I32;
-                else
-                    return spec_error(p, t[i].col + 6, "bad value '%.*s' for dtype, expected f32 or i32", vl, v);
+                bool input = op == KILN_OP_INPUT;
+                if (!parse_dtype(v, vl, &dtype) || (input ? dtype != KILN_DT_F32 && dtype != KILN_DT_I32
+                                                          : dtype == KILN_DT_I32))
+                    return spec_error(p, t[i].col + 6, "bad value '%.*s' for dtype, expected %s", vl, v,
+                                      input ? "f32 or i32" : "f32, i64 or bool");
+                a.dtype = dtype;
+                typed = true;
+            } else if (op == KILN_OP_CONST && e == 6 && memcmp(t[i].s, "values", 6) == 0) {
+                values = &t[i];
             } else if (!apply_key(op, p, &t[i], e, &a)) {
                 return KILN_ERR_FORMAT;
             }
@@ -427,6 +507,11 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
         case KILN_OP_PARAM:
         case KILN_OP_RESHAPE:
             ok = pos == 0 && (a.rank = parse_dims(t[i].s, t[i].len, a.shape)) > 0;
+            break;
+        case KILN_OP_CONST:
+            ok = pos == 0 && (a.rank = parse_dims(t[i].s, t[i].len, a.shape)) > 0;
+            for (int d = 0; ok && d < a.rank; d++)
+                ok = a.shape[d] > 0;
             break;
         case KILN_OP_TRANSPOSE:
             ok = pos == 0 && (a.rank = parse_list(t[i].s, t[i].len, a.perm, KILN_MAX_RANK)) > 0;
@@ -461,8 +546,23 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
         return spec_error(p, t[0].col, "%s needs a kernel size", kiln_op_name(op));
     if ((op == KILN_OP_MAXPOOL2D || op == KILN_OP_AVGPOOL2D) && a.kernel[0] <= 0)
         return spec_error(p, t[0].col, "%s needs a window size", kiln_op_name(op));
-    if ((op == KILN_OP_PARAM || op == KILN_OP_RESHAPE) && a.rank <= 0)
+    if (op == KILN_OP_PARAM && a.rank <= 0)
         return spec_error(p, t[0].col, "%s needs a shape such as 50x64", kiln_op_name(op));
+    if (op == KILN_OP_RESHAPE && a.rank <= 0 && n_ids != 2)
+        return spec_error(p, t[0].col, "reshape needs a shape such as 50x64, or in=X,SHAPE");
+    if (op == KILN_OP_CAST && !typed)
+        return spec_error(p, t[0].col, "cast needs dtype=f32, i64 or bool");
+    void *vals = NULL;
+    if (op == KILN_OP_CONST) {
+        const char *node = name[0] ? name : "const";
+        double numel = 1;
+        for (int d = 0; d < a.rank; d++)
+            numel *= a.shape[d];
+        if (!values && a.dtype != KILN_DT_F32)
+            return spec_error(p, t[0].col, "%s: const: an %s constant needs values=", node, kiln_dtype_name(a.dtype));
+        if (values && !(a.values = vals = parse_values(p, values, node, a.dtype, numel)))
+            return KILN_ERR_FORMAT;
+    }
     if (op == KILN_OP_TRANSPOSE && a.rank <= 0)
         return spec_error(p, t[0].col, "transpose needs a permutation such as 1,0");
     if (op == KILN_OP_EMBEDDING && pos != 2)
@@ -473,12 +573,14 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
         return spec_error(p, t[0].col, "%s needs axes=", kiln_op_name(op));
     if (op == KILN_OP_DROPOUT && pos == 0)
         a.alpha = 0.5f;
-    if (names && op != KILN_OP_ATTENTION && n_ids == 1) {
+    if (names && def->min_inputs >= 2 && n_ids == 1) {   /* one name: the previous layer and it */
         ids[1] = ids[0];
         ids[0] = g->n - 1;
         n_ids = 2;
     }
-    if (kiln_graph_add(g, op, n_ids ? ids : NULL, n_ids, &a, name[0] ? name : NULL) < 0)
+    int id = kiln_graph_add(g, op, n_ids ? ids : NULL, n_ids, &a, name[0] ? name : NULL);
+    free(vals);
+    if (id < 0)
         return spec_error(p, t[0].col, "%s", kiln_last_error());
     return KILN_OK;
 }
@@ -684,6 +786,20 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
             break;
         case KILN_OP_EMBEDDING:
             sb_printf(&s, &len, &cap, " %d %d", a->vocab, a->units);
+            break;
+        case KILN_OP_CONST: {   /* i64/bool values in the spec (they decide shapes); f32 ones in the file */
+            for (int d = 0; d < a->rank; d++)
+                sb_printf(&s, &len, &cap, "%s%d", d ? "x" : " ", a->shape[d]);
+            sb_printf(&s, &len, &cap, " dtype=%s", nd->dtype == KILN_DT_I64 ? "i64" : nd->dtype == KILN_DT_BOOL ? "bool"
+                                                                                                             : "f32");
+            const int64_t *v = kiln_const_ints(nd);
+            for (size_t k = 0; nd->dtype != KILN_DT_F32 && k < nd->numel; k++)
+                sb_printf(&s, &len, &cap, "%s%lld", k ? "," : " values=", (long long)v[k]);
+            break;
+        }
+        case KILN_OP_CAST:
+            sb_printf(&s, &len, &cap, " dtype=%s", a->dtype == KILN_DT_I64 ? "i64" : a->dtype == KILN_DT_BOOL ? "bool"
+                                                                                                           : "f32");
             break;
         case KILN_OP_ATTENTION:
             sb_printf(&s, &len, &cap, " heads=%d%s", a->heads, a->causal ? " causal=1" : "");

@@ -158,7 +158,7 @@ kiln_status kiln_file_node_tensors(const kiln_st_file *f, kiln_graph_t *g, int i
     const kiln_node *nd = &g->nodes[id];
     for (int t = 0; t < nd->n_params; t++) {
         char name[160];
-        int64_t dims[4];
+        int64_t dims[KILN_MAX_RANK];   /* params and constants have up to 6 dims */
         snprintf(name, sizeof name, "%s.%s", nd->name, nd->params[t].name);
         for (int d = 0; d < nd->params[t].ndim; d++)
             dims[d] = nd->params[t].dims[d];

@@ -49,6 +49,7 @@ void kiln_reduce_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_
 void kiln_upsample_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_conv_transpose_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_pad_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_const_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 /* Where output coordinate o of an upsample along an axis of `in` -> `out` samples: nearest
  * (PyTorch's floor(o * in / out)) into *i0 with weight 1, or bilinear (align_corners false:
  * the centre (o + 0.5) in / out - 0.5, clamped at 0) between *i0 and *i1 with weight *w1 on i1. */

@@ -79,6 +79,9 @@ static const backward_fn backward_of[] = {
     [KILN_OP_UPSAMPLE] = kiln_upsample_backward,
     [KILN_OP_CONV_TRANSPOSE2D] = kiln_conv_transpose_backward,
     [KILN_OP_PAD] = kiln_pad_backward,
+    /* constants have no gradient; the other ops on them never reach a tape (folded) */
+    [KILN_OP_CONST] = NULL, [KILN_OP_SHAPE] = NULL, [KILN_OP_EQUAL] = NULL, [KILN_OP_LESS] = NULL,
+    [KILN_OP_GREATER] = NULL, [KILN_OP_WHERE] = NULL, [KILN_OP_CAST] = NULL,
 };
 _Static_assert(sizeof backward_of / sizeof backward_of[0] == KILN_OP_COUNT, "every op needs a backward entry");
 

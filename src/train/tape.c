@@ -138,7 +138,9 @@ kiln_tape_t *kiln_tape_create(kiln_graph_t *g, int max_batch, bool input_grad, u
             t->needs_grad[i] = input_grad && nd->dtype == KILN_DT_F32;
             continue;
         }
-        bool ng = nd->n_params > 0;
+        bool ng = false;   /* trainable tensors, or an input that needs a gradient (not a const's buffer) */
+        for (int p = 0; p < nd->n_params; p++)
+            ng = ng || nd->params[p].trainable;
         for (int j = 0; j < nd->n_inputs; j++)
             ng = ng || t->needs_grad[nd->inputs[j]];
         t->needs_grad[i] = ng;
