@@ -36,13 +36,19 @@ static void act_span(kiln_op op, float alpha, const float *x, float *y, size_t n
         for (size_t i = 0; i < n; i++)
             y[i] = x[i] / (1.0f + kiln_exp(-x[i]));
         break;
-    case KILN_OP_HARD_SWISH:   /* x * relu6(x + 3) / 6 */
-        for (size_t i = 0; i < n; i++)
-            y[i] = x[i] * fminf(fmaxf(x[i] + 3.0f, 0.0f), 6.0f) * (1.0f / 6.0f);
+    case KILN_OP_HARD_SWISH:   /* x * relu6(x + 3) / 6 (comparisons, not libm's fmaxf: they vectorise) */
+        #pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            float r = x[i] + 3.0f > 0.0f ? x[i] + 3.0f : 0.0f;
+            y[i] = x[i] * (r < 6.0f ? r : 6.0f) * (1.0f / 6.0f);
+        }
         break;
     case KILN_OP_RELU6:
-        for (size_t i = 0; i < n; i++)
-            y[i] = fminf(fmaxf(x[i], 0.0f), 6.0f);
+        #pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            float r = x[i] > 0.0f ? x[i] : 0.0f;
+            y[i] = r < 6.0f ? r : 6.0f;
+        }
         break;
     default:
         break;
@@ -89,7 +95,7 @@ void kiln_softmax_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd
         for (size_t s = 0; s < p; s++) {
             float m = xb[s];
             for (int k = 1; k < c; k++)
-                m = fmaxf(m, xb[k * p + s]);
+                m = xb[k * p + s] > m ? xb[k * p + s] : m;
             float sum = 0.0f;
             if (log_out) {
                 for (int k = 0; k < c; k++)

@@ -22,16 +22,25 @@ void kiln_norm_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_ar
         const float *x = a->in[0] + r * d;
         float *y = a->out + r * d;
         float mean = 0.0f, var = 0.0f;
-        if (layer) {
+        if (layer) {   /* (simd sums: lanes of partial sums, not one chain of dependent adds) */
+            #pragma omp simd reduction(+ : mean)
             for (int i = 0; i < d; i++)
                 mean += x[i];
             mean /= (float)d;
         }
+        #pragma omp simd reduction(+ : var)
         for (int i = 0; i < d; i++)
             var += (x[i] - mean) * (x[i] - mean);
         float rstd = 1.0f / sqrtf(var / (float)d + eps);
-        for (int i = 0; i < d; i++)
-            y[i] = (x[i] - mean) * rstd * w[i] + (layer ? bias[i] : 0.0f);
+        if (layer) {
+            #pragma omp simd
+            for (int i = 0; i < d; i++)
+                y[i] = (x[i] - mean) * rstd * w[i] + bias[i];
+        } else {
+            #pragma omp simd
+            for (int i = 0; i < d; i++)
+                y[i] = x[i] * rstd * w[i];
+        }
         if (a->save) {
             if (layer) {
                 a->save[2 * r] = mean;

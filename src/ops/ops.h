@@ -68,8 +68,14 @@ void kiln_attention_head_forward(const float *q, const float *k, const float *v,
 /* row[0..n) = q . K_j for the keys j < n, from kt: K^T (dh rows of sp >= n floats, padded to a
  * multiple of 64 with zeros). */
 void kiln_attention_scores_row(const float *q, const float *kt, int dh, int sp, int n, float *row);
+/* kiln_attention_scores_row for nr <= 4 query rows (ldq apart) into nr score rows (ldr apart). */
+void kiln_attention_scores_rows(const float *q, int ldq, int nr, const float *kt, int dh, int sp, int n, float *rows,
+                                int ldr);
 /* out[0..dh) (+)= sum over j < n of w[j] v_j (rows of v ldv apart). */
 void kiln_attention_weighted_rows(const float *w, int n, const float *v, int ldv, int dh, float *out, bool add);
+/* kiln_attention_weighted_rows for nr <= 4 weight rows (ldw apart) into nr output rows (ldo apart). */
+void kiln_attention_weighted_rows4(const float *w, int ldw, int nr, int n, const float *v, int ldv, int dh, float *out,
+                                   int ldo, bool add);
 /* Floats of kiln_attention_head_forward's work space (dh x keys rounded up to 64). */
 size_t kiln_attention_head_work_floats(const kiln_graph_t *g, const kiln_node *nd);
 /* Attention's work space: one block of scores (or one K^T) per thread. */

@@ -34,36 +34,40 @@ static void head_backward(const float *q, const float *k, const float *v, int ld
         for (int j = s; j < sp; j++)
             vt[(size_t)e * sp + j] = 0.0f;
     }
-    for (int i = 0; i < t; i++) {
-        const float *pr = p + (size_t)i * s;
-        float *d = ds + (size_t)i * s;
-        int n = causal ? i + 1 : s;
-        kiln_attention_scores_row(dout + (size_t)i * ldo, vt, dh, sp, n, d);
-        float dot = 0.0f;
-        #pragma omp simd reduction(+ : dot)
-        for (int j = 0; j < n; j++)
-            dot += d[j] * pr[j];
-        #pragma omp simd
-        for (int j = 0; j < n; j++)
-            d[j] = c * pr[j] * (d[j] - dot);
-        for (int j = n; j < s; j++)
-            d[j] = 0.0f;
-        if (dq)
-            kiln_attention_weighted_rows(d, n, k, ld, dh, dq + (size_t)i * ldx, acc[0]);
+    for (int i0 = 0; i0 < t; i0 += 4) {   /* four query rows at a time share each load of V or K */
+        int nr = t - i0 < 4 ? t - i0 : 4, nmax = causal ? i0 + nr : s;
+        float *d0 = ds + (size_t)i0 * s;
+        kiln_attention_scores_rows(dout + (size_t)i0 * ldo, ldo, nr, vt, dh, sp, nmax, d0, s);
+        for (int i = i0; i < i0 + nr; i++) {
+            const float *pr = p + (size_t)i * s;
+            float *d = ds + (size_t)i * s;
+            int n = causal ? i + 1 : s;
+            float dot = 0.0f;
+            #pragma omp simd reduction(+ : dot)
+            for (int j = 0; j < n; j++)
+                dot += d[j] * pr[j];
+            #pragma omp simd
+            for (int j = 0; j < n; j++)
+                d[j] = c * pr[j] * (d[j] - dot);
+            for (int j = n; j < s; j++)
+                d[j] = 0.0f;
+        }
+        if (dq)   /* (masked keys are 0 in dS) */
+            kiln_attention_weighted_rows4(d0, s, nr, nmax, k, ld, dh, dq + (size_t)i0 * ldx, ldx, acc[0]);
     }
     for (int i = 0; i < t; i++)   /* P^T and dS^T: the sums over queries as contiguous rows */
         for (int j = 0; j < s; j++) {
             pt[(size_t)j * t + i] = p[(size_t)i * s + j];
             dst[(size_t)j * t + i] = ds[(size_t)i * s + j];
         }
-    for (int j = 0; j < s; j++) {
-        int i0 = causal ? j : 0;   /* queries before key j never saw it */
-        if (dk)
-            kiln_attention_weighted_rows(dst + (size_t)j * t + i0, t - i0, q + (size_t)i0 * ld, ld, dh,
-                                         dk + (size_t)j * ldx, acc[1]);
+    for (int j = 0; j < s; j += 4) {   /* four keys at a time share each load of Q or dO */
+        int nr = s - j < 4 ? s - j : 4, i0 = causal ? j : 0;   /* queries before key j never saw it */
+        if (dk)   /* (dS^T and P^T are 0 where a query did not see a key) */
+            kiln_attention_weighted_rows4(dst + (size_t)j * t + i0, t, nr, t - i0, q + (size_t)i0 * ld, ld, dh,
+                                          dk + (size_t)j * ldx, ldx, acc[1]);
         if (dv)   /* after dk: when k and v are one tensor, acc[2] says to add to what dk wrote */
-            kiln_attention_weighted_rows(pt + (size_t)j * t + i0, t - i0, dout + (size_t)i0 * ldo, ldo, dh,
-                                         dv + (size_t)j * ldx, acc[2]);
+            kiln_attention_weighted_rows4(pt + (size_t)j * t + i0, t, nr, t - i0, dout + (size_t)i0 * ldo, ldo, dh,
+                                          dv + (size_t)j * ldx, ldx, acc[2]);
     }
 }
 
