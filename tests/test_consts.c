@@ -50,7 +50,8 @@ static void expect_error(const char *spec, const char *want)
 static void check_const_spec(void)
 {
     const char *spec = "x: input 3\nc: const 3 dtype=i64 values=1,64,-1\nz: const dtype=i64 values=-9000000000\n"
-                       "b: const 2x1 dtype=bool values=true,0\nf: const 2x2 values=0.5,1,-2,3e3\ny: relu in=x\n";
+                       "b: const 2x1 dtype=bool values=true,0\nf: const 2x2 values=0.5,1,-2,3e3\ny: relu in=x\n"
+                       "e: const values=2.5\npz: pad in=e\n";   /* a scalar padded: no pads= in the spec */
     kiln_graph_t *g = kiln_spec_parse(spec, "consts");
     CHECK(g != NULL, "%s", kiln_last_error());
     if (!g)

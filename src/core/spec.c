@@ -738,7 +738,8 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
             break;
         case KILN_OP_PAD: {
             const kiln_node *x = &g->nodes[nd->inputs[0]];
-            sb_printf(&s, &len, &cap, " pads=");
+            if (x->rank > 0)   /* a scalar has no axes to pad: no pads= (an empty list does not parse) */
+                sb_printf(&s, &len, &cap, " pads=");
             for (int d = 0; d < 2 * x->rank; d++)
                 sb_printf(&s, &len, &cap, "%s%d", d ? "," : "",
                           a->pads[d < x->rank ? d : KILN_MAX_RANK + d - x->rank]);
