@@ -77,7 +77,7 @@ static kiln_status add_node_fp32(tensor_list *l, const kiln_graph_t *g, int id, 
     for (int k = 0; k < nd->n_params; k++) {
         const kiln_param_ref *p = &nd->params[k];
         char name[160];
-        int64_t dims[4];
+        int64_t dims[KILN_MAX_RANK];
         snprintf(name, sizeof name, "%s.%s", nd->name, p->name);
         for (int d = 0; d < p->ndim; d++)
             dims[d] = p->dims[d];
@@ -130,7 +130,7 @@ kiln_status kiln_model_save(const kiln_model_t *m, const char *path, bool fp16_w
                 goto done;
         } else {
             const kiln_qweights *qw = &q->qw[i];
-            int64_t dims[4], mdim[1] = {qw->m};
+            int64_t dims[KILN_MAX_RANK], mdim[1] = {qw->m};
             for (int d = 0; d < nd->params[0].ndim; d++)
                 dims[d] = nd->params[0].dims[d];
             snprintf(name, sizeof name, "%s.weight", nd->name);
@@ -207,7 +207,7 @@ static kiln_status load_int8(const kiln_st_file *f, kiln_model_t *m)
         if (!qw->w || !qw->w_scale || !qw->bias)
             return kiln_error(KILN_ERR_NOMEM, "out of memory");
         char name[160];
-        int64_t dims[4], mdim[1] = {qw->m};
+        int64_t dims[KILN_MAX_RANK], mdim[1] = {qw->m};
         for (int d = 0; d < nd->params[0].ndim; d++)
             dims[d] = nd->params[0].dims[d];
         snprintf(name, sizeof name, "%s.weight", nd->name);
