@@ -65,6 +65,38 @@ static void test_gemm(void)
     CHECK(bad == 0, "%d of 60 random GEMMs differ from the reference", bad);
 }
 
+/* C = A op(B) + bias on random shapes (m below and above the thread split, n not a multiple of
+ * the 32-column tile, k past the 256-long K block so the bias must be added once) against the
+ * reference with the bias copied in first. */
+static void test_gemm_bias(void)
+{
+    int bad = 0;
+    for (int rep = 0; rep < 40; rep++) {
+        bool tb = rnd(0, 1);
+        int m = rnd(1, rep < 20 ? 40 : 700), n = rnd(1, 200), k = rnd(1, rep % 2 ? 100 : 600);
+        int lda = k + rnd(0, 3), ldb = (tb ? k : n) + rnd(0, 3), ldc = n + rnd(0, 3);
+        size_t na = (size_t)m * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
+        float *a = malloc(na * 4), *b = malloc(nb * 4), *bias = malloc((size_t)n * 4), *c = malloc(nc * 4),
+              *r = malloc(nc * 4);
+        fill(a, na);
+        fill(b, nb);
+        fill(bias, (size_t)n);
+        fill(c, nc);
+        memcpy(r, c, nc * 4);
+        for (int i = 0; i < m; i++)
+            memcpy(r + (size_t)i * ldc, bias, (size_t)n * 4);
+        kiln_sgemm_bias(tb, m, n, k, a, lda, b, ldb, bias, c, ldc);
+        kiln_sgemm_ref(false, tb, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, r, ldc);
+        double e = rel_err(c, r, nc);
+        if (!(e < 1e-5)) {
+            fprintf(stderr, "gemm+bias N%c m=%d n=%d k=%d: error %.3e\n", tb ? 'T' : 'N', m, n, k, e);
+            bad++;
+        }
+        free(a), free(b), free(bias), free(c), free(r);
+    }
+    CHECK(bad == 0, "%d of 40 random GEMMs with a bias differ from the reference", bad);
+}
+
 /* Direct convolution: the definition, loop by loop. */
 static void conv_ref(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch, float *y)
 {
@@ -310,6 +342,7 @@ int main(void)
     test_fastmath();
     test_pool_argmax();
     test_gemm();
+    test_gemm_bias();
     test_conv_pool();
     test_winograd();
     test_exec_vs_tape();

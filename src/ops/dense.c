@@ -7,12 +7,8 @@ void kiln_dense_forward(const kiln_graph_t *g, const kiln_node *nd, const float 
 {
     int in_f = nd->params[0].dims[1], out_f = nd->params[0].dims[0];
     const float *w = kiln_node_tensor(g, nd, 0);
-    float beta = 0.0f;
-    if (!nd->a.no_bias) {
-        const float *b = kiln_node_tensor(g, nd, 1);
-        for (int i = 0; i < batch; i++)
-            memcpy(y + (size_t)i * out_f, b, (size_t)out_f * sizeof(float));
-        beta = 1.0f;
-    }
-    kiln_sgemm(false, true, batch, out_f, in_f, 1.0f, x, in_f, w, in_f, beta, y, out_f);
+    if (nd->a.no_bias)
+        kiln_sgemm(false, true, batch, out_f, in_f, 1.0f, x, in_f, w, in_f, 0.0f, y, out_f);
+    else
+        kiln_sgemm_bias(true, batch, out_f, in_f, x, in_f, w, in_f, kiln_node_tensor(g, nd, 1), y, out_f);
 }

@@ -4,6 +4,7 @@
 #include <cblas.h>
 #endif
 #include <pthread.h>
+#include <string.h>
 #include "core/omp_compat.h"
 #include "kiln/kiln.h"
 #include "ops/gemm.h"
@@ -63,12 +64,22 @@ bool kiln_f32_avx512(void)
 
 /* One single-threaded product: the AVX-512 kernel where it pays (it packs both operands, so the
  * product must be large enough in every dimension), else BLAS (or the portable GEMM). */
-static void gemm1(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
-                  int ldb, float beta, float *c, int ldc)
+static bool avx512_pays(int m, int n, int k)
 {
 #if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
-    if (m >= 8 && n >= 24 && k >= 8 && kiln_f32_avx512()) {
-        kiln_sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return m >= 8 && n >= 24 && k >= 8 && kiln_f32_avx512();
+#else
+    return false;
+#endif
+}
+
+/* bias (n values added to every row, or NULL) only where avx512_pays. */
+static void gemm1(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                  int ldb, float beta, const float *bias, float *c, int ldc)
+{
+#if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
+    if (avx512_pays(m, n, k)) {
+        kiln_sgemm_avx512_bias(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, bias, c, ldc);
         return;
     }
 #endif
@@ -90,6 +101,24 @@ static void gemm_init_once(void)
 void kiln_gemm_init(void)
 {
     pthread_once(&gemm_once, gemm_init_once);
+}
+
+static void sgemm_split(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                        int ldb, float beta, const float *bias, float *c, int ldc);
+
+void kiln_sgemm_bias(bool tb, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                     const float *bias, float *c, int ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    kiln_gemm_init();
+    if (!use_reference && m > 1 && avx512_pays(m, n, k)) {   /* the bias in the kernel's first pass */
+        sgemm_split(false, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, bias, c, ldc);
+        return;
+    }
+    for (int i = 0; i < m; i++)
+        memcpy(c + (size_t)i * ldc, bias, (size_t)n * sizeof(float));
+    kiln_sgemm(false, tb, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, c, ldc);
 }
 
 void kiln_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
@@ -120,11 +149,18 @@ void kiln_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float 
 #endif
         return;
     }
+    sgemm_split(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, NULL, c, ldc);
+}
+
+/* gemm1 on one block of the larger output dimension per thread (one block when small). */
+static void sgemm_split(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                        int ldb, float beta, const float *bias, float *c, int ldc)
+{
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nt > 1 && (double)m * n * k < 2e5)
         nt = 1;
     if (nt == 1) {
-        gemm1(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        gemm1(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, bias, c, ldc);
         return;
     }
     /* BLAS runs single-threaded (see kiln_set_threads); split the larger output dimension into
@@ -137,10 +173,11 @@ void kiln_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float 
     for (int i0 = 0; i0 < len; i0 += step) {
         int cnt = len - i0 < step ? len - i0 : step;
         if (split_m)
-            gemm1(ta, tb, cnt, n, k, alpha, ta ? a + i0 : a + (size_t)i0 * lda, lda, b, ldb, beta,
+            gemm1(ta, tb, cnt, n, k, alpha, ta ? a + i0 : a + (size_t)i0 * lda, lda, b, ldb, beta, bias,
                   c + (size_t)i0 * ldc, ldc);
         else
-            gemm1(ta, tb, m, cnt, k, alpha, a, lda, tb ? b + (size_t)i0 * ldb : b + i0, ldb, beta, c + i0, ldc);
+            gemm1(ta, tb, m, cnt, k, alpha, a, lda, tb ? b + (size_t)i0 * ldb : b + i0, ldb, beta,
+                  bias ? bias + i0 : NULL, c + i0, ldc);
     }
 }
 

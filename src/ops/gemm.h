@@ -8,6 +8,10 @@
 /* Row-major C = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T; M x N result, K inner. */
 void kiln_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                 const float *b, int ldb, float beta, float *c, int ldc);
+/* Row-major C = A * op(B) + bias (n values added to every row): the bias in the AVX-512
+ * kernel's first pass where it runs (no separate pass over C), else copied into C first. */
+void kiln_sgemm_bias(bool trans_b, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                     const float *bias, float *c, int ldc);
 /* The same product by plain loops (double accumulation); the oracle for tests. */
 void kiln_sgemm_ref(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                     int lda, const float *b, int ldb, float beta, float *c, int ldc);

@@ -91,7 +91,7 @@ static void pack_b_block(bool tb, const float *b, int ldb, int p0, int kc, int j
 }
 
 __attribute__((target("avx512f"))) static void kernel(int kc, const float *ap, const float *bp, float *c, int ldc,
-                                                     int mr, int nr, float alpha, float beta)
+                                                     int mr, int nr, float alpha, float beta, const float *bias)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
            c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00,
@@ -111,9 +111,11 @@ __attribute__((target("avx512f"))) static void kernel(int kc, const float *ap, c
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     __mmask16 m0 = kiln_lanes16(nr);
     __mmask16 m1 = kiln_lanes16(nr - 16);
+    __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
     for (int r = 0; r < mr; r++) {
         float *cr = c + (size_t)r * ldc;
-        __m512 x0 = _mm512_mul_ps(acc[r][0], va), x1 = _mm512_mul_ps(acc[r][1], va);
+        __m512 x0 = _mm512_fmadd_ps(acc[r][0], va, bias0), x1 = _mm512_fmadd_ps(acc[r][1], va, bias1);
         if (beta != 0.0f) {
             x0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, cr), vb, x0);
             x1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, cr + 16), vb, x1);
@@ -128,7 +130,8 @@ __attribute__((target("avx512f"))) static void kernel(int kc, const float *ap, c
  * of MR floats per p. */
 #define SMALL_KERNEL(NAME, R)                                                                            \
     __attribute__((target("avx512f"))) static void NAME(int kc, const float *ap, const float *bp, float *c, \
-                                                       int ldc, int mr, int nr, float alpha, float beta)  \
+                                                       int ldc, int mr, int nr, float alpha, float beta,  \
+                                                       const float *bias)                                 \
     {                                                                                                    \
         __m512 acc[R][2];                                                                                \
         for (int r = 0; r < R; r++)                                                                      \
@@ -146,9 +149,11 @@ __attribute__((target("avx512f"))) static void kernel(int kc, const float *ap, c
         __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                                    \
         __mmask16 m0 = kiln_lanes16(nr);                                                                 \
         __mmask16 m1 = kiln_lanes16(nr - 16);                                                            \
+        __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();                     \
+        __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();                \
         for (int r = 0; r < mr; r++) {                                                                   \
             float *cr = c + (size_t)r * ldc;                                                             \
-            __m512 x0 = _mm512_mul_ps(acc[r][0], va), x1 = _mm512_mul_ps(acc[r][1], va);                 \
+            __m512 x0 = _mm512_fmadd_ps(acc[r][0], va, bias0), x1 = _mm512_fmadd_ps(acc[r][1], va, bias1); \
             if (beta != 0.0f) {                                                                          \
                 x0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, cr), vb, x0);                             \
                 x1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, cr + 16), vb, x1);                        \
@@ -164,6 +169,12 @@ SMALL_KERNEL(kernel8, 8)
 void kiln_sgemm_avx512(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                        int ldb, float beta, float *c, int ldc)
 {
+    kiln_sgemm_avx512_bias(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, NULL, c, ldc);
+}
+
+void kiln_sgemm_avx512_bias(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
+                            const float *b, int ldb, float beta, const float *bias, float *c, int ldc)
+{
     for (int j0 = 0; j0 < n; j0 += NC) {
         int nc = n - j0 < NC ? n - j0 : NC;
         for (int p0 = 0; p0 < k || p0 == 0; p0 += KC) {
@@ -177,7 +188,7 @@ void kiln_sgemm_avx512(bool ta, bool tb, int m, int n, int k, float alpha, const
                     for (int ir = 0; ir < mc; ir += MR)
                         (mc - ir <= 4 ? kernel4 : mc - ir <= 8 ? kernel8 : kernel)(kc, pack_a + (size_t)ir * kc, pack_b + (size_t)jr * kc,
                                c + (size_t)(i0 + ir) * ldc + j0 + jr, ldc, mc - ir < MR ? mc - ir : MR,
-                               nc - jr < NR ? nc - jr : NR, alpha, bt);
+                               nc - jr < NR ? nc - jr : NR, alpha, bt, bias && p0 == 0 ? bias + j0 + jr : NULL);
             }
             if (k == 0)
                 break;

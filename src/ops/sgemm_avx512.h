@@ -8,6 +8,10 @@
  * __builtin_cpu_supports("avx512f")). */
 void kiln_sgemm_avx512(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                        int ldb, float beta, float *c, int ldc);
+/* As kiln_sgemm_avx512, plus bias (n values, or NULL) added to every row of C: the first
+ * pass over K writes alpha * A B + beta * C + bias straight from the registers. */
+void kiln_sgemm_avx512_bias(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
+                            const float *b, int ldb, float beta, const float *bias, float *c, int ldc);
 /* The one-row case (src/ops/sgemv_avx512.c): c (n) = alpha * op(B) a + beta * c, with B n x k
  * (tb) or k x n, row stride ldb; needs AVX-512F. */
 void kiln_sgemv_avx512(bool tb, int n, int k, float alpha, const float *a, const float *b, int ldb, float beta,
