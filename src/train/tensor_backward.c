@@ -18,8 +18,16 @@ static void reduce_into(const kiln_graph_t *g, const kiln_node *nd, const kiln_b
 {
     const kiln_node *x = &g->nodes[nd->inputs[j]];
     float *dx = a->dx[j];
+    size_t n = x->numel * in_examples(a, j);
+    if (n == nd->numel * (size_t)a->batch) {   /* no broadcast: one pass, no zeroing first */
+        bool acc = a->acc[j];
+        #pragma omp simd
+        for (size_t i = 0; i < n; i++)
+            dx[i] = acc ? dx[i] + sign * src[i] : sign * src[i];
+        return;
+    }
     if (!a->acc[j])
-        memset(dx, 0, x->numel * in_examples(a, j) * sizeof(float));
+        memset(dx, 0, n * sizeof(float));
     kiln_bcast b;
     kiln_bcast_init(&b, nd->rank, nd->dims, (size_t)a->batch, x->rank, x->dims, in_examples(a, j));
     for (size_t k = 0; k < b.blocks; k++) {
@@ -113,16 +121,22 @@ void kiln_transpose_backward(const kiln_graph_t *g, const kiln_node *nd, const k
     int r = nd->rank;
     for (int i = 0; i < r; i++)
         st[i] = xst[nd->a.perm[i]];
+    /* by rows of the output's last axis: row element t came from input offset off + t * last */
+    int len = r ? nd->dims[r - 1] : 1;
+    size_t last = r ? st[r - 1] : 1;
+    bool acc = a->acc[0];
     for (int b = 0; b < a->batch; b++) {
         float *dst = a->dx[0] + (size_t)b * x->numel;
         const float *src = a->dy + (size_t)b * nd->numel;
         int idx[KILN_MAX_RANK] = {0};
-        for (size_t o = 0; o < nd->numel; o++) {   /* output element o came from input offset off */
+        for (size_t o = 0; o < nd->numel; o += (size_t)len) {
             size_t off = 0;
-            for (int i = 0; i < r; i++)
+            for (int i = 0; i < r - 1; i++)
                 off += (size_t)idx[i] * st[i];
-            dst[off] = a->acc[0] ? dst[off] + src[o] : src[o];
-            for (int i = r - 1; i >= 0; i--) {
+            float *d = dst + off;
+            for (int t = 0; t < len; t++)
+                d[t * last] = acc ? d[t * last] + src[o + t] : src[o + t];
+            for (int i = r - 2; i >= 0; i--) {
                 if (++idx[i] < nd->dims[i])
                     break;
                 idx[i] = 0;
