@@ -39,7 +39,7 @@ clean:
 # from tests/fuzz_seeds/TARGET where there are seeds.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = fuzz_safetensors fuzz_idx fuzz_model fuzz_spec fuzz_npy fuzz_image fuzz_jpeg fuzz_npy_pair \
-               fuzz_image_folder fuzz_text
+               fuzz_image_folder fuzz_text fuzz_onnx
 fuzz: deps
 	@cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DKILN_FUZZ=ON >/dev/null
 	@cmake --build $(BUILD)-fuzz -j $(JOBS) --target $(FUZZ_TARGETS)
