@@ -1,0 +1,228 @@
+#!/usr/bin/python3
+"""Exports small seeded PyTorch models to ONNX (opset 13, dynamic batch) with their PyTorch
+outputs: the oracle for tests/test_onnx_import.c.
+
+For each model NAME it writes into OUT_DIR
+  NAME.onnx          torch.onnx.export(..., opset_version=13, input_names=['x'],
+                     output_names=['y'], dynamic_axes={'x': {0: 'N'}, 'y': {0: 'N'}})
+  NAME.safetensors   x: the input (3, per-example dims...), F32
+                     y: PyTorch's output for x (3, ...), F32
+                     metadata "ops": the exported graph's op types, in node order
+Models are in eval mode; the reference y is computed in fp64 from the fp32 weights and input
+(the true result rounded to fp32), and checked here against the fp32 forward.
+
+Besides those, the manifest OUT_DIR/onnx_models.txt lists one "NAME per-example-dims" line per
+model (e.g. "mlp 1,8,8"), and OUT_DIR/elu.onnx is a model with an op the importer is not
+expected to support (Gemm then Elu, the Elu node named "/Elu"), for the test of its error
+message.
+
+usage: onnx_models.py OUT_DIR [--seed 0]
+"""
+import argparse
+import contextlib
+import io
+import json
+import os
+import struct
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def write_safetensors(path, tensors, meta):
+    header, blobs, offset = {}, [], 0
+    for name, t in tensors.items():
+        data = t.detach().contiguous().to(torch.float32).numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    header["__metadata__"] = dict(meta, source="torch " + torch.__version__)
+    h = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def onnx_nodes(path):
+    """(op_type, name) of each node of an ONNX file's graph in order, read without the onnx
+    package: the ModelProto's graph (field 7), its nodes (field 1), their name (3), op_type (4)."""
+    def varint(b, i):
+        v, s = 0, 0
+        while True:
+            c = b[i]
+            i += 1
+            v |= (c & 0x7F) << s
+            s += 7
+            if c < 0x80:
+                return v, i
+
+    def fields(b):
+        i = 0
+        while i < len(b):
+            key, i = varint(b, i)
+            wt = key & 7
+            if wt == 0:
+                v, i = varint(b, i)
+            elif wt == 1:
+                v, i = b[i:i + 8], i + 8
+            elif wt == 5:
+                v, i = b[i:i + 4], i + 4
+            elif wt == 2:
+                n, i = varint(b, i)
+                v, i = b[i:i + n], i + n
+            else:
+                raise ValueError("unexpected wire type %d" % wt)
+            yield key >> 3, v
+
+    with open(path, "rb") as f:
+        model = f.read()
+    nodes = []
+    for fno, graph in fields(model):
+        if fno == 7:
+            for gno, node in fields(graph):
+                if gno == 1:
+                    f = {n: v.decode() for n, v in fields(node) if n in (3, 4)}
+                    nodes.append((f.get(4, ""), f.get(3, "")))
+    return nodes
+
+
+# a. Flatten + Gemm + Relu
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+
+
+# b, c. Conv, BatchNorm, Relu, MaxPool, strided Conv, Sigmoid, flatten, Gemm on (1, 16, 16)
+class CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.fc = nn.Linear(16 * 4 * 4, 10)
+        with torch.no_grad():  # non-trivial running statistics and affine parameters
+            self.bn.running_mean.uniform_(-0.5, 0.5)
+            self.bn.running_var.uniform_(0.5, 2.0)
+            self.bn.weight.uniform_(0.5, 1.5)
+            self.bn.bias.uniform_(-0.3, 0.3)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.bn(self.conv1(x))))
+        x = torch.sigmoid(self.conv2(x))
+        return self.fc(x.flatten(1))
+
+
+# d. AveragePool, Tanh, LeakyRelu, Add/Mul/Sub/Div by a broadcast constant, GlobalAveragePool,
+# reshape(x.shape[0], -1) (shape arithmetic), Softmax, on (4, 6, 6)
+class Ops(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.AvgPool2d(2)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.register_buffer("c", torch.rand(4, 1, 3) + 0.5)  # broadcast over rows: (4, 1, 3)
+        self.register_buffer("d", torch.rand(3) + 0.5)        # over channels and rows: (3,)
+
+    def forward(self, x):
+        x = torch.tanh(self.pool(x))                          # (N, 4, 3, 3)
+        x = F.leaky_relu(x, 0.1)
+        x = (x + self.c) * self.d
+        x = (x - self.d) / self.c
+        x = self.gap(x)                                       # (N, 4, 1, 1)
+        x = x.reshape(x.shape[0], -1)                         # (N, 4)
+        return torch.softmax(x, dim=1)
+
+
+# e. MatMul by an initializer, Add, Transpose perm [0, 2, 1], on (5, 8)
+class MatMulT(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 6) * 0.3)
+        self.b = nn.Parameter(torch.randn(6) * 0.1)
+
+    def forward(self, x):
+        return (x @ self.w + self.b).transpose(1, 2)
+
+
+# f. two 1x1 Conv branches, Concat on channels, Relu, on (3, 4, 4)
+class ConcatNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 2, 1)
+        self.b = nn.Conv2d(3, 5, 1)
+
+    def forward(self, x):
+        return F.relu(torch.cat([self.a(x), self.b(x)], dim=1))
+
+
+# not expected to be supported: Gemm then Elu
+class EluNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return F.elu(self.fc(x))
+
+
+def export(model, x, path, **kw):
+    # the exporter's warnings and "Exported graph" diagnostics are noise in a test log
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, x, path, opset_version=13, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "N"}, "y": {0: "N"}}, **kw)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out_dir")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    os.makedirs(a.out_dir, exist_ok=True)
+    torch.manual_seed(a.seed)
+
+    cnn = CNN()
+    # (name, model, per-example shape, extra export arguments)
+    models = [
+        ("mlp", MLP(), (1, 8, 8), {}),
+        ("cnn_folded", cnn, (1, 16, 16), {}),  # default training=EVAL: batchnorm folded
+        ("cnn_bn", cnn, (1, 16, 16), {"training": torch.onnx.TrainingMode.PRESERVE, "do_constant_folding": False}),
+        ("ops", Ops(), (4, 6, 6), {}),
+        ("matmul", MatMulT(), (5, 8), {}),
+        ("concat", ConcatNet(), (3, 4, 4), {}),
+    ]
+    manifest = []
+    for name, model, shape, kw in models:
+        model.eval()
+        x = torch.randn(3, *shape)
+        path = os.path.join(a.out_dir, name + ".onnx")
+        export(model, x, path, **kw)
+        with torch.no_grad():
+            y32 = model(x)
+            y = model.double()(x.double())
+            model.float()
+        err = ((y32.double() - y).abs() / (1 + y.abs())).max().item()
+        assert err < 1e-5, f"{name}: fp32 and fp64 forwards differ by {err}"
+        ops = [op for op, _ in onnx_nodes(path)]
+        write_safetensors(os.path.join(a.out_dir, name + ".safetensors"), {"x": x, "y": y},
+                          {"model": name, "ops": " ".join(ops)})
+        manifest.append(f"{name} {','.join(map(str, shape))}")
+
+    export(EluNet().eval(), torch.randn(2, 4), os.path.join(a.out_dir, "elu.onnx"))
+    # the test looks for the op and the node's name in the importer's message
+    assert ("Elu", "/Elu") in onnx_nodes(os.path.join(a.out_dir, "elu.onnx"))
+    with open(os.path.join(a.out_dir, "onnx_models.txt"), "w") as f:
+        f.write("\n".join(manifest) + "\n")
+
+
+if __name__ == "__main__":
+    main()
