@@ -184,8 +184,13 @@ kiln_graph_t *kiln_spec_load(const char *path);
 /* Saves graph (spec in metadata) and parameters as safetensors, atomically. extra_meta is a
  * NULL-terminated key, value, key, value... list of strings added to __metadata__ (may be NULL). */
 kiln_status kiln_graph_save(const kiln_graph_t *g, const char *path, const char *const *extra_meta);
-/* Loads a model file written by kiln_graph_save, validating every field. NULL on error. */
+/* Loads a model file written by kiln_graph_save, validating every field (or imports an ONNX file:
+ * a path ending in ".onnx", see kiln_graph_import_onnx). NULL on error. */
 kiln_graph_t *kiln_graph_load(const char *path);
+/* Imports an ONNX model file (opset 11-17) as a graph with its weights (docs/ONNX.md): the first
+ * dim of every graph input is the batch. NULL on error, with a message naming the file, the node,
+ * the op and the attribute. */
+kiln_graph_t *kiln_graph_import_onnx(const char *path);
 
 /* A trained model prepared for inference: its graph optimised at load (batchnorm folded into
  * the conv/dense before it, dropout removed, activations fused, flatten as a view) with the
@@ -203,7 +208,8 @@ typedef struct {
     bool profile;         /* time every node of every run (kiln_session_node_seconds) */
 } kiln_session_options;
 
-/* Loads a model file (see kiln_graph_load) and optimises it for inference. NULL on error. */
+/* Loads a model file (see kiln_graph_load; an ONNX file when the path ends in ".onnx") and
+ * optimises it for inference. NULL on error. */
 kiln_model_t *kiln_model_load(const char *path);
 /* A model from a graph (copied; g stays the caller's); optimize=false keeps the graph as trained
  * (eval-mode batchnorm, identity dropout), the reference the optimised form is tested against. */

@@ -235,6 +235,14 @@ static kiln_status load_int8(const kiln_st_file *f, kiln_model_t *m)
 
 kiln_model_t *kiln_model_load(const char *path)
 {
+#ifndef KILN_MINIMAL
+    if (kiln_path_is_onnx(path)) {   /* an imported graph, optimised like any other */
+        kiln_graph_t *g = kiln_graph_import_onnx(path);
+        kiln_model_t *m = g ? kiln_model_create(g, true) : NULL;
+        kiln_graph_free(g);
+        return m;
+    }
+#endif
     kiln_st_file *f = kiln_st_open(path);
     if (!f)
         return NULL;

@@ -187,8 +187,18 @@ kiln_graph_t *kiln_graph_from_file(const kiln_st_file *f)
     return g;
 }
 
+bool kiln_path_is_onnx(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 5 && strcmp(path + n - 5, ".onnx") == 0;
+}
+
 kiln_graph_t *kiln_graph_load(const char *path)
 {
+#ifndef KILN_MINIMAL   /* (the minimal build has no ONNX reader) */
+    if (kiln_path_is_onnx(path))
+        return kiln_graph_import_onnx(path);
+#endif
     kiln_st_file *f = kiln_st_open(path);
     if (!f)
         return NULL;

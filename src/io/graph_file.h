@@ -21,4 +21,8 @@ kiln_status kiln_file_node_tensors(const kiln_st_file *f, kiln_graph_t *g, int i
 /* Rebuilds the graph from an open file's spec and copies in its validated tensors. */
 kiln_graph_t *kiln_graph_from_file(const kiln_st_file *f);
 
+/* Whether path names an ONNX file (ends in ".onnx"): kiln_graph_load and kiln_model_load import
+ * those. */
+bool kiln_path_is_onnx(const char *path);
+
 #endif

@@ -36,6 +36,10 @@ int kiln_onnx_opset(const kiln_onnx_model *m);
 /* The name errors use for m (its path or origin). */
 const char *kiln_onnx_origin(const kiln_onnx_model *m);
 
+/* The Kiln graph of a checked model (kiln_graph_import_onnx without the file): NULL with an error
+ * naming the origin, the node, the op and the attribute. */
+kiln_graph_t *kiln_onnx_import(const kiln_onnx_model *m);
+
 /* Bytes of one element of ONNX data type dt that Kiln reads (FLOAT, INT64, INT32, INT8, UINT8,
  * BOOL, FLOAT16, DOUBLE); 0 for the others. */
 int kiln_onnx_elem_size(int32_t dt);
