@@ -3,7 +3,7 @@
 BUILD ?= build
 JOBS ?= 2
 
-.PHONY: all deps build run test bench fuzz clean
+.PHONY: all deps build run test bench fuzz clean conformance
 
 all: build
 
@@ -31,6 +31,11 @@ test: build
 
 bench: build
 	@scripts/bench $(BUILD)
+
+# The ONNX backend suite's node tests whose ops the importer supports (also part of `make test`).
+conformance: DEPS = --test
+conformance: build
+	@$(BUILD)/conformance_onnx
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz

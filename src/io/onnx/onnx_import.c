@@ -276,11 +276,16 @@ static kiln_status cv_softmax(importer *im)
 static kiln_status cv_identity(importer *im)
 {
     static const char *const k[] = {"ratio", "seed", NULL};   /* Dropout in inference: identity */
-    value *x = in(im, 0);
+    value *x = in(im, 0), *training = in(im, 2);
     if (only_attrs(im, k) || !x)
         return fail(im, "expected an input", NULL);
     if (x->node < 0)
         return fail(im, "a constant input is not supported", NULL);
+    if (im->nd->n_input > 2 && *im->nd->input[2] && (!training || training->node >= 0 || training->n != 1 ||
+                                                     (training->is_int ? training->i[0] : training->f[0]) != 0))
+        return fail(im, "training mode (random masks) is not supported", NULL);
+    if (im->nd->n_output > 1 && *im->nd->output[1])
+        return fail(im, "the mask output is not supported", NULL);
     return define(im, 0, x->node);
 }
 
@@ -527,10 +532,12 @@ static kiln_status cv_transpose(importer *im)
         return fail(im, "expected a runtime input", NULL);
     int r = onnx_rank(im, x);
     const Onnx__AttributeProto *p = attr(im, "perm");
+    if (!p)   /* the default reverses every axis, the batch's too */
+        return fail(im, "attribute perm is required (the default moves the batch axis)", NULL);
     kiln_attrs a = {.rank = r - 1};
     for (int i = 1; i < r; i++) {
-        int64_t src = p ? (p->n_ints == (size_t)r ? p->ints[i] : -1) : r - i;   /* default: reversed */
-        if (src < 1 || src >= r || (p && p->ints[0] != 0))
+        int64_t src = p->n_ints == (size_t)r ? p->ints[i] : -1;
+        if (src < 1 || src >= r || p->ints[0] != 0)
             return fail(im, "attribute perm must keep the batch axis first", NULL);
         a.perm[i - 1] = (int)src - 1;
     }
