@@ -152,6 +152,24 @@ class ConcatNet(nn.Module):
         return F.relu(torch.cat([self.a(x), self.b(x)], dim=1))
 
 
+# a pre-norm transformer encoder block (opset 17: LayerNormalization, Split, MatMul of two tensors,
+# Transpose of heads, Softmax, and the exporter's shape arithmetic around the reshapes)
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(16), nn.LayerNorm(16)
+        self.qkv, self.proj = nn.Linear(16, 48), nn.Linear(16, 16)
+        self.fc1, self.fc2 = nn.Linear(16, 32), nn.Linear(32, 16)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(16, dim=-1)
+        q, k, v = (z.reshape(b, t, 2, 8).transpose(1, 2) for z in (q, k, v))
+        a = torch.softmax(q @ k.transpose(-2, -1) / 8 ** 0.5, dim=-1) @ v
+        x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
+        return x + self.fc2(F.relu(self.fc1(self.ln2(x))))
+
+
 # not expected to be supported: Gemm then Elu
 class EluNet(nn.Module):
     def __init__(self):
@@ -166,7 +184,8 @@ def export(model, x, path, **kw):
     # the exporter's warnings and "Exported graph" diagnostics are noise in a test log
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, x, path, opset_version=13, input_names=["x"], output_names=["y"],
+        kw.setdefault("opset_version", 13)
+        torch.onnx.export(model, x, path, input_names=["x"], output_names=["y"],
                           dynamic_axes={"x": {0: "N"}, "y": {0: "N"}}, **kw)
 
 
@@ -187,6 +206,7 @@ def main():
         ("ops", Ops(), (4, 6, 6), {}),
         ("matmul", MatMulT(), (5, 8), {}),
         ("concat", ConcatNet(), (3, 4, 4), {}),
+        ("encoder", Encoder(), (5, 16), {"opset_version": 17}),
     ]
     manifest = []
     for name, model, shape, kw in models:

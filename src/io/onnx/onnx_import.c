@@ -279,6 +279,24 @@ static kiln_status cv_identity(importer *im)
     value *x = in(im, 0), *training = in(im, 2);
     if (only_attrs(im, k) || !x)
         return fail(im, "expected an input", NULL);
+    if (x->node < 0 && strcmp(im->nd->op_type, "Identity") == 0) {   /* a copy of the constant */
+        value *c = add_value(im, im->nd->n_output ? im->nd->output[0] : "");
+        x = in(im, 0);   /* (add_value may have moved the table) */
+        if (!c)
+            return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
+        const char *name = c->name;
+        *c = *x;
+        c->name = name;
+        c->f = x->f ? malloc(x->n * sizeof(float) + 1) : NULL;
+        c->i = x->i ? malloc(x->n * sizeof(int64_t) + 1) : NULL;
+        if ((x->f && !c->f) || (x->i && !c->i))
+            return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
+        if (x->f)
+            memcpy(c->f, x->f, x->n * sizeof(float));
+        if (x->i)
+            memcpy(c->i, x->i, x->n * sizeof(int64_t));
+        return KILN_OK;
+    }
     if (x->node < 0)
         return fail(im, "a constant input is not supported", NULL);
     if (im->nd->n_input > 2 && *im->nd->input[2] && (!training || training->node >= 0 || training->n != 1 ||
@@ -607,6 +625,240 @@ static kiln_status cv_pad(importer *im)
     return define(im, 0, kiln_graph_add(im->g, KILN_OP_PAD, &x->node, 1, &a, kname(im, 0)));
 }
 
+static kiln_status cv_layernorm(importer *im)
+{
+    static const char *const k[] = {"axis", "epsilon", "stash_type", NULL};
+    value *x = in(im, 0);
+    if (only_attrs(im, k))
+        return KILN_ERR_FORMAT;
+    if (!x || x->node < 0)
+        return fail(im, "expected a runtime input", NULL);
+    int r = onnx_rank(im, x);
+    if (axis_of(attr_int(im, "axis", -1), r) != r - 2)
+        return fail(im, "attribute axis: only the last axis is supported", NULL);
+    if ((im->nd->n_output > 1 && *im->nd->output[1]) || (im->nd->n_output > 2 && *im->nd->output[2]))
+        return fail(im, "the mean and inverse deviation outputs are not supported", NULL);
+    kiln_attrs a = {.eps = attr_float(im, "epsilon", 1e-5f)};
+    int id = kiln_graph_add(im->g, KILN_OP_LAYERNORM, &x->node, 1, &a, kname(im, 0));
+    if (id < 0)
+        return KILN_ERR_FORMAT;
+    size_t d = (size_t)im->g->nodes[id].dims[im->g->nodes[id].rank - 1];
+    const value *scale = weight(im, 1, d, "the scale");
+    if (!scale)
+        return KILN_ERR_FORMAT;
+    set_tensor(im, id, 0, scale->f, d);
+    if (in(im, 2)) {
+        const value *b = weight(im, 2, d, "the bias");
+        if (!b)
+            return KILN_ERR_FORMAT;
+        set_tensor(im, id, 1, b->f, d);
+    }   /* (no bias: the node's zeros) */
+    return define(im, 0, id);
+}
+
+/* The axes of a reduction (attribute, or an i64 constant input from opset 13 for ReduceSum) as
+ * Kiln's per-example axis bits; 0 on error (reported). */
+static unsigned reduce_axes(importer *im, int r)
+{
+    const Onnx__AttributeProto *at = attr(im, "axes");
+    value *ax = in(im, 1);
+    int64_t list[KILN_ONNX_MAX_RANK];
+    size_t n = 0;
+    if (ax) {
+        if (ax->node >= 0 || !ax->is_int || ax->n > KILN_ONNX_MAX_RANK)
+            return fail(im, "input axes must be an int64 constant", NULL), 0;
+        memcpy(list, ax->i, ax->n * sizeof(int64_t));
+        n = ax->n;
+    } else if (at) {
+        if (at->n_ints > KILN_ONNX_MAX_RANK)
+            return fail(im, "attribute axes has too many entries", NULL), 0;
+        memcpy(list, at->ints, at->n_ints * sizeof(int64_t));
+        n = at->n_ints;
+    }
+    if (!n)
+        return fail(im, "reducing every axis (the batch's too) is not supported", NULL), 0;
+    unsigned bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int a = axis_of(list[i], r);
+        if (a < 0)
+            return fail(im, "reducing the batch axis is not supported", NULL), 0;
+        bits |= 1u << a;
+    }
+    return bits;
+}
+
+static kiln_status cv_reduce(importer *im)
+{
+    static const char *const k[] = {"axes", "keepdims", "noop_with_empty_axes", NULL};
+    value *x = in(im, 0);
+    if (only_attrs(im, k) || attr_int(im, "noop_with_empty_axes", 0))
+        return fail(im, "attribute noop_with_empty_axes is not supported", NULL);
+    if (!x || x->node < 0)
+        return fail(im, "expected a runtime input", NULL);
+    unsigned bits = reduce_axes(im, onnx_rank(im, x));
+    if (!bits)
+        return KILN_ERR_FORMAT;
+    kiln_attrs a = {.axes = bits, .keepdims = attr_int(im, "keepdims", 1) != 0};
+    kiln_op op = strcmp(im->nd->op_type, "ReduceMean") == 0 ? KILN_OP_MEAN : KILN_OP_SUM;
+    return define(im, 0, kiln_graph_add(im->g, op, &x->node, 1, &a, kname(im, 0)));
+}
+
+/* An i64 constant input j of n values (n 0: any count up to max), or NULL (reported). */
+static const value *int_input(importer *im, size_t j, size_t max, const char *what)
+{
+    value *v = in(im, j);
+    if (!v || v->node >= 0 || !v->is_int || v->n < 1 || v->n > max)
+        return fail(im, what, " must be an int64 constant"), NULL;
+    return v;
+}
+
+static kiln_status cv_slice(importer *im)
+{
+    value *x = in(im, 0);
+    if (only_attrs(im, NULL) || !x || x->node < 0)
+        return fail(im, "expected a runtime input (and starts, ends as inputs: opset 10+)", NULL);
+    const value *st = int_input(im, 1, 1, "starts (one axis)"), *en = st ? int_input(im, 2, 1, "ends (one axis)") : NULL;
+    if (!st || !en)
+        return KILN_ERR_FORMAT;
+    int r = onnx_rank(im, x), ax = r - 2;   /* default axes: 0 (the batch) */
+    const value *axes = in(im, 3) ? int_input(im, 3, 1, "axes") : NULL, *steps = in(im, 4) ? int_input(im, 4, 1, "steps") : NULL;
+    if ((in(im, 3) && !axes) || (in(im, 4) && !steps))
+        return KILN_ERR_FORMAT;
+    ax = axes ? axis_of(axes->i[0], r) : -1;
+    if (ax < 0)
+        return fail(im, "slicing the batch axis is not supported", NULL);
+    if (steps && steps->i[0] != 1)
+        return fail(im, "steps other than 1 are not supported", NULL);
+    int len = im->g->nodes[x->node].dims[ax];
+    int64_t s0 = st->i[0] < 0 ? st->i[0] + len : st->i[0], e0 = en->i[0] < 0 ? en->i[0] + len : en->i[0];
+    s0 = s0 < 0 ? 0 : s0 > len ? len : s0;
+    e0 = e0 < 0 ? 0 : e0 > len ? len : e0;   /* (INT64_MAX: to the end) */
+    if (e0 <= s0)
+        return fail(im, "an empty slice is not supported", NULL);
+    kiln_attrs a = {.axis = ax, .start = (int)s0, .end = (int)e0, .step = 1};
+    return define(im, 0, kiln_graph_add(im->g, KILN_OP_SLICE, &x->node, 1, &a, kname(im, 0)));
+}
+
+static kiln_status cv_conv_transpose(importer *im)
+{
+    static const char *const k[] = {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad",
+                                    "output_padding", NULL};
+    value *x = in(im, 0), *w = in(im, 1);
+    if (only_attrs(im, k) || check_auto_pad(im))
+        return KILN_ERR_FORMAT;
+    if (attr(im, "output_shape") || attr_int(im, "group", 1) != 1)
+        return fail(im, "group other than 1 is not supported", NULL);
+    if (!x || x->node < 0 || onnx_rank(im, x) != 4)
+        return fail(im, "expected a runtime (N, C, H, W) input", NULL);
+    if (!w || w->node >= 0 || w->is_int || w->rank != 4)
+        return fail(im, "the weight must be a 4-d float initializer", NULL);
+    kiln_attrs a = {.units = (int)w->dims[1], .groups = 1};
+    a.kernel[0] = (int)w->dims[2];
+    a.kernel[1] = (int)w->dims[3];
+    if (pair(im, "strides", 1, a.stride, false) || pair(im, "pads", 0, a.pad, true) ||
+        pair(im, "dilations", 1, a.dilation, false) || pair(im, "output_padding", 0, a.out_pad, false))
+        return KILN_ERR_FORMAT;
+    a.no_bias = !in(im, 2);
+    int id = kiln_graph_add(im->g, KILN_OP_CONV_TRANSPOSE2D, &x->node, 1, &a, kname(im, 0));
+    if (id < 0)
+        return KILN_ERR_FORMAT;
+    if (im->g->nodes[id].params[0].numel != w->n)
+        return fail(im, "the weight's shape does not match the input's channels", NULL);
+    set_tensor(im, id, 0, w->f, w->n);   /* ONNX's (C, M, kH, kW) is Kiln's (in, out, kh, kw) */
+    if (!a.no_bias) {
+        const value *b = weight(im, 2, (size_t)a.units, "the bias");
+        if (!b)
+            return KILN_ERR_FORMAT;
+        set_tensor(im, id, 1, b->f, b->n);
+    }
+    return define(im, 0, id);
+}
+
+/* Squeeze and Unsqueeze of a runtime tensor: a reshape to the shape ONNX gives (the batch stays). */
+static kiln_status cv_squeeze_runtime(importer *im, value *x)
+{
+    bool squeeze = strcmp(im->nd->op_type, "Squeeze") == 0;
+    const Onnx__AttributeProto *at = attr(im, "axes");
+    value *av = in(im, 1);
+    int64_t list[KILN_ONNX_MAX_RANK];
+    size_t n = 0;
+    if (av && (av->node >= 0 || !av->is_int || av->n > KILN_ONNX_MAX_RANK))
+        return fail(im, "input axes must be an int64 constant", NULL);
+    if (av)
+        memcpy(list, av->i, (n = av->n) * sizeof(int64_t));
+    else if (at && at->n_ints <= KILN_ONNX_MAX_RANK)
+        memcpy(list, at->ints, (n = at->n_ints) * sizeof(int64_t));
+    if (!n)
+        return fail(im, "axes are required (squeezing every unit axis could take the batch)", NULL);
+    const kiln_node *xn = &im->g->nodes[x->node];
+    int r = xn->rank + 1, out_r = squeeze ? r - (int)n : r + (int)n;   /* ONNX ranks, the batch first */
+    if (out_r < 1 || out_r > KILN_MAX_RANK + 1)
+        return fail(im, "the result's rank is out of range", NULL);
+    bool marked[KILN_MAX_RANK + 2] = {false};
+    for (size_t i = 0; i < n; i++) {
+        int64_t a = list[i] < 0 ? list[i] + (squeeze ? r : out_r) : list[i];
+        if (a <= 0 || a >= (squeeze ? r : out_r) || marked[a])
+            return fail(im, "an axis is the batch's, out of range or repeated", NULL);
+        if (squeeze && xn->dims[a - 1] != 1)
+            return fail(im, "squeezing an axis whose size is not 1", NULL);
+        marked[a] = true;
+    }
+    kiln_attrs s = {.rank = out_r - 1};
+    for (int o = 1, src = 1; o < out_r; o++) {   /* per-example dims of the result */
+        if (squeeze) {
+            while (marked[src])
+                src++;
+            s.shape[o - 1] = xn->dims[src++ - 1];
+        } else {
+            s.shape[o - 1] = marked[o] ? 1 : xn->dims[src++ - 1];
+        }
+    }
+    if (s.rank == 0)
+        return fail(im, "a scalar per example is not supported", NULL);
+    return define(im, 0, kiln_graph_add(im->g, KILN_OP_RESHAPE, &x->node, 1, &s, kname(im, 0)));
+}
+
+static kiln_status cv_split(importer *im)
+{
+    static const char *const k[] = {"axis", "split", NULL};
+    value *x = in(im, 0);
+    if (only_attrs(im, k) || !x || x->node < 0)
+        return fail(im, "expected a runtime input", NULL);
+    int r = onnx_rank(im, x), ax = axis_of(attr_int(im, "axis", 0), r);
+    if (ax < 0)
+        return fail(im, "attribute axis: the batch axis is not supported", NULL);
+    size_t parts = im->nd->n_output;
+    int len = im->g->nodes[x->node].dims[ax];
+    int64_t sizes[64];
+    if (parts < 1 || parts > 64)
+        return fail(im, "expected 1 to 64 outputs", NULL);
+    const value *sv = in(im, 1);
+    const Onnx__AttributeProto *sa = attr(im, "split");
+    if (sv && (sv->node >= 0 || !sv->is_int || sv->n != parts))
+        return fail(im, "input split must be an int64 constant of one size per output", NULL);
+    if (sa && sa->n_ints != parts)
+        return fail(im, "attribute split must give one size per output", NULL);
+    int64_t total = 0;
+    for (size_t p = 0; p < parts; p++) {
+        sizes[p] = sv ? sv->i[p] : sa ? sa->ints[p] : len / (int64_t)parts;
+        if (sizes[p] < 1 || sizes[p] > len)
+            return fail(im, "a part's size is out of range", NULL);
+        total += sizes[p];
+    }
+    if (total != len)
+        return fail(im, "the parts do not add up to the axis' length", NULL);
+    int start = 0;
+    for (size_t p = 0; p < parts; p++) {
+        kiln_attrs a = {.axis = ax, .start = start, .end = start + (int)sizes[p], .step = 1};
+        start += (int)sizes[p];
+        kiln_status st = define(im, p, kiln_graph_add(im->g, KILN_OP_SLICE, &x->node, 1, &a, kname(im, (int)p)));
+        if (st != KILN_OK)
+            return st;
+        x = in(im, 0);   /* (define may have moved the table) */
+    }
+    return KILN_OK;
+}
+
 /* ---------------------------------------------------------------- constants and shape arithmetic */
 
 static kiln_status cv_constant(importer *im)
@@ -680,10 +932,21 @@ static kiln_status cv_unsqueeze(importer *im)
 {
     static const char *const k[] = {"axes", NULL};
     value *x = in(im, 0);
+    if (x && x->node >= 0 && only_attrs(im, k) == KILN_OK)
+        return cv_squeeze_runtime(im, x);
     if (only_attrs(im, k) || !x || x->node >= 0 || !x->is_int || x->rank != 0)
         return fail(im, "only unsqueezing an int64 scalar constant (shape arithmetic) is supported", NULL);
     int64_t dims[1] = {1};
     return define_ints(im, 1, dims, x->i, 1);
+}
+
+static kiln_status cv_squeeze(importer *im)
+{
+    static const char *const k[] = {"axes", NULL};
+    value *x = in(im, 0);
+    if (only_attrs(im, k) || !x || x->node < 0)
+        return fail(im, "expected a runtime input", NULL);
+    return cv_squeeze_runtime(im, x);
 }
 
 static kiln_status cv_concat_ints(importer *im)
@@ -719,7 +982,9 @@ static const struct {
     {"Flatten", cv_flatten}, {"Gemm", cv_gemm}, {"MatMul", cv_matmul}, {"Add", cv_binary}, {"Sub", cv_binary},
     {"Mul", cv_binary}, {"Div", cv_binary}, {"BatchNormalization", cv_batchnorm}, {"Concat", cv_concat_any},
     {"Transpose", cv_transpose}, {"Reshape", cv_reshape}, {"Constant", cv_constant}, {"Shape", cv_shape},
-    {"Gather", cv_gather}, {"Unsqueeze", cv_unsqueeze}, {"Pad", cv_pad},
+    {"Gather", cv_gather}, {"Unsqueeze", cv_unsqueeze}, {"Pad", cv_pad}, {"LayerNormalization", cv_layernorm},
+    {"ReduceMean", cv_reduce}, {"ReduceSum", cv_reduce}, {"Slice", cv_slice}, {"ConvTranspose", cv_conv_transpose},
+    {"Squeeze", cv_squeeze}, {"Split", cv_split},
 };
 
 /* The graph inputs that are not initializers, as Kiln inputs. */
