@@ -21,6 +21,8 @@ int cmd_bench(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 /* kiln import MODEL.onnx --out ... */
 int cmd_import(int argc, char **argv);
+/* kiln export MODEL --onnx OUT */
+int cmd_export(int argc, char **argv);
 /* kiln plot METRICS... */
 int cmd_plot(int argc, char **argv);
 /* Loads a model file, or a spec file (with freshly initialised parameters) when it ends in .kiln. */

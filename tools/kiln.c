@@ -29,6 +29,7 @@ static const char usage[] =
     "  quantize MODEL    post-training int8 quantisation   --out PATH  --calib-data (as --data)\n"
     "      --calib N (1000)  --method auto|minmax|percentile  --weights int8|fp16  --json\n"
     "  import MODEL.onnx an ONNX model as a Kiln model file   --out PATH  (every MODEL may also be .onnx)\n"
+    "  export MODEL      the model as an ONNX file (fp32, opset 17)   --onnx PATH\n"
     "  bench MODEL       inference latency p50/p99, throughput, arena, RSS   --batch N  --threads N\n"
     "                    --profile (time per layer)  --gemm-conv (no Winograd)  --no-amx\n"
     "      --runs N  --warmup N  --json\n"
@@ -56,6 +57,8 @@ int main(int argc, char **argv)
         return cmd_quantize(argc - 2, argv + 2);
     if (strcmp(cmd, "import") == 0)
         return cmd_import(argc - 2, argv + 2);
+    if (strcmp(cmd, "export") == 0)
+        return cmd_export(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(argc - 2, argv + 2);
     if (strcmp(cmd, "generate") == 0)
