@@ -91,7 +91,8 @@ kiln_status kiln_model_check_source(const kiln_model_t *m, const kiln_graph_t *g
     for (int id = 1; id < d->n; id++) {   /* each origin node has the same tensors */
         const kiln_weight_origin *o = &m->origin[id];
         kiln_op want = o->transposed ? KILN_OP_PARAM : d->nodes[id].op;   /* a linear made of a matmul: its param */
-        if (o->node >= g->n || o->batchnorm >= g->n || g->nodes[o->node].op != want ||
+        if (o->node >= g->n || o->batchnorm >= g->n ||
+            (o->transposed ? g->nodes[o->node].op : kiln_optimized_op(g, &g->nodes[o->node])) != want ||
             (o->batchnorm && g->nodes[o->batchnorm].op != KILN_OP_BATCHNORM) || g->n_params != m->src_params)
             return kiln_error(KILN_ERR_ARG, "%s: the graph's structure differs from the model's", who);
     }

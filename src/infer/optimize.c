@@ -56,6 +56,16 @@ void kiln_graph_optimize_weights(kiln_graph_t *g, const kiln_graph_t *src, const
     }
 }
 
+kiln_op kiln_optimized_op(const kiln_graph_t *src, const kiln_node *nd)
+{
+    const kiln_node *in = nd->n_inputs ? &src->nodes[nd->inputs[0]] : NULL;
+    if (nd->op == KILN_OP_LINEAR && in->rank == 1)
+        return KILN_OP_DENSE;
+    if (nd->op == KILN_OP_RESHAPE && in->rank == 3 && nd->rank == 1 && in->batched)
+        return KILN_OP_FLATTEN;
+    return nd->op;
+}
+
 /* Whether source node i is a matmul whose right operand is a 2-D param read by it alone (not an
  * output): a linear without bias over the left operand's last axis. */
 static bool weight_matmul(const kiln_graph_t *src, int i, const int *consumers)
@@ -154,14 +164,15 @@ kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *
         int ins[KILN_MAX_INPUTS];
         for (int j = 0; j < nd->n_inputs; j++)
             ins[j] = map[nd->inputs[j]];
+        kiln_op op = kiln_optimized_op(src, nd);
         /* a conv/dense about to absorb a batchnorm needs a bias to fold its shift into */
         bool gets_bn = false;
-        for (int k = i + 1; k < n && (nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_DENSE); k++)
+        for (int k = i + 1; k < n && (op == KILN_OP_CONV2D || op == KILN_OP_DENSE); k++)
             if (src->nodes[k].op == KILN_OP_BATCHNORM && src->nodes[k].inputs[0] == i && consumers[i] == 1)
                 gets_bn = true;
         if (gets_bn)
             a.no_bias = false;
-        int id = kiln_graph_add(g, nd->op, ins, nd->n_inputs, &a, nd->name);
+        int id = kiln_graph_add(g, op, ins, nd->n_inputs, &a, nd->name);
         if (id < 0)
             goto fail;
         map[i] = id;

@@ -22,6 +22,10 @@ typedef struct {
  * activations fused into conv/dense/linear/batchnorm/add. stats may be NULL; origin (may be NULL) receives a malloc'd array, one entry per new node,
  * for refreshing the weights later. */
 kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *stats, kiln_weight_origin **origin);
+/* The op source node nd of src becomes in an optimised graph: a linear over vectors is a dense
+ * layer and a reshape of an image to a vector a flatten (the forms the int8 kernels and fusions
+ * know; the same values), else nd's own op. */
+kiln_op kiln_optimized_op(const kiln_graph_t *src, const kiln_node *nd);
 /* Recomputes g's weights (g from kiln_graph_optimize of a graph with src's structure) from src's
  * current tensors: copied, batchnorm folded. Allocates nothing. */
 void kiln_graph_optimize_weights(kiln_graph_t *g, const kiln_graph_t *src, const kiln_weight_origin *origin);

@@ -57,6 +57,17 @@ static void fuse_pool(const kiln_graph_t *g, kiln_qmodel *q, int i)
         q->pool_of[i] = reader;
 }
 
+/* Whether a view other than a flatten reads node i: u8 tensors are NHWC, which only a flatten
+ * (and the dense weights reordered for it) knows how to look through. */
+static bool reshaped(const kiln_graph_t *g, int i)
+{
+    for (int c = i + 1; c < g->n; c++)
+        for (int j = 0; j < g->nodes[c].n_inputs; j++)
+            if (g->nodes[c].inputs[j] == i && kiln_op_is_view(g->nodes[c].op) && g->nodes[c].op != KILN_OP_FLATTEN)
+                return true;
+    return false;
+}
+
 kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q)
 {
     int n = g->n;
@@ -84,8 +95,12 @@ kiln_status kiln_qmodel_layout(const kiln_graph_t *g, kiln_qmodel *q)
             q->elem_bytes[i] = q->elem_bytes[nd->inputs[0]];
             continue;
         }
-        if (nd->op == KILN_OP_MAXPOOL2D) {
-            q->int8[i] = q->elem_bytes[nd->inputs[0]] == 1;
+        if (kiln_op_is_view(nd->op)) {   /* (not a flatten: below) a view has its input's bytes */
+            q->elem_bytes[i] = q->elem_bytes[nd->inputs[0]];
+            continue;
+        }
+        if (nd->op == KILN_OP_MAXPOOL2D) {   /* u8 in, u8 out; fp32 when a reshape reads it */
+            q->int8[i] = q->elem_bytes[nd->inputs[0]] == 1 && !reshaped(g, i);
             q->elem_bytes[i] = q->int8[i] ? 1 : 4;
             continue;
         }
