@@ -33,18 +33,10 @@ static op_count *count_of(const char *op)
 /* Reads a TensorProto file; NULL if missing or bad. */
 static Onnx__TensorProto *read_pb(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = n > 0 ? malloc((size_t)n) : NULL;
-    Onnx__TensorProto *t = NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n)
-        t = onnx__tensor_proto__unpack(NULL, (size_t)n, buf);
+    size_t n;
+    uint8_t *buf = kiln_onnx_file_bytes(path, &n);
+    Onnx__TensorProto *t = buf ? onnx__tensor_proto__unpack(NULL, n, buf) : NULL;
     free(buf);
-    fclose(f);
     if (t && kiln_onnx_check_tensor(t, path, "tensor") != KILN_OK) {
         onnx__tensor_proto__free_unpacked(t, NULL);
         return NULL;

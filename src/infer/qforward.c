@@ -40,6 +40,16 @@ void kiln_qtensor_dims(const kiln_graph_t *g, int id, int *c, size_t *hw)
     *hw = (size_t)s->dims[1] * s->dims[2];
 }
 
+void kiln_qinput_dims(const kiln_graph_t *g, int consumer, int src, int *c, size_t *hw)
+{
+    if (g->nodes[consumer].op == KILN_OP_LINEAR) {   /* a linear's rows keep their order: no NHWC */
+        *c = (int)g->nodes[src].numel;
+        *hw = 1;
+        return;
+    }
+    kiln_qtensor_dims(g, src, c, hw);
+}
+
 void kiln_qweights_derive(const kiln_graph_t *g, kiln_qmodel *q, int id, int8_t *hwc)
 {
     kiln_qweights *qw = &q->qw[id];

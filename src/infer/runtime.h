@@ -106,6 +106,9 @@ kiln_status kiln_model_requantize_graph(kiln_model_t *qm, const kiln_model_t *m,
 kiln_status kiln_qweights_prepare(const kiln_graph_t *g, kiln_qmodel *q, int id);
 /* The (channels, pixels) layout of node id's u8 tensor (NHWC; through a flatten, its source's). */
 void kiln_qtensor_dims(const kiln_graph_t *g, int id, int *c, size_t *hw);
+/* The (channels, pixels) layout in which node consumer reads its u8 input src: NHWC as
+ * kiln_qtensor_dims says, but in order (c = all, hw = 1) for a linear layer's rows. */
+void kiln_qinput_dims(const kiln_graph_t *g, int consumer, int src, int *c, size_t *hw);
 /* Scratch floats an int8 node needs: per thread for conv2d, for the whole batch for dense and
  * linear. */
 size_t kiln_qnode_scratch_floats(const kiln_model_t *m, int id, int batch);

@@ -127,9 +127,7 @@ static const void *input_for(kiln_session_t *s, int id, int j, int batch)
         return p;
     int c;
     size_t hw;
-    kiln_qtensor_dims(m->g, src, &c, &hw);
-    if (m->g->nodes[id].op == KILN_OP_LINEAR)   /* rows in order: no NHWC */
-        c = (int)m->g->nodes[src].numel, hw = 1;
+    kiln_qinput_dims(m->g, id, src, &c, &hw);
     if (need == 1)
         kiln_quantize_u8(p, c, hw, batch, m->q->qp[src], (uint8_t *)s->convert[j]);
     else

@@ -80,52 +80,55 @@ static bool grow(pool *p, void ***arr, size_t n, size_t *cap)
     return true;
 }
 
-/* A float initializer name of the given dims (values copied). */
-static const char *init_f32(exporter *e, const char *name, int rank, const int64_t *dims, const float *v)
+/* A new initializer of data type dt, name and dims (copied), appended to the graph; NULL when out
+ * of memory. */
+static Onnx__TensorProto *new_init(exporter *e, const char *name, int32_t dt, int rank, const int64_t *dims)
 {
     Onnx__TensorProto *t = pool_alloc(&e->p, sizeof *t);
     int64_t *d = pool_alloc(&e->p, (size_t)(rank ? rank : 1) * sizeof(int64_t));
-    size_t n = 1;
-    for (int i = 0; i < rank; i++)
-        n *= (size_t)dims[i];
-    uint8_t *data = pool_alloc(&e->p, n * sizeof(float));
     char *nm = pool_str(&e->p, "%s", name, 0);
-    if (!t || !d || !data || !nm || !grow(&e->p, (void ***)&e->inits, e->n_inits, &e->cap_inits))
+    if (!t || !d || !nm || !grow(&e->p, (void ***)&e->inits, e->n_inits, &e->cap_inits))
         return NULL;
     onnx__tensor_proto__init(t);
     memcpy(d, dims, (size_t)rank * sizeof(int64_t));
-    memcpy(data, v, n * sizeof(float));
     t->name = nm;
     t->n_dims = (size_t)rank;
     t->dims = d;
     t->has_data_type = 1;
-    t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    t->data_type = dt;
+    e->inits[e->n_inits++] = t;
+    return t;
+}
+
+/* A float initializer of the given dims (values copied, as raw data); its name. */
+static const char *init_f32(exporter *e, const char *name, int rank, const int64_t *dims, const float *v)
+{
+    size_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= (size_t)dims[i];
+    Onnx__TensorProto *t = new_init(e, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, rank, dims);
+    uint8_t *data = pool_alloc(&e->p, n * sizeof(float));
+    if (!t || !data)
+        return NULL;
+    memcpy(data, v, n * sizeof(float));
     t->has_raw_data = 1;
     t->raw_data.len = n * sizeof(float);
     t->raw_data.data = data;
-    e->inits[e->n_inits++] = t;
-    return nm;
+    return t->name;
 }
 
+/* An int64 vector initializer of n values; its name. */
 static const char *init_i64(exporter *e, const char *name, int n, const int64_t *v)
 {
-    Onnx__TensorProto *t = pool_alloc(&e->p, sizeof *t);
-    int64_t *d = pool_alloc(&e->p, sizeof(int64_t)), *data = pool_alloc(&e->p, (size_t)n * sizeof(int64_t));
-    char *nm = pool_str(&e->p, "%s", name, 0);
-    if (!t || !d || !data || !nm || !grow(&e->p, (void ***)&e->inits, e->n_inits, &e->cap_inits))
+    int64_t dims[1] = {n};
+    Onnx__TensorProto *t = new_init(e, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, dims);
+    int64_t *data = pool_alloc(&e->p, (size_t)n * sizeof(int64_t));
+    if (!t || !data)
         return NULL;
-    onnx__tensor_proto__init(t);
-    d[0] = n;
     memcpy(data, v, (size_t)n * sizeof(int64_t));
-    t->name = nm;
-    t->n_dims = 1;
-    t->dims = d;
-    t->has_data_type = 1;
-    t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
     t->n_int64_data = (size_t)n;
     t->int64_data = data;
-    e->inits[e->n_inits++] = t;
-    return nm;
+    return t->name;
 }
 
 /* Appends a node of op with inputs (n_in names) and one output named out. */
@@ -149,49 +152,51 @@ static Onnx__NodeProto *emit(exporter *e, const char *op, const char *const *in,
     return nd;
 }
 
-/* Adds an INT or INTS (n > 1 or force_list) or FLOAT attribute to nd. */
-static void attr_ints(exporter *e, Onnx__NodeProto *nd, const char *name, const int64_t *v, int n, bool list)
+/* A new attribute of nd, appended to its list; NULL when out of memory (or nd is NULL). */
+static Onnx__AttributeProto *new_attr(exporter *e, Onnx__NodeProto *nd, const char *name,
+                                      Onnx__AttributeProto__AttributeType type)
 {
     Onnx__AttributeProto *a = pool_alloc(&e->p, sizeof *a);
-    Onnx__AttributeProto **as = pool_alloc(&e->p, (nd->n_attribute + 1) * sizeof *as);
-    int64_t *vals = pool_alloc(&e->p, (size_t)n * sizeof(int64_t));
-    if (!nd || !a || !as || !vals)
-        return;
+    Onnx__AttributeProto **as = pool_alloc(&e->p, ((nd ? nd->n_attribute : 0) + 1) * sizeof *as);
+    if (!nd || !a || !as)
+        return NULL;
     onnx__attribute_proto__init(a);
     a->name = (char *)name;
     a->has_type = 1;
+    a->type = type;
+    if (nd->n_attribute)
+        memcpy(as, nd->attribute, nd->n_attribute * sizeof *as);
+    as[nd->n_attribute++] = a;
+    nd->attribute = as;
+    return a;
+}
+
+/* Adds an INTS attribute (list) or an INT one (v[0]) to nd. */
+static void attr_ints(exporter *e, Onnx__NodeProto *nd, const char *name, const int64_t *v, int n, bool list)
+{
+    Onnx__AttributeProto *a = new_attr(e, nd, name, list ? ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS
+                                                         : ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    int64_t *vals = list ? pool_alloc(&e->p, (size_t)n * sizeof(int64_t)) : NULL;
+    if (!a || (list && !vals))
+        return;
     if (list) {
         memcpy(vals, v, (size_t)n * sizeof(int64_t));
-        a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
         a->n_ints = (size_t)n;
         a->ints = vals;
     } else {
-        a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
         a->has_i = 1;
         a->i = v[0];
     }
-    if (nd->n_attribute)
-        memcpy(as, nd->attribute, nd->n_attribute * sizeof *as);
-    as[nd->n_attribute++] = a;
-    nd->attribute = as;
 }
 
+/* Adds a FLOAT attribute to nd. */
 static void attr_float(exporter *e, Onnx__NodeProto *nd, const char *name, float v)
 {
-    Onnx__AttributeProto *a = pool_alloc(&e->p, sizeof *a);
-    Onnx__AttributeProto **as = pool_alloc(&e->p, (nd ? nd->n_attribute + 1 : 1) * sizeof *as);
-    if (!nd || !a || !as)
-        return;
-    onnx__attribute_proto__init(a);
-    a->name = (char *)name;
-    a->has_type = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
-    a->has_f = 1;
-    a->f = v;
-    if (nd->n_attribute)
-        memcpy(as, nd->attribute, nd->n_attribute * sizeof *as);
-    as[nd->n_attribute++] = a;
-    nd->attribute = as;
+    Onnx__AttributeProto *a = new_attr(e, nd, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    if (a) {
+        a->has_f = 1;
+        a->f = v;
+    }
 }
 
 static const char *act_op(kiln_op act)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/graph.h"
+#include "io/onnx/name_map.h"
 #include "io/onnx/onnx_read.h"
 
 /* The batch entry of a shape taken from a batched tensor (`Shape`): it may only reach the first
@@ -33,6 +34,7 @@ typedef struct {
     kiln_graph_t *g;
     value *v;
     size_t n, cap;
+    kiln_name_map index;         /* value name -> its place in v */
     const Onnx__NodeProto *nd;   /* the node being converted, for errors */
     char node_name[80];
 } importer;
@@ -83,10 +85,8 @@ static kiln_status only_attrs(importer *im, const char *const *known)
 
 static value *find(importer *im, const char *name)
 {
-    for (size_t k = im->n; k-- > 0;)
-        if (strcmp(im->v[k].name, name) == 0)
-            return &im->v[k];
-    return NULL;
+    int k = kiln_name_map_get(&im->index, name);
+    return k < 0 ? NULL : &im->v[k];
 }
 
 static value *add_value(importer *im, const char *name)
@@ -99,6 +99,9 @@ static value *add_value(importer *im, const char *name)
         im->v = v;
         im->cap = cap;
     }
+    /* names are unique (the reader checked); "" (a Constant without an output) is never found */
+    if (*name && kiln_name_map_put(&im->index, name, (int)im->n) < 0)
+        return NULL;
     value *v = &im->v[im->n++];
     memset(v, 0, sizeof *v);
     v->name = name;
@@ -230,6 +233,22 @@ static const value *weight(importer *im, size_t j, size_t n, const char *what)
     return v;
 }
 
+/* Copies weight w (the layout ONNX and Kiln share) and, with bias, input 2 (units values) into
+ * new node id (a conv or conv_transpose2d), and defines the output. */
+static kiln_status weights_and_bias(importer *im, int id, const value *w, int units, bool bias)
+{
+    if (im->g->nodes[id].params[0].numel != w->n)
+        return fail(im, "the weight's shape does not match the input's channels and group", NULL);
+    set_tensor(im, id, 0, w->f, w->n);
+    if (bias) {
+        const value *b = weight(im, 2, (size_t)units, "the bias");
+        if (!b)
+            return KILN_ERR_FORMAT;
+        set_tensor(im, id, 1, b->f, b->n);
+    }
+    return define(im, 0, id);
+}
+
 /* ------------------------------------------------------------------ converters */
 
 typedef kiln_status (*convert_fn)(importer *im);
@@ -357,17 +376,7 @@ static kiln_status cv_conv(importer *im)
     int id = kiln_graph_add(im->g, KILN_OP_CONV2D, &x->node, 1, &a, kname(im, 0));
     if (id < 0)
         return KILN_ERR_FORMAT;
-    const kiln_node *nd = &im->g->nodes[id];
-    if (nd->params[0].numel != w->n)
-        return fail(im, "the weight's shape does not match the input's channels and group", NULL);
-    set_tensor(im, id, 0, w->f, w->n);
-    if (!a.no_bias) {
-        const value *b = weight(im, 2, (size_t)a.units, "the bias");
-        if (!b)
-            return KILN_ERR_FORMAT;
-        set_tensor(im, id, 1, b->f, b->n);
-    }
-    return define(im, 0, id);
+    return weights_and_bias(im, id, w, a.units, !a.no_bias);
 }
 
 static kiln_status cv_pool(importer *im)
@@ -720,11 +729,11 @@ static kiln_status cv_slice(importer *im)
     const value *st = int_input(im, 1, 1, "starts (one axis)"), *en = st ? int_input(im, 2, 1, "ends (one axis)") : NULL;
     if (!st || !en)
         return KILN_ERR_FORMAT;
-    int r = onnx_rank(im, x), ax = r - 2;   /* default axes: 0 (the batch) */
+    int r = onnx_rank(im, x);   /* (without axes the first start applies to axis 0, the batch) */
     const value *axes = in(im, 3) ? int_input(im, 3, 1, "axes") : NULL, *steps = in(im, 4) ? int_input(im, 4, 1, "steps") : NULL;
     if ((in(im, 3) && !axes) || (in(im, 4) && !steps))
         return KILN_ERR_FORMAT;
-    ax = axes ? axis_of(axes->i[0], r) : -1;
+    int ax = axes ? axis_of(axes->i[0], r) : -1;
     if (ax < 0)
         return fail(im, "slicing the batch axis is not supported", NULL);
     if (steps && steps->i[0] != 1)
@@ -762,16 +771,7 @@ static kiln_status cv_conv_transpose(importer *im)
     int id = kiln_graph_add(im->g, KILN_OP_CONV_TRANSPOSE2D, &x->node, 1, &a, kname(im, 0));
     if (id < 0)
         return KILN_ERR_FORMAT;
-    if (im->g->nodes[id].params[0].numel != w->n)
-        return fail(im, "the weight's shape does not match the input's channels", NULL);
-    set_tensor(im, id, 0, w->f, w->n);   /* ONNX's (C, M, kH, kW) is Kiln's (in, out, kh, kw) */
-    if (!a.no_bias) {
-        const value *b = weight(im, 2, (size_t)a.units, "the bias");
-        if (!b)
-            return KILN_ERR_FORMAT;
-        set_tensor(im, id, 1, b->f, b->n);
-    }
-    return define(im, 0, id);
+    return weights_and_bias(im, id, w, a.units, !a.no_bias);   /* ONNX's (C, M, kH, kW) is Kiln's layout */
 }
 
 /* Squeeze and Unsqueeze of a runtime tensor: a reshape to the shape ONNX gives (the batch stays). */
@@ -1072,6 +1072,7 @@ kiln_graph_t *kiln_onnx_import(const kiln_onnx_model *m)
     for (size_t k = 0; k < im.n; k++)
         free(im.v[k].f), free(im.v[k].i);
     free(im.v);
+    kiln_name_map_free(&im.index);
     if (st != KILN_OK) {
         kiln_graph_free(im.g);
         return NULL;

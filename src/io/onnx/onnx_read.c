@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "io/onnx/name_map.h"
 #include "io/onnx/onnx_read.h"
 
 struct kiln_onnx_model {
@@ -17,40 +18,6 @@ struct kiln_onnx_model {
 static const char *str(const char *s)
 {
     return s ? s : "";
-}
-
-/* ---------------------------------------------------------------- the set of defined names */
-
-typedef struct {
-    const char **slot;   /* open addressing; NULL = empty */
-    size_t cap;
-} name_set;
-
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;   /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
-/* Adds s; returns 0 if new, 1 if already there, -1 when out of memory. */
-static int name_add(name_set *ns, const char *s)
-{
-    size_t i = (size_t)name_hash(s) & (ns->cap - 1);
-    for (; ns->slot[i]; i = (i + 1) & (ns->cap - 1))
-        if (strcmp(ns->slot[i], s) == 0)
-            return 1;
-    ns->slot[i] = s;
-    return 0;
-}
-
-static bool name_has(const name_set *ns, const char *s)
-{
-    for (size_t i = (size_t)name_hash(s) & (ns->cap - 1); ns->slot[i]; i = (i + 1) & (ns->cap - 1))
-        if (strcmp(ns->slot[i], s) == 0)
-            return true;
-    return false;
 }
 
 /* ---------------------------------------------------------------- tensors */
@@ -295,14 +262,7 @@ static kiln_status check_graph(const Onnx__GraphProto *g, const char *origin)
         return kiln_error(KILN_ERR_FORMAT, "%s: graph: sparse_initializer: sparse tensors are not supported", origin);
     if (!g->n_output)
         return kiln_error(KILN_ERR_FORMAT, "%s: graph: output: expected at least one, found none", origin);
-    size_t values = g->n_input + g->n_initializer, cap = 16;
-    for (size_t i = 0; i < g->n_node; i++)
-        values += g->node[i] ? g->node[i]->n_output : 0;
-    while (cap < 2 * values + 16)
-        cap *= 2;
-    name_set ns = {calloc(cap, sizeof(char *)), cap};
-    if (!ns.slot)
-        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory checking %zu values", origin, values);
+    kiln_name_map ns = {0};   /* the values defined so far */
     kiln_status st = KILN_OK;
     char what[64];
     for (size_t i = 0; i < g->n_initializer && st == KILN_OK; i++) {
@@ -317,16 +277,19 @@ static kiln_status check_graph(const Onnx__GraphProto *g, const char *origin)
         snprintf(tw, sizeof tw, "initializer \"%s\"", name);
         if ((st = kiln_onnx_check_tensor(t, origin, tw)) != KILN_OK)
             break;
-        if (name_add(&ns, name))
-            st = kiln_error(KILN_ERR_FORMAT, "%s: initializer \"%s\": expected a name used once, found it twice", origin,
-                            name);
+        int put = kiln_name_map_put(&ns, name, 0);
+        if (put)
+            st = put < 0 ? kiln_error(KILN_ERR_NOMEM, "%s: out of memory checking names", origin)
+                         : kiln_error(KILN_ERR_FORMAT, "%s: initializer \"%s\": expected a name used once, found it "
+                                      "twice", origin, name);
     }
     for (size_t i = 0; i < g->n_input && st == KILN_OK; i++) {
         snprintf(what, sizeof what, "input %zu", i);
         if (!g->input[i]) {
             st = kiln_error(KILN_ERR_FORMAT, "%s: graph: %s is empty", origin, what);
-        } else if ((st = check_value_info(g->input[i], origin, what)) == KILN_OK) {
-            name_add(&ns, g->input[i]->name);   /* an initializer may be listed as an input too */
+        } else if ((st = check_value_info(g->input[i], origin, what)) == KILN_OK &&
+                   kiln_name_map_put(&ns, g->input[i]->name, 0) < 0) {   /* (an initializer may be an input too) */
+            st = kiln_error(KILN_ERR_NOMEM, "%s: out of memory checking names", origin);
         }
     }
     for (size_t i = 0; i < g->n_node && st == KILN_OK; i++) {
@@ -352,7 +315,7 @@ static kiln_status check_graph(const Onnx__GraphProto *g, const char *origin)
         }
         for (size_t j = 0; j < nd->n_input && st == KILN_OK; j++) {
             const char *in = str(nd->input[j]);
-            if (*in && !name_has(&ns, in))   /* "" is an optional input left out */
+            if (*in && kiln_name_map_get(&ns, in) < 0)   /* "" is an optional input left out */
                 st = kiln_error(KILN_ERR_FORMAT, "%s: node \"%s\": %s: input %zu \"%.200s\": expected a graph input, an "
                                 "initializer or an earlier node's output, found none (missing, or a cycle)", origin,
                                 node, op, j, in);
@@ -361,25 +324,28 @@ static kiln_status check_graph(const Onnx__GraphProto *g, const char *origin)
             st = check_attributes(nd, origin, node);
         for (size_t j = 0; j < nd->n_output && st == KILN_OK; j++) {
             const char *out = str(nd->output[j]);
+            int put;
             if (!*out)
                 continue;   /* an optional output left out */
             if (strlen(out) > KILN_ONNX_MAX_NAME)
                 st = kiln_error(KILN_ERR_FORMAT, "%s: node \"%s\": output %zu: name of %zu bytes, at most %d", origin,
                                 node, j, strlen(out), KILN_ONNX_MAX_NAME);
-            else if (name_add(&ns, out))
-                st = kiln_error(KILN_ERR_FORMAT, "%s: node \"%s\": %s: output \"%.200s\": expected a new name, found "
-                                "one already defined", origin, node, op, out);
+            else if ((put = kiln_name_map_put(&ns, out, 0)) != 0)
+                st = put < 0 ? kiln_error(KILN_ERR_NOMEM, "%s: out of memory checking names", origin)
+                             : kiln_error(KILN_ERR_FORMAT, "%s: node \"%s\": %s: output \"%.200s\": expected a new "
+                                          "name, found one already defined", origin, node, op, out);
         }
     }
     for (size_t i = 0; i < g->n_output && st == KILN_OK; i++) {
         snprintf(what, sizeof what, "output %zu", i);
         if (!g->output[i])
             st = kiln_error(KILN_ERR_FORMAT, "%s: graph: %s is empty", origin, what);
-        else if ((st = check_value_info(g->output[i], origin, what)) == KILN_OK && !name_has(&ns, g->output[i]->name))
+        else if ((st = check_value_info(g->output[i], origin, what)) == KILN_OK &&
+                 kiln_name_map_get(&ns, g->output[i]->name) < 0)
             st = kiln_error(KILN_ERR_FORMAT, "%s: graph: output \"%.200s\": expected a value the graph defines, found "
                             "none", origin, g->output[i]->name);
     }
-    free(ns.slot);
+    kiln_name_map_free(&ns);
     return st;
 }
 
@@ -430,7 +396,7 @@ kiln_onnx_model *kiln_onnx_read_buffer(const uint8_t *data, size_t len, const ch
     return m;
 }
 
-kiln_onnx_model *kiln_onnx_read(const char *path)
+uint8_t *kiln_onnx_file_bytes(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -439,7 +405,6 @@ kiln_onnx_model *kiln_onnx_read(const char *path)
     }
     long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
     uint8_t *buf = NULL;
-    kiln_onnx_model *m = NULL;
     if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
         kiln_error(KILN_ERR_IO, "%s: cannot read its size", path);
     } else if ((size_t)size > KILN_ONNX_MAX_FILE) {
@@ -448,11 +413,20 @@ kiln_onnx_model *kiln_onnx_read(const char *path)
         kiln_error(KILN_ERR_NOMEM, "%s: out of memory for %ld bytes", path, size);
     } else if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
         kiln_error(KILN_ERR_IO, "%s: short read", path);
-    } else {
-        m = kiln_onnx_read_buffer(buf, (size_t)size, path);
+        free(buf);
+        buf = NULL;
     }
-    free(buf);
     fclose(f);
+    *len = buf ? (size_t)size : 0;
+    return buf;
+}
+
+kiln_onnx_model *kiln_onnx_read(const char *path)
+{
+    size_t len;
+    uint8_t *buf = kiln_onnx_file_bytes(path, &len);
+    kiln_onnx_model *m = buf ? kiln_onnx_read_buffer(buf, len, path) : NULL;
+    free(buf);
     return m;
 }
 

@@ -25,7 +25,10 @@ typedef struct kiln_onnx_model kiln_onnx_model;
 /* Reads and checks path; NULL with an error naming the file, the field, what was expected and
  * what was found. */
 kiln_onnx_model *kiln_onnx_read(const char *path);
-/* The same for len bytes in memory; origin names them in errors. */
+/* A whole file (at most KILN_ONNX_MAX_FILE bytes) in a malloc'd buffer, its size in len; NULL with
+ * an error naming the file. */
+uint8_t *kiln_onnx_file_bytes(const char *path, size_t *len);
+/* kiln_onnx_read for len bytes in memory; origin names them in errors. */
 kiln_onnx_model *kiln_onnx_read_buffer(const uint8_t *data, size_t len, const char *origin);
 /* Frees a model (NULL is fine). */
 void kiln_onnx_free(kiln_onnx_model *m);
