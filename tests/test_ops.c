@@ -457,6 +457,19 @@ int main(void)
             snprintf(spec, sizeof spec, "input %d %d\nlinear %d\n%s\n", a, c, c, acts[i]);
             check_spec(spec, bt);
         }
+        /* elementwise math (inputs kept inside each op's domain) */
+        const char *maths[] = {"exp\nsqrt", "sigmoid\nlog", "sigmoid\nreciprocal", "abs", "neg", "erf",
+                               "clip lo=-0.3 hi=0.4", "exp\nclip lo=0.5"};
+        for (int i = 0; i < 8; i++) {
+            snprintf(spec, sizeof spec, "input %d %d\n%s\n", a, c, maths[i]);
+            check_spec(spec, bt);
+        }
+        snprintf(spec, sizeof spec, "x: input %d %d\ny: input %d\ns: sigmoid in=x\npow s y\n", a, c, c);
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "x: input %d %d\ny: input %d\nz: param %dx1 std=1\nmax x y z\n", a, c, c, a);
+        check_spec(spec, bt + 1);
+        snprintf(spec, sizeof spec, "x: input %d %d\ny: input %d %d\nmin x y\nfloor\n", a, c, a, c);
+        check_session(spec, bt);
         snprintf(spec, sizeof spec, "t: input %d dtype=i32\nembedding %d %d\nlayernorm\n", b + 3, rnd(3, 9), c);
         check_spec(spec, bt);
         for (int causal = 0; causal < 2; causal++) {

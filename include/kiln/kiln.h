@@ -72,6 +72,13 @@ typedef enum {
     KILN_OP_EQUAL, KILN_OP_LESS, KILN_OP_GREATER, /* bool comparisons, NumPy broadcasting (constants only) */
     KILN_OP_WHERE,        /* where(cond, a, b), elementwise with broadcasting (constants only) */
     KILN_OP_CAST,         /* converts among f32, i64 and bool (constants only) */
+    /* elementwise math (f32 at run time; folded on constants) */
+    KILN_OP_SQRT, KILN_OP_EXP, KILN_OP_LOG, KILN_OP_ABS, KILN_OP_NEG, KILN_OP_RECIPROCAL,
+    KILN_OP_FLOOR, KILN_OP_CEIL, KILN_OP_ROUND,  /* round: halves to even, as ONNX */
+    KILN_OP_ERF,
+    KILN_OP_CLIP,         /* clamps to [lo, hi] */
+    KILN_OP_POW, KILN_OP_MIN, KILN_OP_MAX,   /* elementwise, NumPy broadcasting */
+    KILN_OP_NOT,          /* logical not of a bool (constants only) */
     KILN_OP_COUNT
 } kiln_op;
 
@@ -111,6 +118,7 @@ typedef struct {
     int out_pad[2];      /* conv_transpose2d: output padding (h, w) */
     int pads[2 * KILN_MAX_RANK]; /* pad: before for every axis, then after (ONNX order) */
     float value;         /* pad: the border's value */
+    float lo, hi;        /* clip: the range kept (lo <= hi) */
     float std;           /* param init: normal with this deviation; 0 means zeros */
     kiln_dtype dtype;    /* const: its element type (F32, I64 or BOOL); cast: the target type */
     const void *values;  /* const: rank/shape's numel values (int64_t for I64 and BOOL (0 or 1), float

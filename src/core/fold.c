@@ -8,6 +8,7 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/op_table.h"
+#include "ops/ops.h"
 
 /* A tensor's values as folding reads and writes them: int64 (I64, BOOL) or float (F32). */
 typedef struct {
@@ -70,6 +71,20 @@ static bool int_arith(kiln_op op, int64_t x, int64_t y, int64_t *r)
     case KILN_OP_ADD: *r = (int64_t)(ux + uy); return true;
     case KILN_OP_SUB: *r = (int64_t)(ux - uy); return true;
     case KILN_OP_MUL: *r = (int64_t)(ux * uy); return true;
+    case KILN_OP_MIN: *r = x < y ? x : y; return true;
+    case KILN_OP_MAX: *r = x > y ? x : y; return true;
+    case KILN_OP_POW: {   /* a negative exponent truncates toward zero, as integer division */
+        uint64_t p = 1, b = ux;
+        if (y < 0) {
+            *r = x == 1 ? 1 : x == -1 ? (y % 2 ? -1 : 1) : 0;
+            return x != 0;
+        }
+        for (; y; y >>= 1, b *= b)
+            if (y & 1)
+                p *= b;
+        *r = (int64_t)p;
+        return true;
+    }
     default:   /* div: truncation toward zero, as C and ONNX's integer Div */
         if (y == 0)
             return false;
@@ -94,12 +109,44 @@ static kiln_status eval_arith(const kiln_node *nd, const values *in, values *r)
             float acc = in[0].f[bcast_at(nd, in[0].nd, k)];
             for (int j = 1; j < nd->n_inputs; j++) {
                 float y = in[j].f[bcast_at(nd, in[j].nd, k)];
-                acc = nd->op == KILN_OP_ADD ? acc + y : nd->op == KILN_OP_SUB ? acc - y
-                    : nd->op == KILN_OP_MUL ? acc * y : acc / y;
+                switch (nd->op) {
+                case KILN_OP_ADD: acc += y; break;
+                case KILN_OP_SUB: acc -= y; break;
+                case KILN_OP_MUL: acc *= y; break;
+                case KILN_OP_DIV: acc /= y; break;
+                case KILN_OP_POW: acc = powf(acc, y); break;
+                case KILN_OP_MIN: acc = acc != acc || acc < y ? acc : y; break;
+                default: acc = acc != acc || acc > y ? acc : y; break;
+                }
             }
             if (!isfinite(acc))
                 return fold_error(nd, "element %zu is %g: constants must be finite", k, acc);
             r->f[k] = acc;
+        }
+    }
+    return KILN_OK;
+}
+
+/* The elementwise math ops, clip and not (int64 inputs: abs, neg, clip and not only). */
+static kiln_status eval_unary(const kiln_node *nd, const values *x, values *r)
+{
+    for (size_t k = 0; k < nd->numel; k++) {
+        if (r->i) {
+            int64_t v = x->i[k];
+            switch (nd->op) {
+            case KILN_OP_NOT: v = !v; break;
+            case KILN_OP_ABS: v = v < 0 ? (int64_t)(0 - (uint64_t)v) : v; break;
+            case KILN_OP_NEG: v = (int64_t)(0 - (uint64_t)v); break;
+            default:   /* clip: the float bounds, whole numbers inward */
+                v = (double)v < nd->a.lo ? (int64_t)ceil(nd->a.lo) : (double)v > nd->a.hi ? (int64_t)floor(nd->a.hi) : v;
+                break;
+            }
+            r->i[k] = v;
+        } else {
+            float v = kiln_unary_value(nd->op, &nd->a, x->f[k]);
+            if (!isfinite(v))
+                return fold_error(nd, "element %zu is %g: constants must be finite", k, v);
+            r->f[k] = v;
         }
     }
     return KILN_OK;
@@ -215,9 +262,16 @@ static kiln_status result_dtype(const kiln_graph_t *g, const kiln_node *nd, kiln
             return fold_error(nd, "inputs %s and %s are %s and %s: cast one first", y->name, z->name,
                               kiln_dtype_name(y->dtype), kiln_dtype_name(z->dtype));
     }
-    bool arith = nd->op == KILN_OP_ADD || nd->op == KILN_OP_SUB || nd->op == KILN_OP_MUL || nd->op == KILN_OP_DIV;
+    bool arith = nd->op == KILN_OP_ADD || nd->op == KILN_OP_SUB || nd->op == KILN_OP_MUL || nd->op == KILN_OP_DIV ||
+                 nd->op == KILN_OP_POW || nd->op == KILN_OP_MIN || nd->op == KILN_OP_MAX || nd->op == KILN_OP_ABS ||
+                 nd->op == KILN_OP_NEG || nd->op == KILN_OP_CLIP;
+    bool float_only = nd->op >= KILN_OP_SQRT && nd->op <= KILN_OP_ERF && nd->op != KILN_OP_ABS && nd->op != KILN_OP_NEG;
     if (arith && y->dtype == KILN_DT_BOOL)
         return fold_error(nd, "arithmetic on BOOL input %s: cast it first", y->name);
+    if (float_only && y->dtype != KILN_DT_F32)
+        return fold_error(nd, "input %s is %s, expected F32", y->name, kiln_dtype_name(y->dtype));
+    if (nd->op == KILN_OP_NOT && y->dtype != KILN_DT_BOOL)
+        return fold_error(nd, "input %s is %s, expected BOOL", y->name, kiln_dtype_name(y->dtype));
     bool compare = nd->op == KILN_OP_EQUAL || nd->op == KILN_OP_LESS || nd->op == KILN_OP_GREATER;
     *out = compare ? KILN_DT_BOOL : y->dtype;
     return KILN_OK;
@@ -237,7 +291,12 @@ static kiln_status evaluate(const kiln_graph_t *g, const kiln_node *nd, values *
         return KILN_OK;
     }
     case KILN_OP_ADD: case KILN_OP_SUB: case KILN_OP_MUL: case KILN_OP_DIV:
+    case KILN_OP_POW: case KILN_OP_MIN: case KILN_OP_MAX:
         return eval_arith(nd, in, r);
+    case KILN_OP_SQRT: case KILN_OP_EXP: case KILN_OP_LOG: case KILN_OP_ABS: case KILN_OP_NEG:
+    case KILN_OP_RECIPROCAL: case KILN_OP_FLOOR: case KILN_OP_CEIL: case KILN_OP_ROUND: case KILN_OP_ERF:
+    case KILN_OP_CLIP: case KILN_OP_NOT:
+        return eval_unary(nd, &in[0], r);
     case KILN_OP_EQUAL: case KILN_OP_LESS: case KILN_OP_GREATER:
         eval_compare(nd, in, r);
         return KILN_OK;

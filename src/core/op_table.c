@@ -3,6 +3,8 @@
 #include "core/op_table.h"
 #include "ops/ops.h"
 
+/* elementwise math, folded on constants (training keeps the input for backward) */
+#define UNARY(nm) {nm, 1, 1, KILN_MEM_IN_PLACE, kiln_infer_same, kiln_unary_fwd, NULL, NULL, KILN_FOLD_CONST}
 #define LEGACY(nm, lo, hi, mem) {nm, lo, hi, mem, kiln_infer_legacy, kiln_forward_legacy, NULL, NULL, KILN_FOLD_NEVER}
 
 static const kiln_op_def defs[] = {
@@ -73,6 +75,18 @@ static const kiln_op_def defs[] = {
     [KILN_OP_GREATER] = {"greater", 2, 2, KILN_MEM_OWN, kiln_infer_broadcast, NULL, NULL, NULL, KILN_FOLD_ONLY},
     [KILN_OP_WHERE] = {"where", 3, 3, KILN_MEM_OWN, kiln_infer_broadcast, NULL, NULL, NULL, KILN_FOLD_ONLY},
     [KILN_OP_CAST] = {"cast", 1, 1, KILN_MEM_OWN, kiln_infer_cast, NULL, NULL, NULL, KILN_FOLD_ONLY},
+    [KILN_OP_SQRT] = UNARY("sqrt"), [KILN_OP_EXP] = UNARY("exp"), [KILN_OP_LOG] = UNARY("log"),
+    [KILN_OP_ABS] = UNARY("abs"), [KILN_OP_NEG] = UNARY("neg"), [KILN_OP_RECIPROCAL] = UNARY("reciprocal"),
+    [KILN_OP_FLOOR] = UNARY("floor"), [KILN_OP_CEIL] = UNARY("ceil"), [KILN_OP_ROUND] = UNARY("round"),
+    [KILN_OP_ERF] = UNARY("erf"), [KILN_OP_CLIP] = {"clip", 1, 1, KILN_MEM_IN_PLACE, kiln_infer_clip, kiln_unary_fwd, NULL, NULL,
+                      KILN_FOLD_CONST},
+    [KILN_OP_POW] = {"pow", 2, 2, KILN_MEM_IN_PLACE, kiln_infer_broadcast, kiln_binary_fwd, NULL, NULL,
+                     KILN_FOLD_CONST},
+    [KILN_OP_MIN] = {"min", 2, KILN_MAX_INPUTS, KILN_MEM_IN_PLACE, kiln_infer_broadcast, kiln_binary_fwd, NULL, NULL,
+                     KILN_FOLD_CONST},
+    [KILN_OP_MAX] = {"max", 2, KILN_MAX_INPUTS, KILN_MEM_IN_PLACE, kiln_infer_broadcast, kiln_binary_fwd, NULL, NULL,
+                     KILN_FOLD_CONST},
+    [KILN_OP_NOT] = {"not", 1, 1, KILN_MEM_OWN, kiln_infer_same, NULL, NULL, NULL, KILN_FOLD_ONLY},
 };
 _Static_assert(sizeof defs / sizeof defs[0] == KILN_OP_COUNT, "every op needs a record in the op table");
 

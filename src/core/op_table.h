@@ -54,6 +54,7 @@ static inline bool kiln_op_fusable_act(kiln_op op)
 /* Shape inference of the ops from before the N-d IR (src/core/graph.c). */
 kiln_status kiln_infer_legacy(kiln_graph_t *g, kiln_node *nd);
 /* Shape inference of the N-d ops (src/core/shape.c). */
+kiln_status kiln_infer_clip(kiln_graph_t *g, kiln_node *nd);
 kiln_status kiln_infer_param(kiln_graph_t *g, kiln_node *nd);
 kiln_status kiln_infer_linear(kiln_graph_t *g, kiln_node *nd);
 kiln_status kiln_infer_matmul(kiln_graph_t *g, kiln_node *nd);

@@ -131,6 +131,16 @@ kiln_status kiln_infer_softmax(kiln_graph_t *g, kiln_node *nd)
     return KILN_OK;
 }
 
+kiln_status kiln_infer_clip(kiln_graph_t *g, kiln_node *nd)
+{
+    char msg[96];
+    if (!(nd->a.lo <= nd->a.hi)) {
+        snprintf(msg, sizeof msg, "lo %g is not at most hi %g", nd->a.lo, nd->a.hi);
+        return fail(nd, KILN_ERR_ARG, msg);
+    }
+    return kiln_infer_same(g, nd);
+}
+
 kiln_status kiln_infer_same(kiln_graph_t *g, kiln_node *nd)
 {
     const kiln_node *x = in_of(g, nd, 0);
@@ -307,7 +317,8 @@ kiln_status kiln_infer_concat(kiln_graph_t *g, kiln_node *nd)
 kiln_status kiln_infer_broadcast(kiln_graph_t *g, kiln_node *nd)
 {
     char s[64], t[64], msg[224];
-    if (nd->op != KILN_OP_ADD && nd->op != KILN_OP_WHERE && nd->n_inputs != 2)
+    if (nd->op != KILN_OP_ADD && nd->op != KILN_OP_WHERE && nd->op != KILN_OP_MIN && nd->op != KILN_OP_MAX &&
+        nd->n_inputs != 2)
         return fail(nd, KILN_ERR_ARG, "takes exactly 2 inputs");
     int r = 0, d[KILN_MAX_RANK];
     for (int j = 0; j < nd->n_inputs; j++)

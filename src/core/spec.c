@@ -18,12 +18,14 @@
  *   mean / sum axes=A,B,.. keepdims=0|1   upsample scale=F[xF] | size=HxW (mode=nearest|bilinear)
  *   conv_transpose2d UNITS KERNEL (stride= pad= dilation= out_pad= bias=0)   pad pads=B0,..,E0,.. (value=)
  *   split axis= sizes=A,B,..  (one slice layer per part: NAME.0, NAME.1, ...)
+ *   sqrt exp log abs neg reciprocal floor ceil round erf   clip lo= hi=   pow/min/max A B
  * Constants and shape arithmetic (folded when the graph is built: docs/IR.md, "Constants"):
  *   const [AxBx..] dtype=f32|i64|bool values=V,V,..  (no dims: a scalar; f32 values may be left
  *   out: zeros, or the model file's)   shape NAME   cast NAME dtype=   equal/less/greater A B
- *   where C A B   reshape in=X,S (S: an i64 const target shape, ONNX's 0 and -1)
+ *   where C A B   not   reshape in=X,S (S: an i64 const target shape, ONNX's 0 and -1)
  *   output NAME[,NAME...]   (a directive: declares the graph's outputs; default the last layer) */
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <errno.h>
 #include <stdio.h>
@@ -311,7 +313,11 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
             a->pads[i] = p[i];
             a->pads[KILN_MAX_RANK + i] = p[n / 2 + i];
         }
-    } else if (op == KILN_OP_PAD && KEY("value"))
+    } else if (op == KILN_OP_CLIP && KEY("lo"))
+        ok = parse_float(v, vl, &a->lo);
+    else if (op == KILN_OP_CLIP && KEY("hi"))
+        ok = parse_float(v, vl, &a->hi);
+    else if (op == KILN_OP_PAD && KEY("value"))
         ok = parse_float(v, vl, &a->value);
     else if ((op == KILN_OP_LAYERNORM || op == KILN_OP_RMSNORM) && KEY("eps"))
         ok = parse_float(v, vl, &a->eps) && a->eps > 0;
@@ -449,6 +455,10 @@ static kiln_status parse_line(kiln_graph_t *g, const spec_pos *p, token *t, int 
     if (g->n == 0 && op != KILN_OP_INPUT && op != KILN_OP_PARAM && op != KILN_OP_CONST)
         return spec_error(p, t[0].col, "the first layer must be 'input'");
     kiln_attrs a = {0};
+    if (op == KILN_OP_CLIP) {   /* a bound left out is none */
+        a.lo = -INFINITY;
+        a.hi = INFINITY;
+    }
     kiln_dtype dtype = KILN_DT_F32;
     int ids[KILN_MAX_INPUTS], n_ids = 0, pos = 0, dims[KILN_MAX_RANK] = {0};
     const kiln_op_def *def = kiln_op_def_of(op);
@@ -804,6 +814,9 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
             break;
         case KILN_OP_ATTENTION:
             sb_printf(&s, &len, &cap, " heads=%d%s", a->heads, a->causal ? " causal=1" : "");
+            break;
+        case KILN_OP_CLIP:
+            sb_printf(&s, &len, &cap, " lo=%.9g hi=%.9g", a->lo, a->hi);
             break;
         case KILN_OP_MEAN:
         case KILN_OP_SUM: {

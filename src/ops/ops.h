@@ -43,6 +43,9 @@ void kiln_norm_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_ar
 void kiln_transpose_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_slice_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_activation_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+void kiln_unary_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+/* One elementwise math op (sqrt .. clip) on one value, as kiln_unary_fwd computes it. */
+float kiln_unary_value(kiln_op op, const kiln_attrs *a, float x);
 void kiln_embedding_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_attention_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_reduce_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);

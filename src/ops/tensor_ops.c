@@ -1,5 +1,6 @@
 /* Forward kernels of the shape and elementwise ops: broadcast add/sub/mul/div, concat, transpose,
  * slice, mean/sum and the embedding gather. */
+#include <math.h>
 #include <string.h>
 #include "ops/broadcast.h"
 #include "ops/ops.h"
@@ -33,6 +34,18 @@ static void bcast_apply(const kiln_node *out, const kiln_fwd_args *a, const kiln
         case KILN_OP_DIV:
             for (size_t i = 0; i < n; i++)
                 d[i] /= s[i];
+            break;
+        case KILN_OP_POW:
+            for (size_t i = 0; i < n; i++)
+                d[i] = s[i] == 2.0f ? d[i] * d[i] : powf(d[i], s[i]);
+            break;
+        case KILN_OP_MIN:   /* NaN wins, as NumPy's minimum */
+            for (size_t i = 0; i < n; i++)
+                d[i] = d[i] != d[i] || d[i] < s[i] ? d[i] : s[i];
+            break;
+        case KILN_OP_MAX:
+            for (size_t i = 0; i < n; i++)
+                d[i] = d[i] != d[i] || d[i] > s[i] ? d[i] : s[i];
             break;
         default:
             for (size_t i = 0; i < n; i++)

@@ -64,3 +64,29 @@ void kiln_activation_backward(const kiln_graph_t *g, const kiln_node *nd, const 
     }
 #undef STORE
 }
+
+void kiln_unary_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a)
+{
+    (void)g;
+    float *dx = a->dx[0];
+    if (!dx)
+        return;
+    size_t n = nd->numel * (size_t)a->batch;
+    const float *x = a->in[0], *y = a->out, *dy = a->dy;
+    bool acc = a->acc[0];
+    for (size_t i = 0; i < n; i++) {
+        float d;
+        switch (nd->op) {
+        case KILN_OP_SQRT: d = dy[i] * 0.5f / y[i]; break;
+        case KILN_OP_EXP: d = dy[i] * y[i]; break;
+        case KILN_OP_LOG: d = dy[i] / x[i]; break;
+        case KILN_OP_ABS: d = x[i] > 0.0f ? dy[i] : x[i] < 0.0f ? -dy[i] : 0.0f; break;
+        case KILN_OP_NEG: d = -dy[i]; break;
+        case KILN_OP_RECIPROCAL: d = -dy[i] * y[i] * y[i]; break;
+        case KILN_OP_ERF: d = dy[i] * 1.12837916709551257f * expf(-x[i] * x[i]); break;
+        case KILN_OP_CLIP: d = x[i] >= nd->a.lo && x[i] <= nd->a.hi ? dy[i] : 0.0f; break;
+        default: d = 0.0f; break;   /* floor, ceil, round: flat almost everywhere */
+        }
+        dx[i] = acc ? dx[i] + d : d;
+    }
+}

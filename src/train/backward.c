@@ -8,7 +8,7 @@ size_t kiln_node_backward_work_floats(const kiln_graph_t *g, int id, int batch, 
     switch (nd->op) {
     case KILN_OP_CONV2D:
         return kiln_conv2d_backward_work_floats(g, nd, threads);
-    case KILN_OP_MUL: case KILN_OP_DIV:
+    case KILN_OP_MUL: case KILN_OP_DIV: case KILN_OP_POW: case KILN_OP_MIN: case KILN_OP_MAX:
         return kiln_binary_backward_work_floats(g, nd, nd->batched ? batch : 1);
     case KILN_OP_ATTENTION:
         return kiln_attention_backward_work_floats(g, nd, threads);
@@ -81,7 +81,13 @@ static const backward_fn backward_of[] = {
     [KILN_OP_PAD] = kiln_pad_backward,
     /* constants have no gradient; the other ops on them never reach a tape (folded) */
     [KILN_OP_CONST] = NULL, [KILN_OP_SHAPE] = NULL, [KILN_OP_EQUAL] = NULL, [KILN_OP_LESS] = NULL,
-    [KILN_OP_GREATER] = NULL, [KILN_OP_WHERE] = NULL, [KILN_OP_CAST] = NULL,
+    [KILN_OP_GREATER] = NULL, [KILN_OP_WHERE] = NULL, [KILN_OP_CAST] = NULL, [KILN_OP_NOT] = NULL,
+    [KILN_OP_SQRT] = kiln_unary_backward, [KILN_OP_EXP] = kiln_unary_backward, [KILN_OP_LOG] = kiln_unary_backward,
+    [KILN_OP_ABS] = kiln_unary_backward, [KILN_OP_NEG] = kiln_unary_backward,
+    [KILN_OP_RECIPROCAL] = kiln_unary_backward, [KILN_OP_FLOOR] = kiln_unary_backward,
+    [KILN_OP_CEIL] = kiln_unary_backward, [KILN_OP_ROUND] = kiln_unary_backward,
+    [KILN_OP_ERF] = kiln_unary_backward, [KILN_OP_CLIP] = kiln_unary_backward,
+    [KILN_OP_POW] = kiln_binary_backward, [KILN_OP_MIN] = kiln_binary_backward, [KILN_OP_MAX] = kiln_binary_backward,
 };
 _Static_assert(sizeof backward_of / sizeof backward_of[0] == KILN_OP_COUNT, "every op needs a backward entry");
 

@@ -38,6 +38,8 @@ void kiln_conv2d_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln
 size_t kiln_conv2d_backward_work_floats(const kiln_graph_t *g, const kiln_node *nd, int threads);
 /* Pooling backward (max, average, global average). */
 void kiln_pool_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
+/* Elementwise math backward (sqrt .. clip; floor, ceil and round pass no gradient). */
+void kiln_unary_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
 /* Elementwise activations and dropout backward. */
 void kiln_activation_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a);
 /* The N-d ops' backward (src/train/tensor_backward.c, norm_backward.c, matmul_backward.c,

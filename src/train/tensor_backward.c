@@ -1,6 +1,7 @@
 /* Backward of the shape and elementwise ops: broadcast add/sub/mul/div, concat, transpose,
  * slice, mean/sum, embedding, param, and views. A gradient flowing into a broadcast input is
  * summed over the axes it was broadcast along (the batch among them, for unbatched inputs). */
+#include <math.h>
 #include <string.h>
 #include "ops/broadcast.h"
 #include "train/backward.h"
@@ -50,7 +51,33 @@ static void expand(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_ar
 
 size_t kiln_binary_backward_work_floats(const kiln_graph_t *g, const kiln_node *nd, int batch)
 {
-    return nd->op == KILN_OP_MUL || nd->op == KILN_OP_DIV ? nd->numel * (size_t)batch : 0;
+    bool two = nd->op == KILN_OP_POW || nd->op == KILN_OP_MIN || nd->op == KILN_OP_MAX;
+    return nd->op == KILN_OP_MUL || nd->op == KILN_OP_DIV || two ? (two ? 2 : 1) * nd->numel * (size_t)batch : 0;
+}
+
+/* Input j's gradient of pow (two inputs) or min/max (any number: the first input holding the
+ * result takes the gradient), through tmp (two output-sized arrays). */
+static void pick_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a, int j, float *tmp)
+{
+    size_t n = nd->numel * (size_t)a->batch;
+    float *mine = tmp, *other = tmp + n;
+    expand(g, nd, a, j, mine);
+    if (nd->op == KILN_OP_POW) {   /* y = u^v: du = dy v u^(v-1), dv = dy y log u */
+        expand(g, nd, a, 1 - j, other);
+        for (size_t i = 0; i < n; i++)
+            mine[i] = j == 0 ? a->dy[i] * other[i] * powf(mine[i], other[i] - 1.0f)
+                             : (a->out[i] == 0.0f ? 0.0f : a->dy[i] * a->out[i] * logf(other[i]));
+    } else {
+        for (size_t i = 0; i < n; i++)
+            mine[i] = mine[i] == a->out[i] ? a->dy[i] : 0.0f;
+        for (int k = 0; k < j; k++) {   /* an earlier input holding the result took it */
+            expand(g, nd, a, k, other);
+            for (size_t i = 0; i < n; i++)
+                if (other[i] == a->out[i])
+                    mine[i] = 0.0f;
+        }
+    }
+    reduce_into(g, nd, a, j, mine, 1.0f);
 }
 
 void kiln_binary_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bwd_args *a)
@@ -76,6 +103,9 @@ void kiln_binary_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln
             for (size_t i = 0; i < n; i++)
                 tmp[i] = j == 0 ? a->dy[i] / tmp[i] : -a->dy[i] * a->out[i] / tmp[i];
             reduce_into(g, nd, a, j, tmp, 1.0f);
+            break;
+        case KILN_OP_POW: case KILN_OP_MIN: case KILN_OP_MAX:
+            pick_backward(g, nd, a, j, tmp);
             break;
         default:
             break;
