@@ -744,7 +744,11 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
             break;
         }
         case KILN_OP_UPSAMPLE:
-            sb_printf(&s, &len, &cap, " size=%dx%d mode=%s", a->size[0], a->size[1], a->mode ? "bilinear" : "nearest");
+            if (a->scale[0] > 0)   /* a scale decides the sampling ratio too: kept */
+                sb_printf(&s, &len, &cap, " scale=%.9gx%.9g", a->scale[0], a->scale[1]);
+            else
+                sb_printf(&s, &len, &cap, " size=%dx%d", a->size[0], a->size[1]);
+            sb_printf(&s, &len, &cap, " mode=%s", a->mode ? "bilinear" : "nearest");
             break;
         case KILN_OP_PAD: {
             const kiln_node *x = &g->nodes[nd->inputs[0]];

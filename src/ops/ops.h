@@ -53,10 +53,14 @@ void kiln_upsample_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fw
 void kiln_conv_transpose_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_pad_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_const_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
-/* Where output coordinate o of an upsample along an axis of `in` -> `out` samples: nearest
- * (PyTorch's floor(o * in / out)) into *i0 with weight 1, or bilinear (align_corners false:
- * the centre (o + 0.5) in / out - 0.5, clamped at 0) between *i0 and *i1 with weight *w1 on i1. */
-void kiln_upsample_coord(int mode, int o, int in, int out, int *i0, int *i1, float *w1);
+/* Where output coordinate o of an upsample along an axis of `in` samples at r input samples per
+ * output sample: nearest (PyTorch's floor(o * r)) into *i0 with weight 1, or bilinear
+ * (align_corners false: the centre (o + 0.5) r - 0.5, clamped at 0) between *i0 and *i1 with
+ * weight *w1 on i1. */
+void kiln_upsample_coord(int mode, int o, int in, double r, int *i0, int *i1, float *w1);
+/* Input pixels per output pixel along axis 0 (h) or 1 (w): 1/scale when a scale was given (as
+ * PyTorch and ONNX), else in/out. */
+double kiln_upsample_ratio(const kiln_attrs *a, int axis, int in, int out);
 /* Saved floats: batchnorm's mean and inverse std, dropout's mask, a norm's per-row statistics
  * (layernorm: mean and rstd; rmsnorm: rstd), attention's probabilities. */
 size_t kiln_batchnorm_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch);

@@ -3,9 +3,13 @@
 #include <string.h>
 #include "ops/ops.h"
 
-void kiln_upsample_coord(int mode, int o, int in, int out, int *i0, int *i1, float *w1)
+double kiln_upsample_ratio(const kiln_attrs *a, int axis, int in, int out)
 {
-    double r = (double)in / out;
+    return a->scale[axis] > 0 ? 1.0 / a->scale[axis] : (double)in / out;
+}
+
+void kiln_upsample_coord(int mode, int o, int in, double r, int *i0, int *i1, float *w1)
+{
     if (mode == 0) {
         int i = (int)floor(o * r);
         *i0 = *i1 = i < in ? i : in - 1;
@@ -24,6 +28,7 @@ void kiln_upsample_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fw
 {
     const kiln_node *x = &g->nodes[nd->inputs[0]];
     int h = x->dims[1], w = x->dims[2], ho = nd->dims[1], wo = nd->dims[2], mode = nd->a.mode;
+    double ry = kiln_upsample_ratio(&nd->a, 0, h, ho), rx = kiln_upsample_ratio(&nd->a, 1, w, wo);
     size_t planes = (size_t)x->dims[0] * (size_t)a->batch;
     for (size_t p = 0; p < planes; p++) {
         const float *src = a->in[0] + p * h * w;
@@ -31,9 +36,9 @@ void kiln_upsample_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fw
         for (int oy = 0; oy < ho; oy++) {
             int y0, y1, x0, x1;
             float wy, wx;
-            kiln_upsample_coord(mode, oy, h, ho, &y0, &y1, &wy);
+            kiln_upsample_coord(mode, oy, h, ry, &y0, &y1, &wy);
             for (int ox = 0; ox < wo; ox++) {
-                kiln_upsample_coord(mode, ox, w, wo, &x0, &x1, &wx);
+                kiln_upsample_coord(mode, ox, w, rx, &x0, &x1, &wx);
                 float top = src[y0 * w + x0] * (1 - wx) + src[y0 * w + x1] * wx;
                 float bot = src[y1 * w + x0] * (1 - wx) + src[y1 * w + x1] * wx;
                 dst[oy * wo + ox] = top * (1 - wy) + bot * wy;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/graph.h"
+#include "core/op_table.h"
 #include "io/onnx/name_map.h"
 #include "io/onnx/onnx_read.h"
 
@@ -22,7 +23,9 @@ typedef struct {
     int node;            /* its Kiln node (a runtime tensor), or -1 for a constant */
     int rank;            /* constants: ONNX rank and dims; values as f32 or i64 */
     int64_t dims[KILN_ONNX_MAX_RANK];
-    bool is_int;
+    bool is_int;         /* i64 values (ONNX's integer types and bool) */
+    bool is_bool;
+    int32_t type;        /* the ONNX element type (runtime tensors: FLOAT, or UINT8/INT8 carried as f32) */
     float *f;            /* owned */
     int64_t *i;          /* owned */
     size_t n;
@@ -128,6 +131,8 @@ static kiln_status const_from_tensor(importer *im, value *v, const Onnx__TensorP
     v->is_int = dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 ||
                 dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT8 || dt == ONNX__TENSOR_PROTO__DATA_TYPE__UINT8 ||
                 dt == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
+    v->is_bool = dt == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
+    v->type = dt;
     if (v->is_int) {
         if (!(v->i = malloc((v->n ? v->n : 1) * sizeof(int64_t))))
             return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
@@ -200,6 +205,7 @@ static kiln_status define(importer *im, size_t k, int id)
     if (!v)
         return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
     v->node = id;
+    v->type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
     return KILN_OK;
 }
 
@@ -252,6 +258,9 @@ static kiln_status weights_and_bias(importer *im, int id, const value *w, int un
 /* ------------------------------------------------------------------ converters */
 
 typedef kiln_status (*convert_fn)(importer *im);
+
+static kiln_status reshape_const(importer *im, const value *s);
+static kiln_status fold_values(importer *im, kiln_op op, kiln_attrs a, int n);
 
 static kiln_status unary(importer *im, kiln_op op, kiln_attrs a)
 {
@@ -353,6 +362,33 @@ static kiln_status check_auto_pad(importer *im)
     return KILN_OK;
 }
 
+/* A conv2d over runtime node x with weight w (a 4-d float constant) and bias (units values or
+ * NULL), the attributes of the current node: its node id, or -1 (reported). */
+static int conv_node(importer *im, int x, const value *w, const float *bias)
+{
+    if (!w || w->node >= 0 || w->is_int || w->rank != 4)
+        return fail(im, "the weight must be a 4-d float initializer", NULL), -1;
+    kiln_attrs a = {.units = (int)w->dims[0], .groups = (int)attr_int(im, "group", 1)};
+    a.kernel[0] = (int)w->dims[2];
+    a.kernel[1] = (int)w->dims[3];
+    int ks[2];
+    if (pair(im, "kernel_shape", a.kernel[0], ks, false) || pair(im, "strides", 1, a.stride, false) ||
+        pair(im, "pads", 0, a.pad, true) || pair(im, "dilations", 1, a.dilation, false))
+        return -1;
+    if (ks[0] != a.kernel[0] || (attr(im, "kernel_shape") && ks[1] != a.kernel[1]))
+        return fail(im, "attribute kernel_shape disagrees with the weight's shape", NULL), -1;
+    a.no_bias = !bias;
+    int id = kiln_graph_add(im->g, KILN_OP_CONV2D, &x, 1, &a, kname(im, 0));
+    if (id < 0)
+        return -1;
+    if (im->g->nodes[id].params[0].numel != w->n)
+        return fail(im, "the weight's shape does not match the input's channels and group", NULL), -1;
+    set_tensor(im, id, 0, w->f, w->n);
+    if (bias)
+        set_tensor(im, id, 1, bias, (size_t)a.units);
+    return id;
+}
+
 static kiln_status cv_conv(importer *im)
 {
     static const char *const k[] = {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad", NULL};
@@ -361,22 +397,10 @@ static kiln_status cv_conv(importer *im)
         return KILN_ERR_FORMAT;
     if (!x || x->node < 0 || onnx_rank(im, x) != 4)
         return fail(im, "expected a runtime (N, C, H, W) input", NULL);
-    if (!w || w->node >= 0 || w->is_int || w->rank != 4)
-        return fail(im, "the weight must be a 4-d float initializer", NULL);
-    kiln_attrs a = {.units = (int)w->dims[0], .groups = (int)attr_int(im, "group", 1)};
-    a.kernel[0] = (int)w->dims[2];
-    a.kernel[1] = (int)w->dims[3];
-    int ks[2];
-    if (pair(im, "kernel_shape", a.kernel[0], ks, false) || pair(im, "strides", 1, a.stride, false) ||
-        pair(im, "pads", 0, a.pad, true) || pair(im, "dilations", 1, a.dilation, false))
+    const value *b = NULL;
+    if (in(im, 2) && !(b = weight(im, 2, w && w->rank == 4 ? (size_t)w->dims[0] : 0, "the bias")))
         return KILN_ERR_FORMAT;
-    if (ks[0] != a.kernel[0] || (attr(im, "kernel_shape") && ks[1] != a.kernel[1]))
-        return fail(im, "attribute kernel_shape disagrees with the weight's shape", NULL);
-    a.no_bias = !in(im, 2);
-    int id = kiln_graph_add(im->g, KILN_OP_CONV2D, &x->node, 1, &a, kname(im, 0));
-    if (id < 0)
-        return KILN_ERR_FORMAT;
-    return weights_and_bias(im, id, w, a.units, !a.no_bias);
+    return define(im, 0, conv_node(im, x->node, w, b ? b->f : NULL));
 }
 
 static kiln_status cv_pool(importer *im)
@@ -433,18 +457,19 @@ static kiln_status cv_flatten(importer *im)
 }
 
 /* A linear layer over the last axis of x with weight (units, k) from src laid out (k, units)
- * (transposed) or (units, k), scaled by alpha, and bias (units values, scaled by beta) or none. */
-static kiln_status linear(importer *im, int x, const value *w, bool w_is_k_by_units, float alpha, const float *bias,
-                          float beta)
+ * (transposed) or (units, k), scaled by alpha, and bias (units values, scaled by beta) or none:
+ * its node id, or -1 (reported). */
+static int linear_node(importer *im, int x, const value *w, bool w_is_k_by_units, float alpha, const float *bias,
+                       float beta)
 {
     int units = (int)(w_is_k_by_units ? w->dims[1] : w->dims[0]), k = (int)(w_is_k_by_units ? w->dims[0] : w->dims[1]);
     const kiln_node *xn = &im->g->nodes[x];
     if (xn->rank < 1 || xn->dims[xn->rank - 1] != k)
-        return fail(im, "the weight's reduction length does not match the input's last axis", NULL);
+        return fail(im, "the weight's reduction length does not match the input's last axis", NULL), -1;
     kiln_attrs a = {.units = units, .no_bias = !bias};
     int id = kiln_graph_add(im->g, KILN_OP_LINEAR, &x, 1, &a, kname(im, 0));
     if (id < 0)
-        return KILN_ERR_FORMAT;
+        return -1;
     const kiln_node *nd = &im->g->nodes[id];
     float *dst = kiln_node_tensor(im->g, nd, 0);
     for (int o = 0; o < units; o++)
@@ -455,7 +480,14 @@ static kiln_status linear(importer *im, int x, const value *w, bool w_is_k_by_un
         for (int o = 0; o < units; o++)
             b[o] = beta * bias[o];
     }
-    return define(im, 0, id);
+    return id;
+}
+
+/* linear_node as the current node's output. */
+static kiln_status linear(importer *im, int x, const value *w, bool w_is_k_by_units, float alpha, const float *bias,
+                          float beta)
+{
+    return define(im, 0, linear_node(im, x, w, w_is_k_by_units, alpha, bias, beta));
 }
 
 static kiln_status cv_gemm(importer *im)
@@ -488,31 +520,14 @@ static kiln_status cv_matmul(importer *im)
     return define(im, 0, kiln_graph_add(im->g, KILN_OP_MATMUL, ins, 2, &(kiln_attrs){0}, kname(im, 0)));
 }
 
-static kiln_status cv_binary(importer *im)
-{
-    static const struct { const char *name; kiln_op op; } ops[] = {
-        {"Add", KILN_OP_ADD}, {"Sub", KILN_OP_SUB}, {"Mul", KILN_OP_MUL}, {"Div", KILN_OP_DIV}};
-    kiln_op op = KILN_OP_ADD;
-    for (int k = 0; k < 4; k++)
-        if (strcmp(im->nd->op_type, ops[k].name) == 0)
-            op = ops[k].op;
-    value *a = in(im, 0), *b = in(im, 1);
-    if (only_attrs(im, NULL) || !a || !b)
-        return fail(im, "expected two inputs", NULL);
-    if (a->node < 0 && b->node < 0)
-        return fail(im, "arithmetic on two constants is not supported yet", NULL);
-    int ins[2] = {node_of(im, 0, onnx_rank(im, b)), node_of(im, 1, onnx_rank(im, a))};
-    if (ins[0] < 0 || ins[1] < 0)
-        return KILN_ERR_FORMAT;
-    return define(im, 0, kiln_graph_add(im->g, op, ins, 2, &(kiln_attrs){0}, kname(im, 0)));
-}
-
 static kiln_status cv_batchnorm(importer *im)
 {
     static const char *const k[] = {"epsilon", "momentum", "training_mode", "spatial", NULL};
     value *x = in(im, 0);
     if (only_attrs(im, k))
         return KILN_ERR_FORMAT;
+    if (attr_int(im, "spatial", 1) != 1)   /* (opsets 7-8: statistics per activation) */
+        return fail(im, "attribute spatial=0 is not supported", NULL);
     if (attr_int(im, "training_mode", 0) || (im->nd->n_output > 1 && *im->nd->output[1]))
         return fail(im, "training mode (and its running-statistics outputs) is not supported", NULL);
     if (!x || x->node < 0 || onnx_rank(im, x) < 2 || onnx_rank(im, x) > 4)
@@ -541,6 +556,8 @@ static kiln_status cv_concat(importer *im)
     if (!first || first->node < 0)
         return fail(im, "concatenating constants is not supported yet", NULL);
     int r = onnx_rank(im, first), ax = axis_of(attr_int(im, "axis", 0), r);
+    if (!attr(im, "axis"))   /* required from opset 4; before, it defaulted to 1 */
+        return fail(im, "attribute axis is required", NULL);
     if (ax < 0)
         return fail(im, "attribute axis: the batch axis is not supported", NULL);
     int ins[KILN_MAX_INPUTS];
@@ -555,10 +572,18 @@ static kiln_status cv_transpose(importer *im)
 {
     static const char *const k[] = {"perm", NULL};
     value *x = in(im, 0);
+    const Onnx__AttributeProto *p = attr(im, "perm");
+    if (x && x->node < 0 && only_attrs(im, k) == KILN_OK) {   /* a constant: folded */
+        kiln_attrs c = {.rank = x->rank};
+        if (p && p->n_ints != (size_t)x->rank)
+            return fail(im, "attribute perm must name every axis", NULL);
+        for (int i = 0; i < x->rank; i++)
+            c.perm[i] = p ? (int)(p->ints[i] < 0 || p->ints[i] >= x->rank ? -1 : p->ints[i]) : x->rank - 1 - i;
+        return fold_values(im, KILN_OP_TRANSPOSE, c, 1);
+    }
     if (only_attrs(im, k) || !x || x->node < 0)
         return fail(im, "expected a runtime input", NULL);
     int r = onnx_rank(im, x);
-    const Onnx__AttributeProto *p = attr(im, "perm");
     if (!p)   /* the default reverses every axis, the batch's too */
         return fail(im, "attribute perm is required (the default moves the batch axis)", NULL);
     kiln_attrs a = {.rank = r - 1};
@@ -575,6 +600,8 @@ static kiln_status cv_reshape(importer *im)
 {
     static const char *const k[] = {"allowzero", NULL};
     value *x = in(im, 0), *s = in(im, 1);
+    if (x && x->node < 0 && s && s->node < 0 && s->is_int && s->rank == 1 && only_attrs(im, k) == KILN_OK)
+        return reshape_const(im, s);
     if (only_attrs(im, k) || attr_int(im, "allowzero", 0))
         return fail(im, "attribute allowzero is not supported", NULL);
     if (!x || x->node < 0 || !s || s->node >= 0 || !s->is_int || s->rank != 1 || s->n < 1 || s->n > KILN_MAX_RANK + 1)
@@ -712,42 +739,6 @@ static kiln_status cv_reduce(importer *im)
     return define(im, 0, kiln_graph_add(im->g, op, &x->node, 1, &a, kname(im, 0)));
 }
 
-/* An i64 constant input j of n values (n 0: any count up to max), or NULL (reported). */
-static const value *int_input(importer *im, size_t j, size_t max, const char *what)
-{
-    value *v = in(im, j);
-    if (!v || v->node >= 0 || !v->is_int || v->n < 1 || v->n > max)
-        return fail(im, what, " must be an int64 constant"), NULL;
-    return v;
-}
-
-static kiln_status cv_slice(importer *im)
-{
-    value *x = in(im, 0);
-    if (only_attrs(im, NULL) || !x || x->node < 0)
-        return fail(im, "expected a runtime input (and starts, ends as inputs: opset 10+)", NULL);
-    const value *st = int_input(im, 1, 1, "starts (one axis)"), *en = st ? int_input(im, 2, 1, "ends (one axis)") : NULL;
-    if (!st || !en)
-        return KILN_ERR_FORMAT;
-    int r = onnx_rank(im, x);   /* (without axes the first start applies to axis 0, the batch) */
-    const value *axes = in(im, 3) ? int_input(im, 3, 1, "axes") : NULL, *steps = in(im, 4) ? int_input(im, 4, 1, "steps") : NULL;
-    if ((in(im, 3) && !axes) || (in(im, 4) && !steps))
-        return KILN_ERR_FORMAT;
-    int ax = axes ? axis_of(axes->i[0], r) : -1;
-    if (ax < 0)
-        return fail(im, "slicing the batch axis is not supported", NULL);
-    if (steps && steps->i[0] != 1)
-        return fail(im, "steps other than 1 are not supported", NULL);
-    int len = im->g->nodes[x->node].dims[ax];
-    int64_t s0 = st->i[0] < 0 ? st->i[0] + len : st->i[0], e0 = en->i[0] < 0 ? en->i[0] + len : en->i[0];
-    s0 = s0 < 0 ? 0 : s0 > len ? len : s0;
-    e0 = e0 < 0 ? 0 : e0 > len ? len : e0;   /* (INT64_MAX: to the end) */
-    if (e0 <= s0)
-        return fail(im, "an empty slice is not supported", NULL);
-    kiln_attrs a = {.axis = ax, .start = (int)s0, .end = (int)e0, .step = 1};
-    return define(im, 0, kiln_graph_add(im->g, KILN_OP_SLICE, &x->node, 1, &a, kname(im, 0)));
-}
-
 static kiln_status cv_conv_transpose(importer *im)
 {
     static const char *const k[] = {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad",
@@ -861,29 +852,157 @@ static kiln_status cv_split(importer *im)
 
 /* ---------------------------------------------------------------- constants and shape arithmetic */
 
+/* A constant's Kiln dtype. */
+static kiln_dtype dtype_of(const value *v)
+{
+    return !v->is_int ? KILN_DT_F32 : v->is_bool ? KILN_DT_BOOL : KILN_DT_I64;
+}
+
+/* Whether constant v holds the batch entry of a shape (Shape of a batched tensor). */
+static bool has_batch(const value *v)
+{
+    for (size_t k = 0; v->is_int && k < v->n; k++)
+        if (v->i[k] == BATCH_DIM)
+            return true;
+    return false;
+}
+
+/* A new constant as output k of the current node (values to fill), or NULL (reported). */
+static value *new_const(importer *im, size_t k, kiln_dtype dt, int rank, const int64_t *dims)
+{
+    double n = 1;
+    for (int d = 0; d < rank; d++)
+        n *= (double)dims[d];
+    if (rank > KILN_ONNX_MAX_RANK || n > (double)(1 << 28))
+        return fail(im, "the constant result is too large", NULL), NULL;
+    value *v = add_value(im, k < im->nd->n_output ? im->nd->output[k] : "");
+    if (!v)
+        return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin), NULL;
+    v->rank = rank;
+    memcpy(v->dims, dims, (size_t)rank * sizeof(int64_t));
+    v->n = (size_t)n;
+    v->is_int = dt != KILN_DT_F32;
+    v->is_bool = dt == KILN_DT_BOOL;
+    v->type = dt == KILN_DT_F32 ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : dt == KILN_DT_BOOL
+              ? ONNX__TENSOR_PROTO__DATA_TYPE__BOOL : ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+    if (v->is_int ? !(v->i = malloc((v->n ? v->n : 1) * sizeof(int64_t)))
+                  : !(v->f = malloc((v->n ? v->n : 1) * sizeof(float))))
+        return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin), NULL;
+    return v;
+}
+
+/* Whether every input of the current node that is given is a constant (and at least one is). */
+static bool all_const(importer *im)
+{
+    bool any = false;
+    for (size_t j = 0; j < im->nd->n_input; j++) {
+        value *v = in(im, j);
+        if (v && v->node >= 0)
+            return false;
+        any = any || v;
+    }
+    return any;
+}
+
+/* Whether op may read the batch entry of a shape: it moves or selects values, never computes
+ * with them (Equal only against negative numbers, which no size equals). */
+static bool batch_ok(importer *im, kiln_op op, int n)
+{
+    if (op == KILN_OP_EQUAL) {
+        for (int j = 0; j < n; j++)
+            for (size_t k = 0; in(im, (size_t)j)->is_int && k < in(im, (size_t)j)->n; k++)
+                if (in(im, (size_t)j)->i[k] >= 0)
+                    return false;
+        return true;
+    }
+    return op == KILN_OP_WHERE || op == KILN_OP_CONCAT || op == KILN_OP_TRANSPOSE ||
+           (op == KILN_OP_CAST && im->nd->n_input == 1);
+}
+
+/* Output 0 of the current node as Kiln op a over its first n inputs, all constants, evaluated by
+ * the IR's folding (src/core/fold.c) in a scratch graph. */
+static kiln_status fold_values(importer *im, kiln_op op, kiln_attrs a, int n)
+{
+    kiln_graph_t *g = kiln_graph_create();
+    int ids[KILN_MAX_INPUTS];
+    kiln_status st = g ? KILN_OK : kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
+    for (int j = 0; j < n && st == KILN_OK; j++) {
+        const value *v = in(im, (size_t)j);
+        if (!v || v->node >= 0)
+            st = fail(im, "expected constant inputs", NULL);
+        else if (v->rank > KILN_MAX_RANK || v->n == 0)
+            st = fail(im, "a constant that is empty or of rank above 6 is not supported", NULL);
+        else if (has_batch(v) && !batch_ok(im, op, n))
+            st = fail(im, "arithmetic on the batch size (known only when a session is created) is not supported",
+                      NULL);
+        if (st != KILN_OK)
+            break;
+        kiln_attrs c = {.dtype = dtype_of(v), .rank = v->rank};
+        c.values = v->is_int ? (const void *)v->i : (const void *)v->f;
+        for (int d = 0; d < v->rank; d++)
+            c.shape[d] = (int)v->dims[d];
+        if ((ids[j] = kiln_graph_add(g, KILN_OP_CONST, NULL, 0, &c, NULL)) < 0)
+            st = KILN_ERR_FORMAT;
+    }
+    int id = st == KILN_OK ? kiln_graph_add(g, op, ids, n, &a, kname(im, 0)) : -1;
+    if (st == KILN_OK && id < 0) {
+        char why[300];
+        snprintf(why, sizeof why, "%s", kiln_last_error());
+        st = fail(im, "", why);
+    }
+    if (st == KILN_OK) {
+        const kiln_node *r = &g->nodes[id];
+        int64_t dims[KILN_MAX_RANK];
+        for (int d = 0; d < r->rank; d++)
+            dims[d] = r->dims[d];
+        value *v = new_const(im, 0, r->dtype, r->rank, dims);
+        if (!v)
+            st = KILN_ERR_FORMAT;
+        else if (v->is_int)
+            memcpy(v->i, kiln_const_ints(r), v->n * sizeof(int64_t));
+        else
+            memcpy(v->f, kiln_node_tensor(g, r, 0), v->n * sizeof(float));
+    }
+    kiln_graph_free(g);
+    return st;
+}
+
 static kiln_status cv_constant(importer *im)
 {
-    static const char *const k[] = {"value", NULL};
+    static const char *const k[] = {"value", "value_float", "value_floats", "value_int", "value_ints", NULL};
     const Onnx__AttributeProto *a = attr(im, "value");
-    if (only_attrs(im, k) || !a || !a->t)
-        return fail(im, "only the tensor form (attribute value) is supported", NULL);
-    value *v = add_value(im, im->nd->n_output ? im->nd->output[0] : "");
+    if (only_attrs(im, k))
+        return KILN_ERR_FORMAT;
+    if (a && a->t) {
+        value *v = add_value(im, im->nd->n_output ? im->nd->output[0] : "");
+        if (!v)
+            return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
+        return const_from_tensor(im, v, a->t);
+    }
+    const Onnx__AttributeProto *f = attr(im, "value_float"), *fs = attr(im, "value_floats");
+    const Onnx__AttributeProto *i = attr(im, "value_int"), *is = attr(im, "value_ints");
+    int64_t n = fs ? (int64_t)fs->n_floats : is ? (int64_t)is->n_ints : 1;
+    value *v = new_const(im, 0, f || fs ? KILN_DT_F32 : KILN_DT_I64, f || i ? 0 : 1, &n);
     if (!v)
-        return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
-    return const_from_tensor(im, v, a->t);
+        return KILN_ERR_FORMAT;
+    for (int64_t k2 = 0; k2 < n; k2++) {
+        if (v->f)
+            v->f[k2] = f ? f->f : fs ? fs->floats[k2] : 0.0f;
+        else
+            v->i[k2] = i ? i->i : is ? is->ints[k2] : 0;
+    }
+    if (!f && !fs && !i && !is)
+        return fail(im, "expected attribute value, value_float(s) or value_int(s)", NULL);
+    return KILN_OK;
 }
 
 /* A new i64 constant output of rank r (dims), n values copied from vals. */
 static kiln_status define_ints(importer *im, int r, const int64_t *dims, const int64_t *vals, size_t n)
 {
-    value *v = add_value(im, im->nd->n_output ? im->nd->output[0] : "");
-    if (!v || !(v->i = malloc((n ? n : 1) * sizeof(int64_t))))
-        return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
-    v->is_int = true;
-    v->rank = r;
-    memcpy(v->dims, dims, (size_t)r * sizeof(int64_t));
+    value *v = new_const(im, 0, KILN_DT_I64, r, dims);
+    if (!v)
+        return KILN_ERR_FORMAT;
     memcpy(v->i, vals, n * sizeof(int64_t));
-    v->n = n;
     return KILN_OK;
 }
 
@@ -891,8 +1010,8 @@ static kiln_status cv_shape(importer *im)
 {
     static const char *const k[] = {"start", "end", NULL};
     value *x = in(im, 0);
-    if (only_attrs(im, k) || attr(im, "start") || attr(im, "end") || !x)
-        return fail(im, "attributes start and end are not supported", NULL);
+    if (only_attrs(im, k) || !x)
+        return fail(im, "expected an input", NULL);
     int64_t vals[KILN_ONNX_MAX_RANK], n = 0;
     if (x->node >= 0) {
         const kiln_node *xn = &im->g->nodes[x->node];
@@ -904,70 +1023,1020 @@ static kiln_status cv_shape(importer *im)
         for (int d = 0; d < x->rank; d++)
             vals[n++] = x->dims[d];
     }
-    int64_t dims[1] = {n};
-    return define_ints(im, 1, dims, vals, (size_t)n);
+    int64_t lo = attr_int(im, "start", 0), hi = attr_int(im, "end", n);   /* opset 15: a window */
+    lo = lo < 0 ? lo + n : lo;
+    hi = hi < 0 ? hi + n : hi;
+    lo = lo < 0 ? 0 : lo > n ? n : lo;
+    hi = hi < lo ? lo : hi > n ? n : hi;
+    int64_t dims[1] = {hi - lo};
+    return define_ints(im, 1, dims, vals + lo, (size_t)(hi - lo));
 }
 
+/* Strides of a constant's dims (C order). */
+static void const_strides(const value *v, size_t *st)
+{
+    size_t s = 1;
+    for (int d = v->rank - 1; d >= 0; d--) {
+        st[d] = s;
+        s *= (size_t)v->dims[d];
+    }
+}
+
+/* r[k] = x[at] for constants of one kind. */
+static void copy_elem(value *r, size_t k, const value *x, size_t at)
+{
+    if (r->is_int)
+        r->i[k] = x->i[at];
+    else
+        r->f[k] = x->f[at];
+}
+
+/* Output 0: a copy of constant input 0. */
+static kiln_status copy_const(importer *im)
+{
+    const value *x = in(im, 0);
+    value *v = new_const(im, 0, dtype_of(x), x->rank, x->dims);
+    x = in(im, 0);
+    if (!v)
+        return KILN_ERR_FORMAT;
+    for (size_t k = 0; k < v->n; k++)
+        copy_elem(v, k, x, k);
+    v->type = x->type;
+    return KILN_OK;
+}
+
+/* Gather on constants: any rank, any axis. */
+static kiln_status gather_consts(importer *im, int64_t axis)
+{
+    const value *x = in(im, 0), *ix = in(im, 1);
+    int r = x->rank, q = ix->rank;
+    if (axis < 0)
+        axis += r;
+    if (axis < 0 || axis >= r || r + q - 1 > KILN_ONNX_MAX_RANK || !ix->is_int)
+        return fail(im, "attribute axis or the indices are out of range", NULL);
+    int64_t dims[KILN_ONNX_MAX_RANK], len = x->dims[axis];
+    int o = 0;
+    for (int d = 0; d < axis; d++)
+        dims[o++] = x->dims[d];
+    for (int d = 0; d < q; d++)
+        dims[o++] = ix->dims[d];
+    for (int d = (int)axis + 1; d < r; d++)
+        dims[o++] = x->dims[d];
+    for (size_t j = 0; j < ix->n; j++)
+        if (ix->i[j] < -len || ix->i[j] >= len)
+            return fail(im, "an index is out of range", NULL);
+    value *v = new_const(im, 0, dtype_of(x), o, dims);
+    x = in(im, 0), ix = in(im, 1);   /* (new_const may have moved the table) */
+    if (!v)
+        return KILN_ERR_FORMAT;
+    size_t outer = 1, inner = 1, k = 0;
+    for (int d = 0; d < axis; d++)
+        outer *= (size_t)x->dims[d];
+    for (int d = (int)axis + 1; d < r; d++)
+        inner *= (size_t)x->dims[d];
+    for (size_t a = 0; a < outer; a++)
+        for (size_t j = 0; j < ix->n; j++) {
+            int64_t i = ix->i[j] < 0 ? ix->i[j] + len : ix->i[j];
+            for (size_t e = 0; e < inner; e++)
+                copy_elem(v, k++, x, (a * (size_t)len + (size_t)i) * inner + e);
+        }
+    return KILN_OK;
+}
+
+/* Gather on a runtime tensor: by constant indices (slices along the axis), or rows of a constant
+ * 2-d table by a runtime int32 index tensor (an embedding). */
 static kiln_status cv_gather(importer *im)
 {
     static const char *const k[] = {"axis", NULL};
     value *x = in(im, 0), *ix = in(im, 1);
-    if (only_attrs(im, k) || !x || !ix || x->node >= 0 || !x->is_int || x->rank != 1 || ix->node >= 0 ||
-        !ix->is_int || ix->rank > 1 || attr_int(im, "axis", 0) != 0)
-        return fail(im, "only gathering from a 1-d int64 constant (shape arithmetic) is supported", NULL);
-    int64_t out[KILN_ONNX_MAX_RANK + 1];
-    if (ix->n > KILN_ONNX_MAX_RANK)
-        return fail(im, "too many indices", NULL);
-    for (size_t j = 0; j < ix->n; j++) {
-        int64_t i = ix->i[j] < 0 ? ix->i[j] + (int64_t)x->n : ix->i[j];
-        if (i < 0 || i >= (int64_t)x->n)
-            return fail(im, "an index is out of range", NULL);
-        out[j] = x->i[i];
+    if (only_attrs(im, k) || !x || !ix)
+        return fail(im, "expected data and indices", NULL);
+    int64_t axis = attr_int(im, "axis", 0);
+    if (x->node < 0 && ix->node < 0)
+        return gather_consts(im, axis);
+    if (x->node < 0) {   /* a table of embeddings */
+        const kiln_node *t = &im->g->nodes[ix->node];
+        if (x->is_int || x->rank != 2 || axis != 0 || t->dtype != KILN_DT_I32)
+            return fail(im, "runtime indices must be integer graph inputs selecting rows of a 2-d float table", NULL);
+        kiln_attrs a = {.vocab = (int)x->dims[0], .units = (int)x->dims[1]};
+        int id = kiln_graph_add(im->g, KILN_OP_EMBEDDING, &ix->node, 1, &a, kname(im, 0));
+        if (id >= 0)
+            set_tensor(im, id, 0, x->f, x->n);
+        return define(im, 0, id);
     }
-    int64_t dims[1] = {(int64_t)ix->n};   /* a scalar index gives a scalar */
-    return define_ints(im, ix->rank, dims, out, ix->n);
+    int r = onnx_rank(im, x), ax = axis_of(axis, r);
+    if (ax < 0 || ix->node >= 0 || !ix->is_int || ix->rank > 1 || ix->n < 1 || ix->n > KILN_MAX_INPUTS)
+        return fail(im, "gathering along the batch axis, by runtime indices or by more than 8 indices is not "
+                    "supported", NULL);
+    int len = im->g->nodes[x->node].dims[ax], parts[KILN_MAX_INPUTS], rank = ix->rank;
+    size_t n = ix->n;
+    int64_t idx[KILN_MAX_INPUTS];
+    for (size_t j = 0; j < n; j++) {
+        idx[j] = ix->i[j] < 0 ? ix->i[j] + len : ix->i[j];
+        if (idx[j] < 0 || idx[j] >= len)
+            return fail(im, "an index is out of range", NULL);
+    }
+    int src = x->node;
+    for (size_t j = 0; j < n; j++) {
+        kiln_attrs a = {.axis = ax, .start = (int)idx[j], .end = (int)idx[j] + 1, .step = 1};
+        if ((parts[j] = kiln_graph_add(im->g, KILN_OP_SLICE, &src, 1, &a, kname(im, (int)j + 1))) < 0)
+            return KILN_ERR_FORMAT;
+    }
+    int id = n == 1 ? parts[0] : kiln_graph_add(im->g, KILN_OP_CONCAT, parts, (int)n, &(kiln_attrs){.axis = ax},
+                                                kname(im, 0));
+    if (id < 0 || rank == 1)
+        return define(im, 0, id);
+    const kiln_node *nd = &im->g->nodes[id];   /* a scalar index drops the axis */
+    kiln_attrs s = {.rank = nd->rank - 1};
+    for (int d = 0, o = 0; d < nd->rank; d++)
+        if (d != ax)
+            s.shape[o++] = nd->dims[d];
+    if (s.rank == 0)
+        return fail(im, "a scalar per example is not supported", NULL);
+    return define(im, 0, kiln_graph_add(im->g, KILN_OP_RESHAPE, &id, 1, &s, kname(im, 9)));
+}
+
+/* The axes of Squeeze/Unsqueeze (an attribute before opset 13, an input after) into list. */
+static kiln_status squeeze_axes(importer *im, int64_t *list, size_t *n)
+{
+    const Onnx__AttributeProto *at = attr(im, "axes");
+    value *av = in(im, 1);
+    *n = 0;
+    if (av && (av->node >= 0 || !av->is_int || av->n > KILN_ONNX_MAX_RANK))
+        return fail(im, "input axes must be a short int64 constant", NULL);
+    if (av)
+        memcpy(list, av->i, (*n = av->n) * sizeof(int64_t));
+    else if (at && at->n_ints <= KILN_ONNX_MAX_RANK)
+        memcpy(list, at->ints, (*n = at->n_ints) * sizeof(int64_t));
+    else if (at)
+        return fail(im, "attribute axes has too many entries", NULL);
+    return KILN_OK;
+}
+
+/* Squeeze and Unsqueeze of a constant: the same values under new dims. */
+static kiln_status squeeze_const(importer *im, bool squeeze)
+{
+    int64_t list[KILN_ONNX_MAX_RANK], dims[KILN_ONNX_MAX_RANK];
+    size_t n;
+    if (squeeze_axes(im, list, &n))
+        return KILN_ERR_FORMAT;
+    const value *x = in(im, 0);
+    int r = x->rank, out_r = squeeze ? (n ? r - (int)n : 0) : r + (int)n;
+    bool marked[KILN_ONNX_MAX_RANK + 1] = {false};
+    if (out_r < 0 || out_r > KILN_ONNX_MAX_RANK)
+        return fail(im, "the result's rank is out of range", NULL);
+    for (size_t i = 0; i < n; i++) {
+        int64_t a = list[i] < 0 ? list[i] + (squeeze ? r : out_r) : list[i];
+        if (a < 0 || a >= (squeeze ? r : out_r) || marked[a] || (squeeze && x->dims[a] != 1))
+            return fail(im, "an axis is out of range, repeated, or (squeezed) not of size 1", NULL);
+        marked[a] = true;
+    }
+    int o = 0;
+    if (squeeze) {
+        for (int d = 0; d < r; d++)
+            if (n ? !marked[d] : x->dims[d] != 1)
+                dims[o++] = x->dims[d];
+    } else {
+        for (int d = 0, src = 0; d < out_r; d++)
+            dims[o++] = marked[d] ? 1 : x->dims[src++];
+    }
+    value *v = new_const(im, 0, dtype_of(x), o, dims);
+    x = in(im, 0);
+    if (!v)
+        return KILN_ERR_FORMAT;
+    for (size_t k = 0; k < v->n; k++)
+        copy_elem(v, k, x, k);
+    return KILN_OK;
 }
 
 static kiln_status cv_unsqueeze(importer *im)
 {
     static const char *const k[] = {"axes", NULL};
     value *x = in(im, 0);
-    if (x && x->node >= 0 && only_attrs(im, k) == KILN_OK)
-        return cv_squeeze_runtime(im, x);
-    if (only_attrs(im, k) || !x || x->node >= 0 || !x->is_int || x->rank != 0)
-        return fail(im, "only unsqueezing an int64 scalar constant (shape arithmetic) is supported", NULL);
-    int64_t dims[1] = {1};
-    return define_ints(im, 1, dims, x->i, 1);
+    if (only_attrs(im, k) || !x)
+        return fail(im, "expected an input", NULL);
+    return x->node >= 0 ? cv_squeeze_runtime(im, x) : squeeze_const(im, false);
 }
 
 static kiln_status cv_squeeze(importer *im)
 {
     static const char *const k[] = {"axes", NULL};
     value *x = in(im, 0);
-    if (only_attrs(im, k) || !x || x->node < 0)
-        return fail(im, "expected a runtime input", NULL);
-    return cv_squeeze_runtime(im, x);
-}
-
-static kiln_status cv_concat_ints(importer *im)
-{
-    int64_t out[KILN_ONNX_MAX_RANK + 1];
-    size_t n = 0;
-    for (size_t j = 0; j < im->nd->n_input; j++) {
-        value *v = in(im, j);
-        if (!v || v->node >= 0 || !v->is_int || v->rank != 1 || n + v->n > KILN_ONNX_MAX_RANK + 1)
-            return fail(im, "only concatenating short 1-d int64 constants (shape arithmetic) is supported", NULL);
-        memcpy(out + n, v->i, v->n * sizeof(int64_t));
-        n += v->n;
-    }
-    int64_t dims[1] = {(int64_t)n};
-    return define_ints(im, 1, dims, out, n);
+    if (only_attrs(im, k) || !x)
+        return fail(im, "expected an input", NULL);
+    return x->node >= 0 ? cv_squeeze_runtime(im, x) : squeeze_const(im, true);
 }
 
 static kiln_status cv_concat_any(importer *im)
 {
-    value *first = in(im, 0);
-    return first && first->node < 0 && first->is_int ? cv_concat_ints(im) : cv_concat(im);
+    static const char *const k[] = {"axis", NULL};
+    if (!all_const(im))
+        return cv_concat(im);
+    const value *first = in(im, 0);
+    if (only_attrs(im, k) || im->nd->n_input > KILN_MAX_INPUTS || !first || !attr(im, "axis"))
+        return fail(im, "expected 1 to 8 inputs and attribute axis", NULL);
+    int64_t ax = attr_int(im, "axis", 0);
+    ax = ax < 0 ? ax + first->rank : ax;
+    if (ax < 0 || ax >= first->rank)
+        return fail(im, "attribute axis is out of range", NULL);
+    if (im->nd->n_input == 1)
+        return copy_const(im);
+    return fold_values(im, KILN_OP_CONCAT, (kiln_attrs){.axis = (int)ax}, (int)im->nd->n_input);
+}
+
+/* Reshape of a constant (ONNX's 0 and -1 in the target). */
+static kiln_status reshape_const(importer *im, const value *s)
+{
+    const value *x = in(im, 0);
+    int64_t dims[KILN_ONNX_MAX_RANK], known = 1, infer = -1;
+    if (s->n > KILN_ONNX_MAX_RANK || has_batch(s))
+        return fail(im, "the target shape is too long or holds the batch", NULL);
+    for (size_t d = 0; d < s->n; d++) {
+        dims[d] = s->i[d] == 0 && !attr_int(im, "allowzero", 0) ? (d < (size_t)x->rank ? x->dims[d] : -2) : s->i[d];
+        if (dims[d] == -1 && infer < 0)
+            infer = (int64_t)d;
+        else if (dims[d] < 1)
+            return fail(im, "a target dim is out of range", NULL);
+        else
+            known *= dims[d];
+    }
+    if (infer >= 0)
+        dims[infer] = known ? (int64_t)x->n / known : 0;
+    if ((infer >= 0 ? known * dims[infer] : known) != (int64_t)x->n)
+        return fail(im, "the target shape does not hold the input's element count", NULL);
+    value *v = new_const(im, 0, dtype_of(x), (int)s->n, dims);
+    x = in(im, 0);
+    if (!v)
+        return KILN_ERR_FORMAT;
+    for (size_t k = 0; k < v->n; k++)
+        copy_elem(v, k, x, k);
+    return KILN_OK;
+}
+
+/* The ONNX slice of one axis of length len: start and step, and the count of elements taken. */
+static bool slice_range(int64_t len, int64_t st, int64_t en, int64_t step, int64_t *start, int64_t *count)
+{
+    if (step == 0)
+        return false;
+    st = st < 0 ? st + len : st;
+    en = en < 0 ? en + len : en;
+    if (step > 0) {
+        st = st < 0 ? 0 : st > len ? len : st;
+        en = en < 0 ? 0 : en > len ? len : en;
+        *count = en > st ? (en - st + step - 1) / step : 0;
+    } else {
+        st = st < 0 ? -1 : st > len - 1 ? len - 1 : st;
+        en = en < -1 ? -1 : en > len - 1 ? len - 1 : en;
+        *count = st > en ? (st - en - step - 1) / -step : 0;
+    }
+    *start = st;
+    return true;
+}
+
+static kiln_status cv_slice(importer *im)
+{
+    value *x = in(im, 0), *st = in(im, 1), *en = in(im, 2), *axv = in(im, 3), *spv = in(im, 4);
+    if (only_attrs(im, NULL) || !x || !st || !en)
+        return fail(im, "expected data, starts and ends as inputs (opset 10+)", NULL);
+    size_t n = st->n;
+    if (st->node >= 0 || en->node >= 0 || !st->is_int || !en->is_int || en->n != n || n < 1 ||
+        n > KILN_ONNX_MAX_RANK || (axv && (axv->node >= 0 || !axv->is_int || axv->n != n)) ||
+        (spv && (spv->node >= 0 || !spv->is_int || spv->n != n)))
+        return fail(im, "starts, ends, axes and steps must be int64 constants of one length", NULL);
+    int r = x->node >= 0 ? onnx_rank(im, x) : x->rank;
+    int64_t start[KILN_ONNX_MAX_RANK], step[KILN_ONNX_MAX_RANK], count[KILN_ONNX_MAX_RANK], dims[KILN_ONNX_MAX_RANK];
+    for (int d = 0; d < r; d++) {
+        start[d] = 0;
+        step[d] = 1;
+        count[d] = x->node >= 0 ? (d ? im->g->nodes[x->node].dims[d - 1] : -1) : x->dims[d];
+    }
+    bool seen[KILN_ONNX_MAX_RANK] = {false};
+    for (size_t k = 0; k < n; k++) {
+        int64_t a = axv ? axv->i[k] : (int64_t)k;
+        a = a < 0 ? a + r : a;
+        if (a < 0 || a >= r || seen[a])
+            return fail(im, "an axis is out of range or repeated", NULL);
+        seen[a] = true;
+        step[a] = spv ? spv->i[k] : 1;
+        if (x->node >= 0 && a == 0) {
+            if (st->i[k] != 0 || en->i[k] < INT32_MAX || step[a] != 1)
+                return fail(im, "slicing the batch axis is not supported", NULL);
+            continue;
+        }
+        if (!slice_range(count[a], st->i[k], en->i[k], step[a], &start[a], &count[a]))
+            return fail(im, "a step of 0", NULL);
+        if (count[a] < 1)
+            return fail(im, "an empty slice is not supported", NULL);
+    }
+    if (x->node >= 0) {   /* one Kiln slice per axis cut */
+        int id = x->node;
+        for (int a = 1; a < r; a++) {
+            if (!seen[a] || (start[a] == 0 && step[a] == 1 && count[a] == im->g->nodes[id].dims[a - 1]))
+                continue;
+            if (step[a] < 0)
+                return fail(im, "negative steps are not supported on runtime tensors", NULL);
+            kiln_attrs s = {.axis = a - 1, .start = (int)start[a], .step = (int)step[a]};
+            s.end = (int)(start[a] + (count[a] - 1) * step[a] + 1);
+            if ((id = kiln_graph_add(im->g, KILN_OP_SLICE, &id, 1, &s, kname(im, a))) < 0)
+                return KILN_ERR_FORMAT;
+        }
+        return define(im, 0, id);
+    }
+    for (int d = 0; d < r; d++)
+        dims[d] = count[d];
+    value *v = new_const(im, 0, dtype_of(x), r, dims);
+    x = in(im, 0);
+    if (!v)
+        return KILN_ERR_FORMAT;
+    size_t xs[KILN_ONNX_MAX_RANK];
+    const_strides(x, xs);
+    for (size_t k = 0; k < v->n; k++) {
+        size_t rest = k, at = 0;
+        for (int d = r - 1; d >= 0; d--) {
+            int64_t c = (int64_t)(rest % (size_t)dims[d]);
+            rest /= (size_t)dims[d];
+            at += (size_t)(start[d] + c * step[d]) * xs[d];
+        }
+        copy_elem(v, k, x, at);
+    }
+    return KILN_OK;
+}
+
+static kiln_status cv_constant_of_shape(importer *im)
+{
+    static const char *const k[] = {"value", NULL};
+    value *s = in(im, 0);
+    const Onnx__AttributeProto *a = attr(im, "value");
+    if (only_attrs(im, k) || !s || s->node >= 0 || !s->is_int || s->rank != 1 || s->n > KILN_ONNX_MAX_RANK)
+        return fail(im, "the shape must be a short 1-d int64 constant", NULL);
+    if (has_batch(s))
+        return fail(im, "a constant sized by the batch (known only when a session is created) is not supported",
+                    NULL);
+    value fill = {.rank = 0};
+    if (a && a->t) {
+        if (kiln_onnx_numel(a->t) != 1 || const_from_tensor(im, &fill, a->t))
+            return fail(im, "attribute value must hold one element", NULL);
+    }
+    int64_t dims[KILN_ONNX_MAX_RANK];
+    for (size_t d = 0; d < s->n; d++) {
+        if (s->i[d] < 1)
+            return free(fill.f), free(fill.i), fail(im, "an empty or negative dim is not supported", NULL);
+        dims[d] = s->i[d];
+    }
+    value *v = new_const(im, 0, a && a->t ? dtype_of(&fill) : KILN_DT_F32, (int)s->n, dims);
+    for (size_t k2 = 0; v && k2 < v->n; k2++) {
+        if (v->is_int)
+            v->i[k2] = fill.i[0];
+        else
+            v->f[k2] = fill.f ? fill.f[0] : 0.0f;
+    }
+    free(fill.f);
+    free(fill.i);
+    return v ? KILN_OK : KILN_ERR_FORMAT;
+}
+
+static kiln_status cv_range(importer *im)
+{
+    value *s = in(im, 0), *l = in(im, 1), *d = in(im, 2);
+    if (only_attrs(im, NULL) || !all_const(im) || !s || !l || !d || s->n != 1 || l->n != 1 || d->n != 1 ||
+        s->is_int != l->is_int || s->is_int != d->is_int || has_batch(l) || has_batch(s))
+        return fail(im, "start, limit and delta must be scalar constants of one type (and not the batch)", NULL);
+    double st = s->is_int ? (double)s->i[0] : s->f[0], li = l->is_int ? (double)l->i[0] : l->f[0];
+    double de = d->is_int ? (double)d->i[0] : d->f[0], n = ceil((li - st) / de);
+    if (!(n >= 1 && n <= (1 << 24)))
+        return fail(im, "the range is empty or longer than 2^24", NULL);
+    int64_t dims[1] = {(int64_t)n};
+    bool ints = s->is_int;
+    int64_t si = ints ? s->i[0] : 0, di = ints ? d->i[0] : 0;
+    float sf = ints ? 0 : s->f[0], df = ints ? 0 : d->f[0];
+    value *v = new_const(im, 0, ints ? KILN_DT_I64 : KILN_DT_F32, 1, dims);
+    for (size_t k = 0; v && k < v->n; k++) {
+        if (ints)
+            v->i[k] = si + (int64_t)k * di;
+        else
+            v->f[k] = sf + (float)k * df;
+    }
+    return v ? KILN_OK : KILN_ERR_FORMAT;
+}
+
+/* Expand: a constant broadcast to a shape (a new constant), or a runtime tensor (an add of zeros
+ * of the per-example shape, where the shape adds axes or widens unit ones). */
+static kiln_status cv_expand(importer *im)
+{
+    value *x = in(im, 0), *s = in(im, 1);
+    if (only_attrs(im, NULL) || !x || !s || s->node >= 0 || !s->is_int || s->rank != 1 || s->n > KILN_ONNX_MAX_RANK)
+        return fail(im, "the shape must be a short 1-d int64 constant", NULL);
+    int xr = x->node >= 0 ? onnx_rank(im, x) : x->rank, r = xr > (int)s->n ? xr : (int)s->n;
+    int64_t xd[KILN_ONNX_MAX_RANK], dims[KILN_ONNX_MAX_RANK];
+    for (int d = 0; d < xr; d++)
+        xd[d] = x->node < 0 ? x->dims[d] : d ? im->g->nodes[x->node].dims[d - 1] : BATCH_DIM;
+    for (int d = 0; d < r; d++) {   /* aligned from the right; 1 stretches */
+        int e = d - (r - xr), f = d - (r - (int)s->n);
+        int64_t a = e >= 0 ? xd[e] : 1, b = f >= 0 ? s->i[f] : 1;
+        if (a == BATCH_DIM || b == BATCH_DIM) {
+            if ((a != BATCH_DIM && a != 1) || (b != BATCH_DIM && b != 1) || d != 0 || x->node < 0)
+                return fail(im, "the batch may only be the first axis of a runtime tensor", NULL);
+            dims[d] = BATCH_DIM;
+            continue;
+        }
+        if (a != b && a != 1 && b != 1)
+            return fail(im, "the shape does not broadcast with the input", NULL);
+        dims[d] = a == 1 ? b : a;
+        if (dims[d] < 1)
+            return fail(im, "an empty or negative dim is not supported", NULL);
+    }
+    if (x->node >= 0) {
+        if (r != xr)
+            return fail(im, "expanding a runtime tensor to a higher rank is not supported", NULL);
+        kiln_attrs z = {.dtype = KILN_DT_F32, .rank = r - 1};
+        bool same = true;
+        for (int d = 1; d < r; d++) {
+            z.shape[d - 1] = (int)dims[d];
+            same = same && dims[d] == xd[d];
+        }
+        if (same)
+            return define(im, 0, x->node);
+        int ids[2] = {x->node, kiln_graph_add(im->g, KILN_OP_CONST, NULL, 0, &z, kname(im, 1))};
+        return ids[1] < 0 ? KILN_ERR_FORMAT
+                          : define(im, 0, kiln_graph_add(im->g, KILN_OP_ADD, ids, 2, &(kiln_attrs){0}, kname(im, 0)));
+    }
+    value *v = new_const(im, 0, dtype_of(x), r, dims);
+    x = in(im, 0);
+    if (!v)
+        return KILN_ERR_FORMAT;
+    size_t xs[KILN_ONNX_MAX_RANK];
+    const_strides(x, xs);
+    for (size_t k = 0; k < v->n; k++) {
+        size_t rest = k, at = 0;
+        for (int d = r - 1; d >= 0; d--) {
+            size_t c = rest % (size_t)dims[d];
+            rest /= (size_t)dims[d];
+            int e = d - (r - xr);
+            if (e >= 0 && x->dims[e] != 1)
+                at += c * xs[e];
+        }
+        copy_elem(v, k, x, at);
+    }
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ elementwise math */
+
+static const struct {
+    const char *name;
+    kiln_op op;
+} math_ops[] = {
+    {"Add", KILN_OP_ADD}, {"Sub", KILN_OP_SUB}, {"Mul", KILN_OP_MUL}, {"Div", KILN_OP_DIV}, {"Pow", KILN_OP_POW},
+    {"Min", KILN_OP_MIN}, {"Max", KILN_OP_MAX}, {"Sum", KILN_OP_ADD}, {"Equal", KILN_OP_EQUAL},
+    {"Less", KILN_OP_LESS}, {"Greater", KILN_OP_GREATER}, {"Where", KILN_OP_WHERE}, {"Not", KILN_OP_NOT},
+    {"Sqrt", KILN_OP_SQRT}, {"Exp", KILN_OP_EXP}, {"Log", KILN_OP_LOG}, {"Abs", KILN_OP_ABS}, {"Neg", KILN_OP_NEG},
+    {"Reciprocal", KILN_OP_RECIPROCAL}, {"Floor", KILN_OP_FLOOR}, {"Ceil", KILN_OP_CEIL}, {"Round", KILN_OP_ROUND},
+    {"Erf", KILN_OP_ERF},
+};
+
+/* Kiln nodes of inputs 0..n-1 of the current node into ins: runtime tensors of one ONNX rank, and
+ * constants of at most that rank (as nodes, a leading batch dim of 1 dropped). */
+static kiln_status operand_nodes(importer *im, size_t n, int *ins)
+{
+    int r = -1;
+    for (size_t j = 0; j < n; j++) {
+        value *v = in(im, j);
+        if (!v)
+            return fail(im, "a required input is missing", NULL);
+        if (v->node >= 0) {
+            if (r >= 0 && onnx_rank(im, v) != r)
+                return fail(im, "runtime inputs of different ranks are not supported", NULL);
+            r = onnx_rank(im, v);
+        }
+    }
+    for (size_t j = 0; j < n; j++) {
+        value *v = in(im, j);
+        if (v->node < 0 && v->rank > r)
+            return fail(im, "a constant of higher rank than the runtime input (it would move the batch axis) is not "
+                        "supported", NULL);
+        if ((ins[j] = node_of(im, j, r)) < 0)
+            return KILN_ERR_FORMAT;
+    }
+    return KILN_OK;
+}
+
+/* Elementwise ops: folded when every input is a constant, else the Kiln op of the same meaning. */
+static kiln_status cv_math(importer *im)
+{
+    kiln_op op = KILN_OP_ADD;
+    for (size_t k = 0; k < sizeof math_ops / sizeof math_ops[0]; k++)
+        if (strcmp(im->nd->op_type, math_ops[k].name) == 0)
+            op = math_ops[k].op;
+    size_t n = im->nd->n_input;
+    if (only_attrs(im, NULL) || n < 1 || n > KILN_MAX_INPUTS)
+        return fail(im, "expected 1 to 8 inputs and no attributes", NULL);
+    for (size_t j = 0; j < n; j++)
+        if (!in(im, j))
+            return fail(im, "a required input is missing", NULL);
+    value *x = in(im, 0);
+    bool variadic = op == KILN_OP_MIN || op == KILN_OP_MAX || strcmp(im->nd->op_type, "Sum") == 0;
+    if (n == 1 && variadic)
+        return x->node >= 0 ? define(im, 0, x->node) : copy_const(im);
+    if (all_const(im))
+        return fold_values(im, op, (kiln_attrs){0}, (int)n);
+    int ins[KILN_MAX_INPUTS];
+    if (operand_nodes(im, n, ins))
+        return KILN_ERR_FORMAT;
+    kiln_status st = define(im, 0, kiln_graph_add(im->g, op, ins, (int)n, &(kiln_attrs){0}, kname(im, 0)));
+    value *y = find(im, im->nd->output[0]);
+    if (st == KILN_OK && y && (op == KILN_OP_ADD || op == KILN_OP_SUB || op == KILN_OP_NEG || op == KILN_OP_ABS))
+        y->type = in(im, 0)->type;   /* integers stay integers */
+    return st;
+}
+
+/* A scalar constant input j as a float into *out (absent: unchanged). */
+static kiln_status scalar_input(importer *im, size_t j, float *out, const char *what)
+{
+    value *v = in(im, j);
+    if (!v)
+        return KILN_OK;
+    if (v->node >= 0 || v->n != 1)
+        return fail(im, what, " must be a scalar constant");
+    *out = v->is_int ? (float)v->i[0] : v->f[0];
+    return KILN_OK;
+}
+
+static kiln_status cv_clip(importer *im)
+{
+    static const char *const k[] = {"min", "max", NULL};
+    value *x = in(im, 0);
+    if (only_attrs(im, k) || !x)
+        return fail(im, "expected an input", NULL);
+    kiln_attrs a = {.lo = attr_float(im, "min", -INFINITY), .hi = attr_float(im, "max", INFINITY)};
+    if (scalar_input(im, 1, &a.lo, "min") || scalar_input(im, 2, &a.hi, "max"))
+        return KILN_ERR_FORMAT;
+    if (a.lo != a.lo || a.hi != a.hi)
+        return fail(im, "a NaN bound is not supported", NULL);
+    if (a.lo > a.hi)   /* ONNX: every value becomes max */
+        a.lo = a.hi;
+    if (x->node < 0)
+        return fold_values(im, KILN_OP_CLIP, a, 1);
+    if (a.lo == 0.0f && a.hi == INFINITY)   /* a relu, which conv and dense fuse */
+        return unary(im, KILN_OP_RELU, (kiln_attrs){0});
+    if (a.lo == 0.0f && a.hi == 6.0f)
+        return unary(im, KILN_OP_RELU6, (kiln_attrs){0});
+    return unary(im, KILN_OP_CLIP, a);
+}
+
+/* Whether ONNX element type t is an integer type. */
+static bool int_type(int64_t t)
+{
+    return t == ONNX__TENSOR_PROTO__DATA_TYPE__INT8 || t == ONNX__TENSOR_PROTO__DATA_TYPE__UINT8 ||
+           t == ONNX__TENSOR_PROTO__DATA_TYPE__INT16 || t == ONNX__TENSOR_PROTO__DATA_TYPE__UINT16 ||
+           t == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 || t == ONNX__TENSOR_PROTO__DATA_TYPE__UINT32 ||
+           t == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || t == ONNX__TENSOR_PROTO__DATA_TYPE__UINT64;
+}
+
+static kiln_status cv_cast(importer *im)
+{
+    static const char *const k[] = {"to", "saturate", NULL};
+    value *x = in(im, 0);
+    int64_t to = attr_int(im, "to", -1);
+    bool to_float = to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT || to == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE;
+    if (only_attrs(im, k) || !x)
+        return fail(im, "expected an input", NULL);
+    if (!to_float && !int_type(to) && to != ONNX__TENSOR_PROTO__DATA_TYPE__BOOL)
+        return fail(im, "attribute to: only float, double, the integer types and bool are supported", NULL);
+    if (x->node < 0) {
+        kiln_dtype dt = to_float ? KILN_DT_F32 : to == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL ? KILN_DT_BOOL : KILN_DT_I64;
+        kiln_status st = fold_values(im, KILN_OP_CAST, (kiln_attrs){.dtype = dt}, 1);
+        value *y = st == KILN_OK ? find(im, im->nd->output[0]) : NULL;
+        if (y)
+            y->type = (int32_t)to;
+        return st;
+    }
+    bool from_int = int_type(x->type);
+    if (!to_float && !(from_int && int_type(to)))
+        return fail(im, "casting a runtime float tensor to an integer or bool type is not supported", NULL);
+    kiln_status st = define(im, 0, x->node);   /* carried integers are f32 already */
+    value *y = st == KILN_OK ? find(im, im->nd->output[0]) : NULL;
+    if (y)
+        y->type = to_float ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : (int32_t)to;
+    return st;
+}
+
+/* ------------------------------------------------------------------ quantised ops
+ * Integer tensors at run time are carried as f32 holding their integer values (exact below
+ * 2^24): QuantizeLinear is divide, round half to even, add the zero point and saturate;
+ * DequantizeLinear subtracts and scales; the QLinear and Integer ops run their integer products
+ * as f32 products of whole numbers and requantise with one multiplier, as ONNX defines them. */
+
+/* The integer range of ONNX type t (UINT8 when t is 0: no zero point given). */
+static void qrange(int32_t t, float *lo, float *hi)
+{
+    bool s8 = t == ONNX__TENSOR_PROTO__DATA_TYPE__INT8;
+    *lo = s8 ? -128.0f : 0.0f;
+    *hi = s8 ? 127.0f : 255.0f;
+}
+
+/* A per-tensor (n 1) or per-axis (n values along ONNX axis ax) constant as a Kiln const node
+ * that broadcasts against a runtime tensor of ONNX rank r, holding f(v[k]). */
+static int axis_const(importer *im, const float *v, size_t n, int64_t ax, int r)
+{
+    kiln_attrs a = {.dtype = KILN_DT_F32, .rank = 0, .values = v};
+    if (n > 1) {
+        int k = axis_of(ax, r);
+        if (k < 0)
+            return fail(im, "a per-axis scale along the batch axis is not supported", NULL), -1;
+        a.rank = r - 1 - k;
+        a.shape[0] = (int)n;
+        for (int d = 1; d < a.rank; d++)
+            a.shape[d] = 1;
+    }
+    return kiln_graph_add(im->g, KILN_OP_CONST, NULL, 0, &a, kname(im, 7));
+}
+
+/* Scale (input j) and zero point (input j + 1, may be absent) as n floats each (1, or one per
+ * index of axis ax of a tensor whose dims are given). */
+static kiln_status qparams(importer *im, size_t j, float **scale, float **zp, size_t *n, int32_t *type)
+{
+    value *s = in(im, j), *z = in(im, j + 1);
+    if (!s || s->node >= 0 || s->is_int || s->n < 1 || (z && (z->node >= 0 || !z->is_int || z->n != s->n)))
+        return fail(im, "the scale must be a float constant and the zero point an integer constant of as many "
+                    "values", NULL);
+    *n = s->n;
+    *type = z ? z->type : ONNX__TENSOR_PROTO__DATA_TYPE__UINT8;
+    *scale = malloc(s->n * sizeof(float));
+    *zp = malloc(s->n * sizeof(float));
+    if (!*scale || !*zp)
+        return free(*scale), free(*zp), kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
+    for (size_t k = 0; k < s->n; k++) {
+        (*scale)[k] = s->f[k];
+        (*zp)[k] = z ? (float)z->i[k] : 0.0f;
+        if (!(s->f[k] > 0) || !isfinite(s->f[k]))
+            return free(*scale), free(*zp), fail(im, "a scale is not a positive finite number", NULL);
+    }
+    return KILN_OK;
+}
+
+/* The index along ONNX axis ax of element k of constant x (n > 1: per-axis parameters). */
+static size_t axis_index(const value *x, int64_t ax, size_t k)
+{
+    size_t inner = 1;
+    for (int d = (int)ax + 1; d < x->rank; d++)
+        inner *= (size_t)x->dims[d];
+    return k / inner % (size_t)x->dims[ax];
+}
+
+/* Node x then op with a constant of n values along ONNX axis ax: a new node, or -1. */
+static int with_const(importer *im, int x, kiln_op op, const float *v, size_t n, int64_t ax, int r, int k)
+{
+    int c = axis_const(im, v, n, ax, r);
+    if (c < 0)
+        return -1;
+    int ins[2] = {x, c};
+    return kiln_graph_add(im->g, op, ins, 2, &(kiln_attrs){0}, kname(im, k));
+}
+
+/* Requantises node x by multipliers mul (n of them along axis ax; NULL: none), then rounds, adds
+ * the zero points (n) and saturates: output 0 of the current node, of ONNX type type. */
+static kiln_status requantise(importer *im, int x, const float *mul, const float *zp, size_t n, int64_t ax, int r,
+                              int32_t type)
+{
+    float lo, hi;
+    qrange(type, &lo, &hi);
+    bool any_zp = false;
+    for (size_t k = 0; k < n; k++)
+        any_zp = any_zp || zp[k] != 0.0f;
+    int id = mul ? with_const(im, x, KILN_OP_MUL, mul, n, ax, r, 1) : x;
+    if (id >= 0)
+        id = kiln_graph_add(im->g, KILN_OP_ROUND, &id, 1, &(kiln_attrs){0}, kname(im, 2));
+    if (id >= 0 && any_zp)
+        id = with_const(im, id, KILN_OP_ADD, zp, n, ax, r, 3);
+    if (id >= 0)
+        id = kiln_graph_add(im->g, KILN_OP_CLIP, &id, 1, &(kiln_attrs){.lo = lo, .hi = hi}, kname(im, 4));
+    kiln_status st = define(im, 0, id);
+    value *y = st == KILN_OK ? find(im, im->nd->output[0]) : NULL;
+    if (y)
+        y->type = type;
+    return st;
+}
+
+static kiln_status cv_quantize(importer *im)
+{
+    static const char *const k[] = {"axis", "saturate", NULL};
+    value *x = in(im, 0);
+    float *scale, *zp, lo, hi;
+    size_t n;
+    int32_t type;
+    if (only_attrs(im, k) || !x)
+        return fail(im, "expected an input", NULL);
+    if (qparams(im, 1, &scale, &zp, &n, &type))
+        return KILN_ERR_FORMAT;
+    if (type != ONNX__TENSOR_PROTO__DATA_TYPE__UINT8 && type != ONNX__TENSOR_PROTO__DATA_TYPE__INT8) {
+        free(scale), free(zp);
+        return fail(im, "only uint8 and int8 zero points are supported", NULL);
+    }
+    qrange(type, &lo, &hi);
+    int r = x->node >= 0 ? onnx_rank(im, x) : x->rank;
+    int64_t ax = attr_int(im, "axis", 1);
+    ax = ax < 0 ? ax + r : ax;
+    kiln_status st = KILN_OK;
+    if (n > 1 && (ax < 0 || ax >= r || (x->node < 0 && (size_t)x->dims[ax] != n) ||
+                  (x->node >= 0 && (ax == 0 || (size_t)im->g->nodes[x->node].dims[ax - 1] != n))))
+        st = fail(im, "the per-axis scale's length does not match attribute axis", NULL);
+    else if (x->node < 0 && x->is_int)
+        st = fail(im, "the input must be float", NULL);
+    else if (x->node < 0) {   /* weights: quantised here */
+        value *v = new_const(im, 0, KILN_DT_I64, x->rank, x->dims);
+        x = in(im, 0);
+        for (size_t e = 0; v && e < v->n; e++) {
+            size_t c = n > 1 ? axis_index(x, ax, e) : 0;
+            float q = nearbyintf(x->f[e] / scale[c]) + zp[c];
+            v->i[e] = (int64_t)(q < lo ? lo : q > hi ? hi : q);
+        }
+        if (v)
+            v->type = type;
+        st = v ? KILN_OK : KILN_ERR_FORMAT;
+    } else {
+        int id = with_const(im, x->node, KILN_OP_DIV, scale, n, ax, r, 6);   /* x / s as ONNX: a divide */
+        st = id < 0 ? KILN_ERR_FORMAT : requantise(im, id, NULL, zp, n, ax, r, type);
+    }
+    free(scale);
+    free(zp);
+    return st;
+}
+
+static kiln_status cv_dequantize(importer *im)
+{
+    static const char *const k[] = {"axis", NULL};
+    value *x = in(im, 0);
+    float *scale, *zp;
+    size_t n;
+    int32_t type;
+    if (only_attrs(im, k) || !x)
+        return fail(im, "expected an input", NULL);
+    if (qparams(im, 1, &scale, &zp, &n, &type))
+        return KILN_ERR_FORMAT;
+    int r = x->node >= 0 ? onnx_rank(im, x) : x->rank;
+    int64_t ax = attr_int(im, "axis", 1);
+    ax = ax < 0 ? ax + r : ax;
+    kiln_status st = KILN_OK;
+    if (n > 1 && (ax < 0 || ax >= r || (x->node < 0 && (size_t)x->dims[ax] != n) ||
+                  (x->node >= 0 && (ax == 0 || (size_t)im->g->nodes[x->node].dims[ax - 1] != n))))
+        st = fail(im, "the per-axis scale's length does not match attribute axis", NULL);
+    else if (x->node < 0) {   /* weights: f32 here (Kiln quantises them again with its own scheme) */
+        value *v = new_const(im, 0, KILN_DT_F32, x->rank, x->dims);
+        x = in(im, 0);
+        for (size_t e = 0; v && e < v->n; e++) {
+            size_t c = n > 1 ? axis_index(x, ax, e) : 0;
+            v->f[e] = ((x->is_int ? (float)x->i[e] : x->f[e]) - zp[c]) * scale[c];
+        }
+        st = v ? KILN_OK : KILN_ERR_FORMAT;
+    } else {
+        bool any_zp = false;
+        for (size_t c = 0; c < n; c++)
+            any_zp = any_zp || zp[c] != 0.0f;
+        int id = any_zp ? with_const(im, x->node, KILN_OP_SUB, zp, n, ax, r, 1) : x->node;
+        if (id >= 0)
+            id = with_const(im, id, KILN_OP_MUL, scale, n, ax, r, 2);
+        st = define(im, 0, id);
+    }
+    free(scale);
+    free(zp);
+    return st;
+}
+
+/* Constant input j minus its zero point (input zj, absent: 0; per-axis along ONNX axis ax) as a
+ * new float value *out (owned by the caller: free out->f). */
+static kiln_status shifted_weight(importer *im, size_t j, size_t zj, int64_t ax, value *out)
+{
+    value *w = in(im, j), *z = in(im, zj);
+    if (!w || w->node >= 0 || !w->is_int || (z && (z->node >= 0 || !z->is_int)))
+        return fail(im, "the weight and its zero point must be integer constants", NULL);
+    size_t per = z ? z->n : 1;
+    if (per > 1 && (ax >= w->rank || (size_t)w->dims[ax] != per))
+        return fail(im, "the weight's zero points do not match its output channels", NULL);
+    *out = *w;
+    out->i = NULL;
+    out->is_int = false;
+    if (!(out->f = malloc((w->n ? w->n : 1) * sizeof(float))))
+        return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
+    for (size_t e = 0; e < w->n; e++)
+        out->f[e] = (float)(w->i[e] - (z ? z->i[per > 1 ? axis_index(w, ax, e) : 0] : 0));
+    return KILN_OK;
+}
+
+/* Runtime input 0 minus its zero point (input zj, a scalar constant; absent: 0): a node, or -1. */
+static int shifted_input(importer *im, size_t zj)
+{
+    value *x = in(im, 0), *z = in(im, zj);
+    if (!x || x->node < 0)
+        return fail(im, "expected a runtime input", NULL), -1;
+    if (!z || (z->is_int && z->n == 1 && z->i[0] == 0))
+        return x->node;
+    if (z->node >= 0 || !z->is_int || z->n != 1)
+        return fail(im, "the input's zero point must be a scalar integer constant", NULL), -1;
+    float v = (float)z->i[0];
+    return with_const(im, x->node, KILN_OP_SUB, &v, 1, 0, onnx_rank(im, x), 5);
+}
+
+/* The multipliers of a QLinear op, in_scale * w_scale[c] / out_scale, and the output zero point
+ * repeated, n of each (n: the weight's scales); the output's ONNX type into *type. */
+static kiln_status qlinear_out(importer *im, size_t in_s, size_t w_s, size_t out_s, float **mul, float **zp,
+                               size_t *n, int32_t *type)
+{
+    float *xs, *xz, *ws, *wz, *ys, *yz;
+    size_t nx, nw, ny;
+    int32_t t;
+    if (qparams(im, in_s, &xs, &xz, &nx, &t))
+        return KILN_ERR_FORMAT;
+    if (qparams(im, w_s, &ws, &wz, &nw, &t)) {
+        free(xs), free(xz);
+        return KILN_ERR_FORMAT;
+    }
+    if (qparams(im, out_s, &ys, &yz, &ny, type)) {
+        free(xs), free(xz), free(ws), free(wz);
+        return KILN_ERR_FORMAT;
+    }
+    kiln_status st = KILN_OK;
+    if (nx != 1 || ny != 1)
+        st = fail(im, "the input's and output's scales must be scalars", NULL);
+    *mul = malloc(nw * sizeof(float));
+    *zp = malloc(nw * sizeof(float));
+    if (st == KILN_OK && (!*mul || !*zp))
+        st = kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
+    for (size_t c = 0; st == KILN_OK && c < nw; c++) {
+        (*mul)[c] = xs[0] * ws[c] / ys[0];
+        (*zp)[c] = yz[0];
+    }
+    *n = nw;
+    free(xs), free(xz), free(ws), free(wz), free(ys), free(yz);
+    if (st != KILN_OK) {
+        free(*mul), free(*zp);
+        *mul = *zp = NULL;
+    }
+    return st;
+}
+
+/* The int32 bias input j of a QLinearConv as floats (NULL if absent; *bad on error). */
+static float *int_bias(importer *im, size_t j, size_t units, bool *bad)
+{
+    value *b = in(im, j);
+    *bad = false;
+    if (!b)
+        return NULL;
+    if (b->node >= 0 || !b->is_int || b->n != units) {
+        *bad = true;
+        return fail(im, "the bias must be an integer constant of one value per output channel", NULL), NULL;
+    }
+    float *f = malloc(units * sizeof(float) + 1);
+    for (size_t c = 0; f && c < units; c++)
+        f[c] = (float)b->i[c];
+    *bad = !f;
+    return f;
+}
+
+static kiln_status cv_qlinear_conv(importer *im)
+{
+    static const char *const k[] = {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad", NULL};
+    if (only_attrs(im, k) || check_auto_pad(im))
+        return KILN_ERR_FORMAT;
+    value *x = in(im, 0);
+    if (!x || x->node < 0 || onnx_rank(im, x) != 4)
+        return fail(im, "expected a runtime (N, C, H, W) input", NULL);
+    value w = {0};
+    float *mul = NULL, *zp = NULL, *bias = NULL;
+    size_t n = 0;
+    int32_t type;
+    bool bad = false;
+    kiln_status st = shifted_weight(im, 3, 5, 0, &w);
+    if (st == KILN_OK)
+        st = qlinear_out(im, 1, 4, 6, &mul, &zp, &n, &type);
+    if (st == KILN_OK && n != 1 && (int64_t)n != w.dims[0])
+        st = fail(im, "the weight's scales do not match its output channels", NULL);
+    if (st == KILN_OK && (bias = int_bias(im, 8, (size_t)w.dims[0], &bad), bad))
+        st = KILN_ERR_FORMAT;
+    int xs = st == KILN_OK ? shifted_input(im, 2) : -1;
+    int id = xs >= 0 ? conv_node(im, xs, &w, bias) : -1;
+    if (st == KILN_OK)
+        st = id < 0 ? KILN_ERR_FORMAT : requantise(im, id, mul, zp, n, 1, 4, type);
+    free(w.f), free(mul), free(zp), free(bias);
+    return st;
+}
+
+static kiln_status cv_conv_integer(importer *im)
+{
+    static const char *const k[] = {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad", NULL};
+    if (only_attrs(im, k) || check_auto_pad(im))
+        return KILN_ERR_FORMAT;
+    value *x = in(im, 0);
+    if (!x || x->node < 0 || onnx_rank(im, x) != 4)
+        return fail(im, "expected a runtime (N, C, H, W) input", NULL);
+    value w = {0};
+    kiln_status st = shifted_weight(im, 1, 3, 0, &w);
+    int xs = st == KILN_OK ? shifted_input(im, 2) : -1;
+    if (st == KILN_OK)
+        st = define(im, 0, xs < 0 ? -1 : conv_node(im, xs, &w, NULL));
+    value *y = st == KILN_OK ? find(im, im->nd->output[0]) : NULL;
+    if (y)
+        y->type = ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+    free(w.f);
+    return st;
+}
+
+/* MatMulInteger and QLinearMatMul: a runtime left operand by a constant 2-d right one. */
+static kiln_status cv_qmatmul(importer *im)
+{
+    bool qlinear = strcmp(im->nd->op_type, "QLinearMatMul") == 0;
+    value *x = in(im, 0);
+    if (only_attrs(im, NULL) || !x || x->node < 0 || onnx_rank(im, x) < 2)
+        return fail(im, "expected a runtime left operand of rank 2 or more", NULL);
+    value w = {0};
+    float *mul = NULL, *zp = NULL;
+    size_t n = 1;
+    int32_t type = ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+    kiln_status st = shifted_weight(im, qlinear ? 3 : 1, qlinear ? 5 : 3, 1, &w);
+    if (st == KILN_OK && w.rank != 2)
+        st = fail(im, "the right operand must be a 2-d constant", NULL);
+    if (st == KILN_OK && qlinear)
+        st = qlinear_out(im, 1, 4, 6, &mul, &zp, &n, &type);
+    if (st == KILN_OK && n != 1 && (int64_t)n != w.dims[1])
+        st = fail(im, "the right operand's scales do not match its columns", NULL);
+    int xs = st == KILN_OK ? shifted_input(im, 2) : -1;
+    int id = xs >= 0 ? linear_node(im, xs, &w, true, 1.0f, NULL, 1.0f) : -1;
+    if (st == KILN_OK && qlinear)
+        st = id < 0 ? KILN_ERR_FORMAT : requantise(im, id, mul, zp, n, onnx_rank(im, x) - 1, onnx_rank(im, x), type);
+    else if (st == KILN_OK) {
+        st = define(im, 0, id);
+        value *y = st == KILN_OK ? find(im, im->nd->output[0]) : NULL;
+        if (y)
+            y->type = type;
+    }
+    free(w.f), free(mul), free(zp);
+    return st;
+}
+
+/* ------------------------------------------------------------------ resize */
+
+/* Whether string attribute name is absent (def) or equals one of the NULL-terminated values. */
+static bool str_attr_is(const importer *im, const char *name, const char *def, const char *const *ok)
+{
+    const Onnx__AttributeProto *a = attr(im, name);
+    size_t len = a && a->has_s ? a->s.len : strlen(def);
+    const char *s = a && a->has_s ? (const char *)a->s.data : def;
+    for (int k = 0; ok[k]; k++)
+        if (strlen(ok[k]) == len && memcmp(ok[k], s, len) == 0)
+            return true;
+    return false;
+}
+
+/* Resize of (N, C, H, W) over H and W: nearest (asymmetric coordinates, floor: PyTorch's
+ * nearest) or linear (half_pixel or pytorch_half_pixel: PyTorch's bilinear, align_corners false). */
+static kiln_status cv_resize(importer *im)
+{
+    static const char *const k[] = {"mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a",
+                                    "exclude_outside", "extrapolation_value", NULL};
+    static const char *const nearest[] = {"nearest", NULL}, *const linear_m[] = {"linear", NULL};
+    static const char *const asym[] = {"asymmetric", NULL}, *const floor_m[] = {"floor", NULL};
+    static const char *const half[] = {"half_pixel", "pytorch_half_pixel", NULL};
+    value *x = in(im, 0), *scales = in(im, 2), *sizes = in(im, 3);
+    if (only_attrs(im, k) || attr_int(im, "exclude_outside", 0))
+        return fail(im, "attribute exclude_outside is not supported", NULL);
+    if (!x || x->node < 0 || onnx_rank(im, x) != 4)
+        return fail(im, "expected a runtime (N, C, H, W) input", NULL);
+    bool is_nearest = str_attr_is(im, "mode", "nearest", nearest);
+    if (!is_nearest && !str_attr_is(im, "mode", "nearest", linear_m))
+        return fail(im, "attribute mode: only nearest and linear are supported", NULL);
+    if (is_nearest && !(str_attr_is(im, "coordinate_transformation_mode", "half_pixel", asym) &&
+                        str_attr_is(im, "nearest_mode", "round_prefer_floor", floor_m)))
+        return fail(im, "nearest is supported with coordinate_transformation_mode asymmetric and nearest_mode floor "
+                    "(PyTorch's nearest)", NULL);
+    if (!is_nearest && !str_attr_is(im, "coordinate_transformation_mode", "half_pixel", half))
+        return fail(im, "linear is supported with coordinate_transformation_mode half_pixel or pytorch_half_pixel",
+                    NULL);
+    if (scales && scales->n == 0)
+        scales = NULL;   /* (an empty scales beside sizes) */
+    if (!!scales == !!sizes || (scales && (scales->node >= 0 || scales->is_int || scales->n != 4)) ||
+        (sizes && (sizes->node >= 0 || !sizes->is_int || sizes->n != 4)))
+        return fail(im, "expected scales (4 floats) or sizes (4 int64), constants, one of them", NULL);
+    const kiln_node *xn = &im->g->nodes[x->node];
+    kiln_attrs a = {.mode = is_nearest ? 0 : 1};
+    if (scales ? scales->f[0] != 1.0f || scales->f[1] != 1.0f
+               : (sizes->i[0] != BATCH_DIM && sizes->i[0] != 0 && sizes->i[0] != 1) || sizes->i[1] != xn->dims[0])
+        return fail(im, "resizing the batch or channel axes is not supported", NULL);
+    for (int d = 0; d < 2; d++) {
+        if (scales) {
+            a.scale[d] = scales->f[2 + d];
+            if (!(a.scale[d] > 0) || a.scale[d] * (float)xn->dims[1 + d] > 1e6f)
+                return fail(im, "a scale is not positive or too large", NULL);
+        } else {
+            if (sizes->i[2 + d] < 1 || sizes->i[2 + d] > 1000000)
+                return fail(im, "a size is out of 1..10^6", NULL);
+            a.size[d] = (int)sizes->i[2 + d];
+        }
+    }
+    int id = kiln_graph_add(im->g, KILN_OP_UPSAMPLE, &x->node, 1, &a, kname(im, 0));
+    if (id >= 0 && !is_nearest && str_attr_is(im, "coordinate_transformation_mode", "half_pixel", half + 1))
+        for (int d = 0; d < 2; d++)   /* pytorch_half_pixel differs from half_pixel only at size 1 */
+            if (im->g->nodes[id].dims[1 + d] == 1 && xn->dims[1 + d] != 1)
+                return fail(im, "pytorch_half_pixel to a size of 1 is not supported", NULL);
+    return define(im, 0, id);
 }
 
 /* ------------------------------------------------------------------ the table and the walk */
@@ -979,12 +2048,20 @@ static const struct {
     {"Relu", cv_relu}, {"Sigmoid", cv_sigmoid}, {"Tanh", cv_tanh}, {"LeakyRelu", cv_leaky},
     {"Softmax", cv_softmax}, {"LogSoftmax", cv_softmax}, {"Identity", cv_identity}, {"Dropout", cv_identity},
     {"Conv", cv_conv}, {"MaxPool", cv_pool}, {"AveragePool", cv_pool}, {"GlobalAveragePool", cv_global_avgpool},
-    {"Flatten", cv_flatten}, {"Gemm", cv_gemm}, {"MatMul", cv_matmul}, {"Add", cv_binary}, {"Sub", cv_binary},
-    {"Mul", cv_binary}, {"Div", cv_binary}, {"BatchNormalization", cv_batchnorm}, {"Concat", cv_concat_any},
-    {"Transpose", cv_transpose}, {"Reshape", cv_reshape}, {"Constant", cv_constant}, {"Shape", cv_shape},
-    {"Gather", cv_gather}, {"Unsqueeze", cv_unsqueeze}, {"Pad", cv_pad}, {"LayerNormalization", cv_layernorm},
-    {"ReduceMean", cv_reduce}, {"ReduceSum", cv_reduce}, {"Slice", cv_slice}, {"ConvTranspose", cv_conv_transpose},
-    {"Squeeze", cv_squeeze}, {"Split", cv_split},
+    {"Flatten", cv_flatten}, {"Gemm", cv_gemm}, {"MatMul", cv_matmul}, {"BatchNormalization", cv_batchnorm},
+    {"Concat", cv_concat_any}, {"Transpose", cv_transpose}, {"Reshape", cv_reshape}, {"Constant", cv_constant},
+    {"Shape", cv_shape}, {"Gather", cv_gather}, {"Unsqueeze", cv_unsqueeze}, {"Squeeze", cv_squeeze},
+    {"Pad", cv_pad}, {"LayerNormalization", cv_layernorm}, {"ReduceMean", cv_reduce}, {"ReduceSum", cv_reduce},
+    {"Slice", cv_slice}, {"ConvTranspose", cv_conv_transpose}, {"Split", cv_split}, {"Clip", cv_clip},
+    {"Cast", cv_cast}, {"ConstantOfShape", cv_constant_of_shape}, {"Range", cv_range}, {"Expand", cv_expand},
+    {"Resize", cv_resize}, {"QuantizeLinear", cv_quantize}, {"DequantizeLinear", cv_dequantize},
+    {"QLinearConv", cv_qlinear_conv}, {"ConvInteger", cv_conv_integer}, {"QLinearMatMul", cv_qmatmul},
+    {"MatMulInteger", cv_qmatmul},
+    {"Add", cv_math}, {"Sub", cv_math}, {"Mul", cv_math}, {"Div", cv_math}, {"Pow", cv_math}, {"Min", cv_math},
+    {"Max", cv_math}, {"Sum", cv_math}, {"Equal", cv_math}, {"Less", cv_math}, {"Greater", cv_math},
+    {"Where", cv_math}, {"Not", cv_math}, {"Sqrt", cv_math}, {"Exp", cv_math}, {"Log", cv_math}, {"Abs", cv_math},
+    {"Neg", cv_math}, {"Reciprocal", cv_math}, {"Floor", cv_math}, {"Ceil", cv_math}, {"Round", cv_math},
+    {"Erf", cv_math},
 };
 
 /* The graph inputs that are not initializers, as Kiln inputs. */
@@ -998,9 +2075,14 @@ static kiln_status add_inputs(importer *im, const Onnx__GraphProto *gp)
         if (!tt || !tt->shape || tt->shape->n_dim < 1 || tt->shape->n_dim > KILN_MAX_RANK + 1)
             return kiln_error(KILN_ERR_FORMAT, "%s: input \"%s\": expected a tensor with a known rank 1..7 (the batch "
                               "first)", im->origin, vi->name);
-        if (!tt->has_elem_type || tt->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
-            return kiln_error(KILN_ERR_FORMAT, "%s: input \"%s\": elem_type: expected FLOAT, found %d", im->origin,
-                              vi->name, tt->has_elem_type ? (int)tt->elem_type : -1);
+        /* FLOAT; UINT8 and INT8 carried as f32 (the quantised ops); INT32 and INT64 as Kiln's i32
+         * indices (an embedding's) */
+        int32_t et = tt->has_elem_type ? tt->elem_type : -1;
+        bool carried = et == ONNX__TENSOR_PROTO__DATA_TYPE__UINT8 || et == ONNX__TENSOR_PROTO__DATA_TYPE__INT8;
+        bool index = et == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 || et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+        if (et != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && !carried && !index)
+            return kiln_error(KILN_ERR_FORMAT, "%s: input \"%s\": elem_type: expected FLOAT, UINT8, INT8, INT32 or "
+                              "INT64, found %d", im->origin, vi->name, (int)et);
         int dims[KILN_MAX_RANK], r = (int)tt->shape->n_dim - 1;
         for (int d = 0; d < r; d++) {
             const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[d + 1];
@@ -1015,8 +2097,9 @@ static kiln_status add_inputs(importer *im, const Onnx__GraphProto *gp)
         value *v = add_value(im, vi->name);
         if (!v)
             return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
-        if ((v->node = kiln_graph_input_nd(im->g, name, KILN_DT_F32, r, dims)) < 0)
+        if ((v->node = kiln_graph_input_nd(im->g, name, index ? KILN_DT_I32 : KILN_DT_F32, r, dims)) < 0)
             return KILN_ERR_FORMAT;
+        v->type = et;
     }
     return KILN_OK;
 }
@@ -1029,32 +2112,54 @@ kiln_graph_t *kiln_graph_import_onnx(const char *path)
     return g;
 }
 
-kiln_graph_t *kiln_onnx_import(const kiln_onnx_model *m)
+/* Runs the importer over m's initializers, inputs and nodes into im (im->g created). */
+static kiln_status import_nodes(importer *im, const kiln_onnx_model *m)
 {
-    importer im = {.m = m, .origin = kiln_onnx_origin(m), .g = kiln_graph_create()};
+    *im = (importer){.m = m, .origin = kiln_onnx_origin(m), .g = kiln_graph_create()};
     const Onnx__GraphProto *gp = kiln_onnx_graph(m);
-    kiln_status st = im.g ? KILN_OK : KILN_ERR_NOMEM;
+    kiln_status st = im->g ? KILN_OK : KILN_ERR_NOMEM;
     for (size_t i = 0; i < gp->n_initializer && st == KILN_OK; i++) {
-        value *v = add_value(&im, gp->initializer[i]->name);
-        st = v ? const_from_tensor(&im, v, gp->initializer[i]) : KILN_ERR_NOMEM;
+        value *v = add_value(im, gp->initializer[i]->name);
+        st = v ? const_from_tensor(im, v, gp->initializer[i]) : KILN_ERR_NOMEM;
     }
     if (st == KILN_OK)
-        st = add_inputs(&im, gp);
+        st = add_inputs(im, gp);
     for (size_t i = 0; i < gp->n_node && st == KILN_OK; i++) {
-        im.nd = gp->node[i];
-        snprintf(im.node_name, sizeof im.node_name, "%.70s", im.nd->name && *im.nd->name ? im.nd->name : im.nd->op_type);
+        im->nd = gp->node[i];
+        snprintf(im->node_name, sizeof im->node_name, "%.70s",
+                 im->nd->name && *im->nd->name ? im->nd->name : im->nd->op_type);
         convert_fn fn = NULL;
         for (size_t k = 0; k < sizeof converters / sizeof converters[0] && !fn; k++)
-            if (strcmp(converters[k].op, im.nd->op_type) == 0)
+            if (strcmp(converters[k].op, im->nd->op_type) == 0)
                 fn = converters[k].fn;
         if (!fn) {
-            st = kiln_error(KILN_ERR_FORMAT, "%s: node \"%s\": op %s is not supported", im.origin, im.node_name,
-                            im.nd->op_type);
+            st = kiln_error(KILN_ERR_FORMAT, "%s: node \"%s\": op %s is not supported", im->origin, im->node_name,
+                            im->nd->op_type);
             break;
         }
-        if ((st = fn(&im)) != KILN_OK && !strstr(kiln_last_error(), im.origin))   /* a shape error from the IR */
-            kiln_error(st, "%s: node \"%s\": %s: %s", im.origin, im.node_name, im.nd->op_type, kiln_last_error());
+        if ((st = fn(im)) != KILN_OK && !strstr(kiln_last_error(), im->origin)) {   /* a shape error from the IR */
+            char why[400];
+            snprintf(why, sizeof why, "%s", kiln_last_error());
+            kiln_error(st, "%s: node \"%s\": %s: %s", im->origin, im->node_name, im->nd->op_type, why);
+        }
     }
+    return st;
+}
+
+/* Frees what the importer holds (not the graph). */
+static void importer_free(importer *im)
+{
+    for (size_t k = 0; k < im->n; k++)
+        free(im->v[k].f), free(im->v[k].i);
+    free(im->v);
+    kiln_name_map_free(&im->index);
+}
+
+kiln_graph_t *kiln_onnx_import(const kiln_onnx_model *m)
+{
+    importer im;
+    const Onnx__GraphProto *gp = kiln_onnx_graph(m);
+    kiln_status st = import_nodes(&im, m);
     int outs[KILN_MAX_OUTPUTS];
     if (st == KILN_OK && gp->n_output > KILN_MAX_OUTPUTS)
         st = kiln_error(KILN_ERR_FORMAT, "%s: graph: expected at most %d outputs, found %zu", im.origin,
@@ -1069,13 +2174,39 @@ kiln_graph_t *kiln_onnx_import(const kiln_onnx_model *m)
     }
     if (st == KILN_OK)
         st = kiln_graph_set_outputs(im.g, outs, (int)gp->n_output);
-    for (size_t k = 0; k < im.n; k++)
-        free(im.v[k].f), free(im.v[k].i);
-    free(im.v);
-    kiln_name_map_free(&im.index);
+    importer_free(&im);
     if (st != KILN_OK) {
         kiln_graph_free(im.g);
         return NULL;
     }
     return im.g;
+}
+
+kiln_status kiln_onnx_const_outputs(const kiln_onnx_model *m, float **out, size_t *count, size_t n)
+{
+    importer im;
+    const Onnx__GraphProto *gp = kiln_onnx_graph(m);
+    kiln_status st = import_nodes(&im, m);
+    for (size_t k = 0; k < n; k++)
+        out[k] = NULL;
+    for (size_t k = 0; k < n && st == KILN_OK; k++) {
+        value *v = k < gp->n_output ? find(&im, gp->output[k]->name) : NULL;
+        if (!v || v->node >= 0) {
+            st = kiln_error(KILN_ERR_FORMAT, "%s: output %zu: expected a constant", im.origin, k);
+            break;
+        }
+        if (!(out[k] = malloc((v->n ? v->n : 1) * sizeof(float)))) {
+            st = kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im.origin);
+            break;
+        }
+        for (size_t e = 0; e < v->n; e++)
+            out[k][e] = v->is_int ? (float)v->i[e] : v->f[e];
+        count[k] = v->n;
+    }
+    importer_free(&im);
+    kiln_graph_free(im.g);
+    if (st != KILN_OK)
+        for (size_t k = 0; k < n; k++)
+            free(out[k]), out[k] = NULL;
+    return st;
 }

@@ -10,7 +10,8 @@
 
 /* Limits past which a file is refused (each check names the field). */
 enum {
-    KILN_ONNX_MIN_OPSET = 11,            /* default-domain opsets accepted */
+    KILN_ONNX_MIN_OPSET = 1,             /* default-domain opsets accepted (converters refuse the legacy
+                                          * attributes of opsets before 7 by name) */
     KILN_ONNX_MAX_OPSET = 17,
     KILN_ONNX_MAX_NODES = 1 << 20,       /* nodes, initializers, inputs or outputs of a graph */
     KILN_ONNX_MAX_RANK = 8,              /* dims of one tensor (Kiln keeps 6 per example + batch) */
@@ -42,6 +43,9 @@ const char *kiln_onnx_origin(const kiln_onnx_model *m);
 /* The Kiln graph of a checked model (kiln_graph_import_onnx without the file): NULL with an error
  * naming the origin, the node, the op and the attribute. */
 kiln_graph_t *kiln_onnx_import(const kiln_onnx_model *m);
+/* Evaluates a model whose every input is an initializer at load time (constant folding): the
+ * first n graph outputs as floats into out[k] (malloc'd; count[k] values). */
+kiln_status kiln_onnx_const_outputs(const kiln_onnx_model *m, float **out, size_t *count, size_t n);
 
 /* Bytes of one element of ONNX data type dt that Kiln reads (FLOAT, INT64, INT32, INT8, UINT8,
  * BOOL, FLOAT16, DOUBLE); 0 for the others. */
