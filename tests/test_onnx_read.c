@@ -177,8 +177,11 @@ static void test_hostile(void)
     s.y.name = "nothing";
     expect(&s, "output \"nothing\"", "undefined graph output");
     small_init(&s);
-    s.opset.version = 9;
-    expect(&s, "opset_import: expected the default domain at opset 11..17, found 9", "old opset");
+    s.opset.version = 18;
+    expect(&s, "opset_import: expected the default domain at opset 1..17, found 18", "new opset");
+    small_init(&s);
+    s.opset.version = 0;
+    expect(&s, "opset_import: expected the default domain at opset 1..17, found 0", "opset 0");
     small_init(&s);
     s.model.n_opset_import = 0;
     expect(&s, "found none", "no opset");

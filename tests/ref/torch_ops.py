@@ -329,8 +329,8 @@ def block_cases(c):
 
 
 def upsample_cases(c):
-    # Kiln resolves scale= to a size (floor(in * scale)) and samples at in/out, as PyTorch does with
-    # recompute_scale_factor=True (the same as its default for integer factors); bilinear is
+    # Kiln resolves scale= to a size (floor(in * scale)) and samples at 1/scale, as PyTorch's default
+    # (recompute_scale_factor unset) and ONNX's Resize do; size= samples at in/out; bilinear is
     # align_corners=False (half-pixel centres), docs/IR.md.
     cases = (("nearest", "scale", 2), ("nearest", "size", None), ("nearest", "scale", 1.5),
              ("bilinear", "scale", (2, 3)), ("bilinear", "size", None), ("bilinear", "size", None),
@@ -342,10 +342,10 @@ def upsample_cases(c):
             attr, kw = f"size={hs}x{ws}", {"size": (hs, ws)}
         else:
             sh, sw = scale if isinstance(scale, tuple) else (scale, scale)
-            if sw % 1:   # an odd width, so floor(w * scale) truncates and in/out differs from 1/scale
+            if sw % 1:   # an odd width, so floor(w * scale) truncates and 1/scale differs from in/out
                 w = 2 * c.r(1, 3) + 1
             attr = f"scale={sh:g}" if sh == sw else f"scale={sh:g}x{sw:g}"
-            kw = {"scale_factor": (float(sh), float(sw)), "recompute_scale_factor": True}
+            kw = {"scale_factor": (float(sh), float(sw))}
         if mode == "bilinear":
             kw["align_corners"] = False
         c.add(f"upsample {mode}", f"x: input {ch} {h} {w}\nup: upsample {attr} mode={mode}\n", b,
