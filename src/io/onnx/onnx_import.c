@@ -169,20 +169,31 @@ static const char *kname(importer *im, int k)
  * other_rank: a leading batch dim of 1 is dropped. */
 static int const_node(importer *im, value *c, int other_rank)
 {
-    if (c->is_int)
-        return fail(im, "an integer constant as a runtime operand is not supported", NULL), -1;
+    if (c->is_bool)
+        return fail(im, "a bool constant as a runtime operand is not supported", NULL), -1;
+    float *conv = NULL;   /* integers meet f32 tensors (Pow's exponent, carried integers) as floats */
+    if (c->is_int) {
+        if (!(conv = malloc((c->n ? c->n : 1) * sizeof(float))))
+            return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin), -1;
+        for (size_t k = 0; k < c->n; k++)
+            conv[k] = (float)c->i[k];
+    }
     int first = c->rank == other_rank && c->rank > 0 ? 1 : 0;
     if (first && c->dims[0] != 1)
         return fail(im, "a constant that varies along the batch axis is not supported", NULL), -1;
-    kiln_attrs a = {.dtype = KILN_DT_F32, .rank = c->rank - first, .values = c->f};
+    kiln_attrs a = {.dtype = KILN_DT_F32, .rank = c->rank - first, .values = conv ? conv : c->f};
+    int id = -1;
     for (int d = first; d < c->rank; d++) {
         if (c->dims[d] < 1 || c->dims[d] > (1 << 28))
-            return fail(im, "a constant with an empty dim is not supported", NULL), -1;
+            return free(conv), fail(im, "a constant with an empty dim is not supported", NULL), -1;
         a.shape[d - first] = (int)c->dims[d];
     }
     if (a.rank > KILN_MAX_RANK)
-        return fail(im, "a constant of rank above 6 is not supported", NULL), -1;
-    return kiln_graph_add(im->g, KILN_OP_CONST, NULL, 0, &a, kname(im, 9));
+        fail(im, "a constant of rank above 6 is not supported", NULL);
+    else
+        id = kiln_graph_add(im->g, KILN_OP_CONST, NULL, 0, &a, kname(im, 9));
+    free(conv);
+    return id;
 }
 
 /* The Kiln node of input j: a runtime tensor, or a constant made a node. */
@@ -502,9 +513,18 @@ static kiln_status cv_gemm(importer *im)
         return fail(im, "B must be a 2-d float initializer", NULL);
     bool tb = attr_int(im, "transB", 0) != 0;
     size_t units = (size_t)(tb ? w->dims[0] : w->dims[1]);
-    if (c && (c->node >= 0 || c->is_int || c->n != units))
-        return fail(im, "C must be a float initializer of one value per output", NULL);
-    return linear(im, x->node, w, !tb, attr_float(im, "alpha", 1.0f), c ? c->f : NULL, attr_float(im, "beta", 1.0f));
+    bool row = c && c->n == units && (c->rank == 1 || (c->rank == 2 && c->dims[0] == 1));
+    if (c && (c->node >= 0 || c->is_int || !(row || c->n == 1)))
+        return fail(im, "C must be a float constant of one value, or one per output (a row: C varying along the "
+                    "batch axis is not supported)", NULL);
+    float *bias = c ? malloc(units * sizeof(float) + 1) : NULL;
+    if (c && !bias)
+        return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
+    for (size_t o = 0; c && o < units; o++)
+        bias[o] = c->f[row ? o : 0];
+    kiln_status st = linear(im, x->node, w, !tb, attr_float(im, "alpha", 1.0f), bias, attr_float(im, "beta", 1.0f));
+    free(bias);
+    return st;
 }
 
 static kiln_status cv_matmul(importer *im)
@@ -661,6 +681,35 @@ static kiln_status cv_pad(importer *im)
     return define(im, 0, kiln_graph_add(im->g, KILN_OP_PAD, &x->node, 1, &a, kname(im, 0)));
 }
 
+/* A reshape of node x to per-example rank r and dims d: a node id, or -1. */
+static int reshape_to(importer *im, int x, int r, const int *d, int k)
+{
+    kiln_attrs a = {.rank = r};
+    memcpy(a.shape, d, (size_t)r * sizeof(int));
+    return kiln_graph_add(im->g, KILN_OP_RESHAPE, &x, 1, &a, kname(im, k));
+}
+
+/* LayerNormalization's optional outputs over the last axis of node x (per-example dims shaped
+ * as out_dims, rank out_r): output 1 the mean, output 2 the inverse standard deviation. */
+static kiln_status norm_stats(importer *im, int x, float eps, int out_r, const int *out_dims)
+{
+    kiln_attrs m = {.axes = 1u << (im->g->nodes[x].rank - 1), .keepdims = true};
+    int mean = kiln_graph_add(im->g, KILN_OP_MEAN, &x, 1, &m, kname(im, 3));
+    int dv[2] = {x, mean}, d = mean < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_SUB, dv, 2, &(kiln_attrs){0}, kname(im, 4));
+    int sq[2] = {d, d}, v = d < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_MUL, sq, 2, &(kiln_attrs){0}, kname(im, 5));
+    v = v < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_MEAN, &v, 1, &m, kname(im, 6));
+    int e = kiln_graph_add(im->g, KILN_OP_CONST, NULL, 0, &(kiln_attrs){.dtype = KILN_DT_F32, .values = &eps}, kname(im, 7));
+    int ve[2] = {v, e};
+    v = v < 0 || e < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_ADD, ve, 2, &(kiln_attrs){0}, kname(im, 8));
+    v = v < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_SQRT, &v, 1, &(kiln_attrs){0}, kname(im, 9));
+    v = v < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_RECIPROCAL, &v, 1, &(kiln_attrs){0}, kname(im, 10));
+    if (mean < 0 || v < 0)
+        return KILN_ERR_FORMAT;
+    kiln_status st = im->nd->n_output > 1 ? define(im, 1, reshape_to(im, mean, out_r, out_dims, 11)) : KILN_OK;
+    return st == KILN_OK && im->nd->n_output > 2 ? define(im, 2, reshape_to(im, v, out_r, out_dims, 12)) : st;
+}
+
+/* LayerNormalization over the axes from `axis` on (a reshape makes them one last axis). */
 static kiln_status cv_layernorm(importer *im)
 {
     static const char *const k[] = {"axis", "epsilon", "stash_type", NULL};
@@ -669,16 +718,25 @@ static kiln_status cv_layernorm(importer *im)
         return KILN_ERR_FORMAT;
     if (!x || x->node < 0)
         return fail(im, "expected a runtime input", NULL);
-    int r = onnx_rank(im, x);
-    if (axis_of(attr_int(im, "axis", -1), r) != r - 2)
-        return fail(im, "attribute axis: only the last axis is supported", NULL);
-    if ((im->nd->n_output > 1 && *im->nd->output[1]) || (im->nd->n_output > 2 && *im->nd->output[2]))
-        return fail(im, "the mean and inverse deviation outputs are not supported", NULL);
-    kiln_attrs a = {.eps = attr_float(im, "epsilon", 1e-5f)};
-    int id = kiln_graph_add(im->g, KILN_OP_LAYERNORM, &x->node, 1, &a, kname(im, 0));
+    int r = onnx_rank(im, x), ax = axis_of(attr_int(im, "axis", -1), r);
+    if (ax < 0)
+        return fail(im, "attribute axis: normalising over the batch axis is not supported", NULL);
+    const kiln_node *xn = &im->g->nodes[x->node];
+    int xr = xn->rank, dims[KILN_MAX_RANK], flat[KILN_MAX_RANK], stat[KILN_MAX_RANK];
+    memcpy(dims, xn->dims, sizeof dims);
+    size_t d = 1;
+    for (int i = 0; i < xr; i++) {
+        if (i >= ax)
+            d *= (size_t)dims[i];
+        flat[i] = dims[i];
+        stat[i] = i < ax ? dims[i] : 1;
+    }
+    flat[ax] = (int)d;
+    int src = ax == xr - 1 ? x->node : reshape_to(im, x->node, ax + 1, flat, 1);
+    float eps = attr_float(im, "epsilon", 1e-5f);
+    int id = src < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_LAYERNORM, &src, 1, &(kiln_attrs){.eps = eps}, kname(im, 0));
     if (id < 0)
         return KILN_ERR_FORMAT;
-    size_t d = (size_t)im->g->nodes[id].dims[im->g->nodes[id].rank - 1];
     const value *scale = weight(im, 1, d, "the scale");
     if (!scale)
         return KILN_ERR_FORMAT;
@@ -689,7 +747,10 @@ static kiln_status cv_layernorm(importer *im)
             return KILN_ERR_FORMAT;
         set_tensor(im, id, 1, b->f, d);
     }   /* (no bias: the node's zeros) */
-    return define(im, 0, id);
+    kiln_status st = define(im, 0, ax == xr - 1 ? id : reshape_to(im, id, xr, dims, 2));
+    if (st == KILN_OK && ((im->nd->n_output > 1 && *im->nd->output[1]) || (im->nd->n_output > 2 && *im->nd->output[2])))
+        st = norm_stats(im, src, eps, xr, stat);
+    return st;
 }
 
 /* The axes of a reduction (attribute, or an i64 constant input from opset 13 for ReduceSum) as
@@ -1489,6 +1550,7 @@ static const struct {
     {"Add", KILN_OP_ADD}, {"Sub", KILN_OP_SUB}, {"Mul", KILN_OP_MUL}, {"Div", KILN_OP_DIV}, {"Pow", KILN_OP_POW},
     {"Min", KILN_OP_MIN}, {"Max", KILN_OP_MAX}, {"Sum", KILN_OP_ADD}, {"Equal", KILN_OP_EQUAL},
     {"Less", KILN_OP_LESS}, {"Greater", KILN_OP_GREATER}, {"Where", KILN_OP_WHERE}, {"Not", KILN_OP_NOT},
+    {"LessOrEqual", KILN_OP_LESS}, {"GreaterOrEqual", KILN_OP_GREATER},
     {"Sqrt", KILN_OP_SQRT}, {"Exp", KILN_OP_EXP}, {"Log", KILN_OP_LOG}, {"Abs", KILN_OP_ABS}, {"Neg", KILN_OP_NEG},
     {"Reciprocal", KILN_OP_RECIPROCAL}, {"Floor", KILN_OP_FLOOR}, {"Ceil", KILN_OP_CEIL}, {"Round", KILN_OP_ROUND},
     {"Erf", KILN_OP_ERF},
@@ -1520,6 +1582,16 @@ static kiln_status operand_nodes(importer *im, size_t n, int *ins)
     return KILN_OK;
 }
 
+/* Output 0 as not(compare(input 0, input 1)), both constants. */
+static kiln_status fold_not_of(importer *im, kiln_op compare)
+{
+    kiln_status st = fold_values(im, compare, (kiln_attrs){0}, 2);
+    value *v = st == KILN_OK ? find(im, im->nd->output[0]) : NULL;
+    for (size_t k = 0; v && k < v->n; k++)
+        v->i[k] = !v->i[k];
+    return st;
+}
+
 /* Elementwise ops: folded when every input is a constant, else the Kiln op of the same meaning. */
 static kiln_status cv_math(importer *im)
 {
@@ -1537,6 +1609,9 @@ static kiln_status cv_math(importer *im)
     bool variadic = op == KILN_OP_MIN || op == KILN_OP_MAX || strcmp(im->nd->op_type, "Sum") == 0;
     if (n == 1 && variadic)
         return x->node >= 0 ? define(im, 0, x->node) : copy_const(im);
+    bool or_equal = strstr(im->nd->op_type, "OrEqual") != NULL;   /* a <= b is not (a > b) */
+    if (all_const(im) && or_equal)
+        return fold_not_of(im, op == KILN_OP_LESS ? KILN_OP_GREATER : KILN_OP_LESS);
     if (all_const(im))
         return fold_values(im, op, (kiln_attrs){0}, (int)n);
     int ins[KILN_MAX_INPUTS];
@@ -1583,6 +1658,17 @@ static kiln_status cv_clip(importer *im)
     return unary(im, KILN_OP_CLIP, a);
 }
 
+static kiln_status cv_size(importer *im)
+{
+    value *x = in(im, 0);
+    if (only_attrs(im, NULL) || !x)
+        return fail(im, "expected an input", NULL);
+    if (x->node >= 0 && im->g->nodes[x->node].batched)
+        return fail(im, "the size of a batched tensor (known only when a session is created) is not supported", NULL);
+    int64_t n = x->node >= 0 ? (int64_t)im->g->nodes[x->node].numel : (int64_t)x->n;
+    return define_ints(im, 0, NULL, &n, 1);
+}
+
 /* Whether ONNX element type t is an integer type. */
 static bool int_type(int64_t t)
 {
@@ -1595,8 +1681,10 @@ static bool int_type(int64_t t)
 static kiln_status cv_cast(importer *im)
 {
     static const char *const k[] = {"to", "saturate", NULL};
-    value *x = in(im, 0);
-    int64_t to = attr_int(im, "to", -1);
+    value *x = in(im, 0), *like = in(im, 1);
+    int64_t to = like ? like->type : attr_int(im, "to", -1);   /* CastLike: the type of input 1 */
+    if (like && attr(im, "to"))
+        return fail(im, "attribute to is not an attribute of CastLike", NULL);
     bool to_float = to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT || to == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE;
     if (only_attrs(im, k) || !x)
         return fail(im, "expected an input", NULL);
@@ -2061,7 +2149,8 @@ static const struct {
     {"Max", cv_math}, {"Sum", cv_math}, {"Equal", cv_math}, {"Less", cv_math}, {"Greater", cv_math},
     {"Where", cv_math}, {"Not", cv_math}, {"Sqrt", cv_math}, {"Exp", cv_math}, {"Log", cv_math}, {"Abs", cv_math},
     {"Neg", cv_math}, {"Reciprocal", cv_math}, {"Floor", cv_math}, {"Ceil", cv_math}, {"Round", cv_math},
-    {"Erf", cv_math},
+    {"Erf", cv_math}, {"LessOrEqual", cv_math}, {"GreaterOrEqual", cv_math}, {"Size", cv_size},
+    {"CastLike", cv_cast},
 };
 
 /* The graph inputs that are not initializers, as Kiln inputs. */
