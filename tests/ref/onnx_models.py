@@ -27,6 +27,7 @@ import struct
 import sys
 import warnings
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -170,6 +171,80 @@ class Encoder(nn.Module):
         return x + self.fc2(F.relu(self.fc1(self.ln2(x))))
 
 
+# the same block with GELU, exported at opset 13: LayerNorm becomes ReduceMean/Sub/Pow/Sqrt/Div and
+# GELU becomes Div/Erf/Add/Mul (the decomposed forms older exporters emit)
+class EncoderGelu(Encoder):
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(16, dim=-1)
+        q, k, v = (z.reshape(b, t, 2, 8).transpose(1, 2) for z in (q, k, v))
+        a = torch.softmax(q @ k.transpose(-2, -1) / 8 ** 0.5, dim=-1) @ v
+        x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+# Resize (nearest: asymmetric/floor; bilinear: pytorch_half_pixel), Clip as ReLU6 and Hardtanh, on (3, 5, 5)
+class UpNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 2, 3, padding=1)
+
+    def forward(self, x):
+        x = F.relu6(F.interpolate(self.a(x), scale_factor=2, mode="nearest"))
+        x = F.interpolate(self.b(x), scale_factor=1.5, mode="bilinear", align_corners=False)
+        return F.hardtanh(x, -0.5, 0.5)
+
+
+def qdq_model(path, seed):
+    """A QDQ model as ONNX Runtime's static quantiser writes one (built with onnx.helper): the input
+    quantised to uint8 and dequantised, a Conv whose int8 weights are dequantised per output channel,
+    Relu, the activation quantised and dequantised again, Flatten, Gemm on dequantised weights.
+    Returns (model, reference forward in float64)."""
+    from onnx import TensorProto, helper, numpy_helper
+    g = np.random.RandomState(seed)
+    w = g.randint(-127, 128, size=(4, 2, 3, 3)).astype(np.int8)
+    ws = (g.rand(4) * 0.01 + 0.005).astype(np.float32)
+    b = (g.randn(4) * 0.1).astype(np.float32)
+    fw = g.randint(-127, 128, size=(5, 4 * 6 * 6)).astype(np.int8)
+    fs = np.float32(0.004)
+    xs, xz, ys, yz = np.float32(0.02), np.uint8(128), np.float32(0.05), np.uint8(0)
+    fb = (g.randn(5) * 0.1).astype(np.float32)
+    init = [numpy_helper.from_array(a, n) for a, n in (
+        (w, "w_q"), (ws, "w_s"), (np.zeros(4, np.int8), "w_z"), (b, "b"), (fw, "fw_q"), (np.array(fs), "fw_s"),
+        (np.int8(0), "fw_z"), (np.array(xs), "x_s"), (np.array(xz), "x_z"), (np.array(ys), "y_s"),
+        (np.array(yz), "y_z"), (fb, "fb"))]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_s", "x_z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "x_s", "x_z"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w"], axis=0),
+        helper.make_node("Conv", ["xd", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "y_s", "y_z"], ["rq"]),
+        helper.make_node("DequantizeLinear", ["rq", "y_s", "y_z"], ["rd"]),
+        helper.make_node("Flatten", ["rd"], ["f"]),
+        helper.make_node("DequantizeLinear", ["fw_q", "fw_s", "fw_z"], ["fw"]),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
+
+    def fq(t, s, z, lo, hi):   # fake quantisation, rounding halves to even as ONNX
+        return (torch.clamp(torch.round(t / s) + z, lo, hi) - z) * s
+
+    def forward(x):
+        x = fq(x, float(xs), float(xz), 0, 255)
+        wd = torch.from_numpy(w.astype(np.float64) * ws.astype(np.float64)[:, None, None, None])
+        c = F.conv2d(x, wd, torch.from_numpy(b.astype(np.float64)), padding=1)
+        r = fq(F.relu(c), float(ys), float(yz), 0, 255).flatten(1)
+        fwd = torch.from_numpy(fw.astype(np.float64) * float(fs))
+        return r @ fwd.T + torch.from_numpy(fb.astype(np.float64))
+    return forward
+
+
 # not expected to be supported: Gemm then Elu
 class EluNet(nn.Module):
     def __init__(self):
@@ -207,6 +282,8 @@ def main():
         ("matmul", MatMulT(), (5, 8), {}),
         ("concat", ConcatNet(), (3, 4, 4), {}),
         ("encoder", Encoder(), (5, 16), {"opset_version": 17}),
+        ("encoder13", EncoderGelu(), (5, 16), {}),
+        ("upnet", UpNet(), (3, 5, 5), {}),
     ]
     manifest = []
     for name, model, shape, kw in models:
@@ -224,6 +301,13 @@ def main():
         write_safetensors(os.path.join(a.out_dir, name + ".safetensors"), {"x": x, "y": y},
                           {"model": name, "ops": " ".join(ops)})
         manifest.append(f"{name} {','.join(map(str, shape))}")
+
+    forward = qdq_model(os.path.join(a.out_dir, "qdq.onnx"), a.seed)
+    x = torch.rand(3, 2, 6, 6, dtype=torch.float64) * 4 - 2
+    y = forward(x)
+    write_safetensors(os.path.join(a.out_dir, "qdq.safetensors"), {"x": x.float(), "y": y.float()},
+                      {"model": "qdq", "ops": " ".join(op for op, _ in onnx_nodes(os.path.join(a.out_dir, "qdq.onnx")))})
+    manifest.append("qdq 2,6,6")
 
     export(EluNet().eval(), torch.randn(2, 4), os.path.join(a.out_dir, "elu.onnx"))
     # the test looks for the op and the node's name in the importer's message
