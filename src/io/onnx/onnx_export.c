@@ -111,7 +111,8 @@ static const char *init_raw(exporter *e, const char *name, int32_t dt, int rank,
     if (!t || !d || !raw || !nm || !grow(&e->p, (void ***)&e->inits, e->n_inits, &e->cap_inits))
         return NULL;
     onnx__tensor_proto__init(t);
-    memcpy(d, dims, (size_t)rank * sizeof(int64_t));
+    if (rank)
+        memcpy(d, dims, (size_t)rank * sizeof(int64_t));
     memcpy(raw, data, bytes);
     t->name = nm;
     t->n_dims = (size_t)rank;
