@@ -15,6 +15,10 @@
 //          Every run is timed on its own (process.hrtime.bigint); prints one JSON line.
 //        node ort_peer.js logits MODEL.onnx IN.f32 OUT.f32
 //          logits of a batch of raw little-endian float32 images (N x 784) to raw float32.
+//        node ort_peer.js run MODEL.onnx IN.bin OUT.f32 --shape NxAx... [--int32] [--opt all|basic|disabled]
+//          the first output of any one-input model for a raw little-endian input of that shape,
+//          float32 or (--int32) int32 token ids, to raw float32; --opt: the graph optimisation level
+//          (default all: QDQ models then run with ONNX Runtime's integer kernels).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -111,7 +115,28 @@ async function logits(model, inPath, outPath) {
   console.log(JSON.stringify({command: 'logits', examples: n, dims: y.dims, out: outPath, onnxruntime: ort.env.versions}));
 }
 
+function option(name, dflt) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : dflt;
+}
+
+async function run(model, inPath, outPath) {
+  const shape = option('--shape', '').split('x').map(Number), int32 = process.argv.includes('--int32');
+  const opt = option('--opt', 'all');
+  const session = await ort.InferenceSession.create(model, {...SESSION_OPTIONS, graphOptimizationLevel: opt});
+  const buf = fs.readFileSync(inPath);
+  const data = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+  const x = int32 ? new Int32Array(data) : new Float32Array(data);
+  if (shape.some((d) => !(d > 0)) || shape.reduce((p, d) => p * d, 1) !== x.length)
+    throw new Error(`${inPath}: ${x.length} values do not fill --shape ${option('--shape', '')}`);
+  const r = await session.run({[session.inputNames[0]]: new ort.Tensor(int32 ? 'int32' : 'float32', x, shape)});
+  const y = r[session.outputNames[0]];
+  fs.writeFileSync(outPath, Buffer.from(y.data.buffer, y.data.byteOffset, y.data.byteLength));
+  console.log(JSON.stringify({command: 'run', dims: y.dims, optimization: opt, out: outPath, onnxruntime: ort.env.versions}));
+}
+
 const [cmd, model, a, b] = process.argv.slice(2);
-(cmd === 'latency' ? latency(model) : cmd === 'logits' ? logits(model, a, b) :
-  Promise.reject(new Error('usage: ort_peer.js latency MODEL.onnx [--warmup N] [--runs N] | logits MODEL.onnx IN.f32 OUT.f32')))
+(cmd === 'latency' ? latency(model) : cmd === 'logits' ? logits(model, a, b) : cmd === 'run' ? run(model, a, b) :
+  Promise.reject(new Error('usage: ort_peer.js latency MODEL.onnx [--warmup N] [--runs N] | logits MODEL.onnx IN.f32 OUT.f32 | ' +
+                           'run MODEL.onnx IN.bin OUT.f32 --shape NxAx... [--int32] [--opt all|basic|disabled]')))
   .catch((e) => { console.error(e.stack || String(e)); process.exit(1); });

@@ -29,7 +29,7 @@ static const char usage[] =
     "  quantize MODEL    post-training int8 quantisation   --out PATH  --calib-data (as --data)\n"
     "      --calib N (1000)  --method auto|minmax|percentile  --weights int8|fp16  --json\n"
     "  import MODEL.onnx an ONNX model as a Kiln model file   --out PATH  (every MODEL may also be .onnx)\n"
-    "  export MODEL      the model as an ONNX file (fp32, opset 17)   --onnx PATH\n"
+    "  export MODEL      the model as an ONNX file (opset 17; int8 in QDQ form)   --onnx PATH\n"
     "  bench MODEL       inference latency p50/p99, throughput, arena, RSS   --batch N  --threads N\n"
     "                    --profile (time per layer)  --gemm-conv (no Winograd)  --no-amx\n"
     "      --runs N  --warmup N  --json\n"

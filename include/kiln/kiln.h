@@ -258,9 +258,9 @@ kiln_model_t *kiln_model_quantize(const kiln_model_t *m, const void *calib, int 
  * its scratch, on the first call. The fp32 tensors of qm's int8 layers (in kiln_model_graph)
  * keep their values from quantisation: int8 runs and saving use the quantised weights. */
 kiln_status kiln_model_requantize(kiln_model_t *qm, const kiln_model_t *m);
-/* Writes fp32 model m as an ONNX file (opset 17; the batch a symbolic first dim "N"; docs/ONNX.md),
- * atomically. An op with no ONNX form yet (attention, embedding, ...) or an int8 model is refused
- * by name. */
+/* Writes model m as an ONNX file (opset 17; the batch a symbolic first dim "N"; I32 inputs as
+ * INT32; docs/ONNX.md), atomically: an int8 model in QDQ form with its own scales, zero points and
+ * rounding. An op with no ONNX form (avgpool2d with padding, ...) is refused by name. */
 kiln_status kiln_model_export_onnx(const kiln_model_t *m, const char *path);
 /* The calibration a quantised model used ("minmax", "percentile"), or NULL for fp32 models. */
 const char *kiln_model_calibration(const kiln_model_t *m);
