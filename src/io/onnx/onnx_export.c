@@ -775,14 +775,21 @@ static kiln_status x_pad(exporter *e, int id, const char *out)
     return KILN_OK;
 }
 
-/* upsample: Resize to the output size: nearest as floor(o * in / out) (asymmetric, floor);
+/* upsample: Resize by its scale or to its output size: nearest as floor(o * r) (asymmetric, floor);
  * bilinear with align_corners false (half_pixel, clamped at the borders, as Kiln's). */
 static kiln_status x_upsample(exporter *e, int id, const char *out)
 {
     const kiln_node *nd = &e->g->nodes[id];
     if (!nd->batched)
         return kiln_error(KILN_ERR_ARG, "%s: an unbatched upsample has no ONNX form here", nd->name);
-    const char *in[4] = {in_name(e, nd, 0), "", "", batch_shape(e, nd, "sizes", in_name(e, nd, 0), 3, nd->dims)};
+    const char *in[4] = {in_name(e, nd, 0), "", "", ""};
+    if (nd->a.scale[0] > 0) {   /* sampled at 1/scale: ONNX's scales mean the same */
+        float sc[4] = {1.0f, 1.0f, nd->a.scale[0], nd->a.scale[1]};
+        int64_t four = 4;
+        in[2] = init_f32(e, sub(e, nd, "scales"), 1, &four, sc);
+    } else {
+        in[3] = batch_shape(e, nd, "sizes", in_name(e, nd, 0), 3, nd->dims);
+    }
     Onnx__NodeProto *o = emit(e, "Resize", in, 4, out);
     attr_str(e, o, "mode", nd->a.mode == 0 ? "nearest" : "linear");
     attr_str(e, o, "coordinate_transformation_mode", nd->a.mode == 0 ? "asymmetric" : "half_pixel");
