@@ -1,13 +1,16 @@
 #!/usr/bin/env node
-// ONNX Runtime peer of Kiln's inference runtime for the inference bench (bench/run_infer_bench.py).
-// Runs the reference CNN exported from PyTorch (bench/infer_peer.py export-onnx, opset 13) with the
-// npm package onnxruntime-node (installed in bench/ by `npm install --ignore-scripts`; the package
+// ONNX Runtime peer of Kiln's inference runtime for the inference bench (bench/run_infer_bench.py:
+// the reference CNN exported by bench/infer_peer.py export-onnx, opset 13) and the ONNX latency
+// bench (bench/onnx_latency.py: PyTorch-exported models at opset 17). Runs them with the npm
+// package onnxruntime-node (installed in bench/ by `npm install --ignore-scripts`; the package
 // ships its native binding and libonnxruntime, the install script only fetches optional CUDA
 // libraries). Session options: intraOpNumThreads 1, interOpNumThreads 1, sequential execution,
 // all graph optimisations.
 //
-// usage: node ort_peer.js latency MODEL.onnx [--warmup 200] [--runs 2000]
-//          batch-1 latency of the input `kiln bench` uses (x[i] = (i % 251) / 251), two ways:
+// usage: node ort_peer.js latency MODEL.onnx [--warmup 200] [--runs 2000] [--shape 1,C,H,W]
+//          batch-1 latency of the input `kiln bench` uses (x[i] = (i % 251) / 251), two ways
+//          (the input's shape is the model's first input with its batch dim set to 1; --shape
+//          gives it when other dims are symbolic too):
 //          "api": `await session.run(feeds)`, the public API (each call goes through a Promise and
 //                 a setImmediate turn of the event loop, as every user of the package pays);
 //          "binding": the package's native InferenceSession (what the API wraps) called
@@ -43,10 +46,24 @@ function arg(name, dflt) {
   return i >= 0 ? Number(process.argv[i + 1]) : dflt;
 }
 
-function benchInput() {
-  const x = new Float32Array(784);
-  for (let i = 0; i < 784; i++) x[i] = Math.fround((i % 251) / 251);
+function benchInput(n) {
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = Math.fround((i % 251) / 251);
   return x;
+}
+
+// The shape of the latency input: --shape, or the model's first input with its first (batch) dim
+// set to 1; any other dim must be a number.
+function inputShape(session) {
+  const i = process.argv.indexOf('--shape');
+  if (i >= 0) return process.argv[i + 1].split(',').map(Number);
+  const meta = session.inputMetadata && session.inputMetadata[0];
+  if (!meta || !meta.shape) return [1, 1, 28, 28];   // older packages without metadata: the CNN's
+  return meta.shape.map((d, k) => {
+    if (k === 0) return 1;
+    if (typeof d !== 'number' || d < 1) throw new Error(`input ${meta.name}: dim ${k} is ${d}; give --shape`);
+    return d;
+  });
 }
 
 function stats(ns) {
@@ -72,8 +89,9 @@ async function latency(model) {
   const warmup = arg('--warmup', 200), runs = arg('--runs', 2000);
   const session = await ort.InferenceSession.create(model, SESSION_OPTIONS);
   const input = session.inputNames[0], output = session.outputNames[0];
-  const x = new ort.Tensor('float32', benchInput(), [1, 1, 28, 28]);
-  const out = {command: 'latency', onnxruntime: ort.env.versions, node: process.version, warmup, runs,
+  const shape = inputShape(session);
+  const x = new ort.Tensor('float32', benchInput(shape.reduce((a, d) => a * d, 1)), shape);
+  const out = {command: 'latency', onnxruntime: ort.env.versions, node: process.version, warmup, runs, shape,
                session_options: SESSION_OPTIONS, variants: {}};
 
   for (let i = 0; i < warmup; i++) await session.run({[input]: x});
@@ -137,6 +155,6 @@ async function run(model, inPath, outPath) {
 
 const [cmd, model, a, b] = process.argv.slice(2);
 (cmd === 'latency' ? latency(model) : cmd === 'logits' ? logits(model, a, b) : cmd === 'run' ? run(model, a, b) :
-  Promise.reject(new Error('usage: ort_peer.js latency MODEL.onnx [--warmup N] [--runs N] | logits MODEL.onnx IN.f32 OUT.f32 | ' +
+  Promise.reject(new Error('usage: ort_peer.js latency MODEL.onnx [--warmup N] [--runs N] [--shape D,D,...] | logits MODEL.onnx IN.f32 OUT.f32 | ' +
                            'run MODEL.onnx IN.bin OUT.f32 --shape NxAx... [--int32] [--opt all|basic|disabled]')))
   .catch((e) => { console.error(e.stack || String(e)); process.exit(1); });

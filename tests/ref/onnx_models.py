@@ -154,19 +154,22 @@ class ConcatNet(nn.Module):
 
 
 # a pre-norm transformer encoder block (opset 17: LayerNormalization, Split, MatMul of two tensors,
-# Transpose of heads, Softmax, and the exporter's shape arithmetic around the reshapes)
+# Transpose of heads, Softmax, and the exporter's shape arithmetic around the reshapes); width d,
+# `heads` heads, MLP width ff. The test's is Encoder(); bench/onnx_latency.py stacks larger ones.
 class Encoder(nn.Module):
-    def __init__(self):
+    def __init__(self, d=16, heads=2, ff=32):
         super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(16), nn.LayerNorm(16)
-        self.qkv, self.proj = nn.Linear(16, 48), nn.Linear(16, 16)
-        self.fc1, self.fc2 = nn.Linear(16, 32), nn.Linear(32, 16)
+        self.d, self.heads = d, heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc1, self.fc2 = nn.Linear(d, ff), nn.Linear(ff, d)
 
     def forward(self, x):
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(16, dim=-1)
-        q, k, v = (z.reshape(b, t, 2, 8).transpose(1, 2) for z in (q, k, v))
-        a = torch.softmax(q @ k.transpose(-2, -1) / 8 ** 0.5, dim=-1) @ v
+        b, t, d = x.shape   # traced: the last reshape's target is shape arithmetic in the graph
+        hd = self.d // self.heads
+        q, k, v = self.qkv(self.ln1(x)).split(self.d, dim=-1)
+        q, k, v = (z.reshape(b, t, self.heads, hd).transpose(1, 2) for z in (q, k, v))
+        a = torch.softmax(q @ k.transpose(-2, -1) / hd ** 0.5, dim=-1) @ v
         x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
         return x + self.fc2(F.relu(self.fc1(self.ln2(x))))
 
