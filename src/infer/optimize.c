@@ -93,14 +93,29 @@ kiln_graph_t *kiln_graph_optimize(const kiln_graph_t *src, kiln_optimize_stats *
         kiln_error(KILN_ERR_NOMEM, "out of memory optimising the graph");
         goto fail;
     }
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < src->nodes[i].n_inputs; j++)
-            consumers[src->nodes[i].inputs[j]]++;
     int outs[KILN_MAX_OUTPUTS], n_outs = kiln_graph_outputs(src, outs);
+    /* live[i]: an output depends on node i; the rest (an importer's unread nodes) is dropped */
+    for (int k = 0; k < n_outs; k++)
+        whole[outs[k]] = true;   /* (whole doubles as the live mark until the main pass) */
+    for (int i = n - 1; i >= 0; i--)
+        for (int j = 0; whole[i] && j < src->nodes[i].n_inputs; j++)
+            whole[src->nodes[i].inputs[j]] = true;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; whole[i] && j < src->nodes[i].n_inputs; j++)
+            consumers[src->nodes[i].inputs[j]]++;
     for (int k = 0; k < n_outs; k++)
         consumers[outs[k]]++;   /* outputs are read by the caller */
     for (int i = 0; i < n; i++) {
+        if (!whole[i] && src->nodes[i].op != KILN_OP_INPUT) {
+            map[i] = -1;
+            st.dead_removed++;
+        }
+        whole[i] = false;
+    }
+    for (int i = 0; i < n; i++) {
         const kiln_node *nd = &src->nodes[i];
+        if (nd->op != KILN_OP_INPUT && consumers[i] == 0)
+            continue;   /* dead (map[i] is -1) */
         if (nd->op == KILN_OP_INPUT) {
             if ((map[i] = kiln_graph_input_nd(g, nd->name, nd->dtype, nd->rank, nd->dims)) < 0)
                 goto fail;

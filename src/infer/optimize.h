@@ -7,6 +7,7 @@
 /* What kiln_graph_optimize changed. */
 typedef struct {
     int batchnorms_folded, dropouts_removed, activations_fused, matmuls_to_linear;
+    int dead_removed;   /* nodes no output reads (an importer leaves them behind) */
 } kiln_optimize_stats;
 
 /* Where an optimised node's tensors come from: the source node, and the batchnorm folded into

@@ -9,10 +9,34 @@
 static void bcast_apply(const kiln_node *out, const kiln_fwd_args *a, const kiln_node *x, int j, kiln_op op,
                         bool first)
 {
-    kiln_bcast b;
-    kiln_bcast_init(&b, out->rank, out->dims, (size_t)a->batch, x->rank, x->dims, (size_t)a->in_batch[j]);
     const float *src = a->in[j];
     float *dst = a->out;
+    if (!first && x->numel == 1 && a->in_batch[j] <= 1 && op != KILN_OP_POW) {   /* a scalar: one pass */
+        size_t n = out->numel * (size_t)a->batch;
+        float c = src[0];
+        switch (op) {
+        case KILN_OP_SUB: c = -c; /* fall through */
+        case KILN_OP_ADD:
+            #pragma omp simd
+            for (size_t i = 0; i < n; i++)
+                dst[i] += c;
+            return;
+        case KILN_OP_DIV:   /* a divide, not a multiply by 1/c: the same rounding as ONNX */
+            #pragma omp simd
+            for (size_t i = 0; i < n; i++)
+                dst[i] /= c;
+            return;
+        case KILN_OP_MUL:
+            #pragma omp simd
+            for (size_t i = 0; i < n; i++)
+                dst[i] *= c;
+            return;
+        default:
+            break;
+        }
+    }
+    kiln_bcast b;
+    kiln_bcast_init(&b, out->rank, out->dims, (size_t)a->batch, x->rank, x->dims, (size_t)a->in_batch[j]);
     for (size_t k = 0; k < b.blocks; k++) {
         const float *s = src + kiln_bcast_offset(&b, k);
         float *d = dst + k * b.inner;

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/graph.h"
 #include "core/op_table.h"
+#include "io/onnx/attention_match.h"
 #include "io/onnx/name_map.h"
 #include "io/onnx/onnx_read.h"
 
@@ -38,6 +39,9 @@ typedef struct {
     value *v;
     size_t n, cap;
     kiln_name_map index;         /* value name -> its place in v */
+    kiln_name_map reader;        /* value name -> the first node reading it */
+    kiln_name_map shared;        /* value names read more than once, or graph outputs */
+    int *fused;                  /* per node: the Kiln node an earlier node took it into, or -1 */
     const Onnx__NodeProto *nd;   /* the node being converted, for errors */
     char node_name[80];
 } importer;
@@ -527,16 +531,52 @@ static kiln_status cv_gemm(importer *im)
     return st;
 }
 
+/* The bias an Add that alone reads the current node's output adds (a float constant of units
+ * values over the last axis), with that Add's index into *add; NULL if there is none. */
+static const value *bias_after(importer *im, size_t units, int *add)
+{
+    const char *out = im->nd->n_output ? im->nd->output[0] : "";
+    int c = *out && kiln_name_map_get(&im->shared, out) < 0 ? kiln_name_map_get(&im->reader, out) : -1;
+    const Onnx__GraphProto *gp = kiln_onnx_graph(im->m);
+    if (c < 0 || strcmp(gp->node[c]->op_type, "Add") != 0 || gp->node[c]->n_input != 2)
+        return NULL;
+    const Onnx__NodeProto *a = gp->node[c];
+    value *b = find(im, strcmp(a->input[0], out) == 0 ? a->input[1] : a->input[0]);
+    if (!b || b->node >= 0 || b->is_int || b->n != units || b->dims[b->rank - 1] != (int64_t)units)
+        return NULL;
+    *add = c;
+    return b;
+}
+
 static kiln_status cv_matmul(importer *im)
 {
     value *x = in(im, 0), *w = in(im, 1);
     if (only_attrs(im, NULL) || !x || !w)
         return fail(im, "expected two inputs", NULL);
-    if (x->node >= 0 && w->node < 0 && !w->is_int && w->rank == 2 && onnx_rank(im, x) >= 2)
-        return linear(im, x->node, w, true, 1.0f, NULL, 1.0f);   /* by a weight: a linear, in int8 too */
+    if (x->node >= 0 && w->node < 0 && !w->is_int && w->rank == 2 && onnx_rank(im, x) >= 2) {
+        int add = -1;   /* by a weight: a linear (in int8 too), taking the bias an Add gives it */
+        const value *b = bias_after(im, (size_t)w->dims[1], &add);
+        int id = linear_node(im, x->node, w, true, 1.0f, b ? b->f : NULL, 1.0f);
+        if (id >= 0 && add >= 0)
+            im->fused[add] = id;
+        return define(im, 0, id);
+    }
     int ins[2] = {node_of(im, 0, onnx_rank(im, w)), node_of(im, 1, onnx_rank(im, x))};
     if (ins[0] < 0 || ins[1] < 0)
         return KILN_ERR_FORMAT;
+    kiln_attention_match m;
+    if (kiln_attention_match_find(im->g, ins[0], ins[1], &m)) {   /* Kiln's attention, heads split after */
+        int src[3] = {m.q, m.k, m.v}, n = m.k < 0 ? 1 : 3;
+        kiln_attrs a = {.heads = m.heads, .causal = m.causal};
+        int att = kiln_graph_add(im->g, KILN_OP_ATTENTION, src, n, &a, kname(im, 0));
+        if (att < 0)
+            return KILN_ERR_FORMAT;
+        const kiln_node *o = &im->g->nodes[att];
+        kiln_attrs r = {.rank = 3, .shape = {o->dims[0], m.heads, o->dims[1] / m.heads}};
+        int id = kiln_graph_add(im->g, KILN_OP_RESHAPE, &att, 1, &r, kname(im, 1));
+        kiln_attrs t = {.rank = 3, .perm = {1, 0, 2}};
+        return define(im, 0, id < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_TRANSPOSE, &id, 1, &t, kname(im, 2)));
+    }
     return define(im, 0, kiln_graph_add(im->g, KILN_OP_MATMUL, ins, 2, &(kiln_attrs){0}, kname(im, 0)));
 }
 
@@ -613,7 +653,19 @@ static kiln_status cv_transpose(importer *im)
             return fail(im, "attribute perm must keep the batch axis first", NULL);
         a.perm[i - 1] = (int)src - 1;
     }
-    return define(im, 0, kiln_graph_add(im->g, KILN_OP_TRANSPOSE, &x->node, 1, &a, kname(im, 0)));
+    int from = x->node;
+    const kiln_node *inner = &im->g->nodes[from];
+    if (inner->op == KILN_OP_TRANSPOSE) {   /* a transpose of a transpose: one, or none */
+        bool identity = true;
+        for (int i = 0; i < a.rank; i++) {
+            a.perm[i] = inner->a.perm[a.perm[i]];
+            identity = identity && a.perm[i] == i;
+        }
+        from = inner->inputs[0];
+        if (identity)
+            return define(im, 0, from);
+    }
+    return define(im, 0, kiln_graph_add(im->g, KILN_OP_TRANSPOSE, &from, 1, &a, kname(im, 0)));
 }
 
 static kiln_status cv_reshape(importer *im)
@@ -645,7 +697,19 @@ static kiln_status cv_reshape(importer *im)
             if (a.shape[d] == -1)
                 return fail(im, "a target with the batch and another dim both -1 is not supported", NULL);
     }
-    return define(im, 0, kiln_graph_add(im->g, KILN_OP_RESHAPE, &x->node, 1, &a, kname(im, 0)));
+    int from = x->node;
+    if (xn->op == KILN_OP_RESHAPE)   /* a reshape of a reshape: one, or none */
+        from = xn->inputs[0];
+    int id = kiln_graph_add(im->g, KILN_OP_RESHAPE, &from, 1, &a, kname(im, 0));
+    if (id >= 0 && from != x->node) {
+        const kiln_node *f = &im->g->nodes[from], *r = &im->g->nodes[id];
+        bool same = f->rank == r->rank;
+        for (int d = 0; same && d < r->rank; d++)
+            same = f->dims[d] == r->dims[d];
+        if (same)
+            return define(im, 0, from);   /* (the reshape node is left unread: the optimiser drops it) */
+    }
+    return define(im, 0, id);
 }
 
 static kiln_status cv_pad(importer *im)
@@ -2213,10 +2277,28 @@ static kiln_status import_nodes(importer *im, const kiln_onnx_model *m)
     }
     if (st == KILN_OK)
         st = add_inputs(im, gp);
+    if (st == KILN_OK && !(im->fused = malloc((gp->n_node + 1) * sizeof(int))))
+        st = kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
+    for (size_t i = 0; i < gp->n_node && st == KILN_OK; i++) {   /* who reads what */
+        im->fused[i] = -1;
+        for (size_t j = 0; j < gp->node[i]->n_input; j++) {
+            const char *name = gp->node[i]->input[j];
+            int r = *name ? kiln_name_map_put(&im->reader, name, (int)i) : 0;
+            if (r < 0 || (r == 1 && kiln_name_map_put(&im->shared, name, 1) < 0))
+                st = kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
+        }
+    }
+    for (size_t k = 0; k < gp->n_output && st == KILN_OK; k++)
+        if (kiln_name_map_put(&im->shared, gp->output[k]->name, 1) < 0)
+            st = kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
     for (size_t i = 0; i < gp->n_node && st == KILN_OK; i++) {
         im->nd = gp->node[i];
         snprintf(im->node_name, sizeof im->node_name, "%.70s",
                  im->nd->name && *im->nd->name ? im->nd->name : im->nd->op_type);
+        if (im->fused[i] >= 0) {   /* an Add whose bias a linear took */
+            st = define(im, 0, im->fused[i]);
+            continue;
+        }
         convert_fn fn = NULL;
         for (size_t k = 0; k < sizeof converters / sizeof converters[0] && !fn; k++)
             if (strcmp(converters[k].op, im->nd->op_type) == 0)
@@ -2241,7 +2323,10 @@ static void importer_free(importer *im)
     for (size_t k = 0; k < im->n; k++)
         free(im->v[k].f), free(im->v[k].i);
     free(im->v);
+    free(im->fused);
     kiln_name_map_free(&im->index);
+    kiln_name_map_free(&im->reader);
+    kiln_name_map_free(&im->shared);
 }
 
 kiln_graph_t *kiln_onnx_import(const kiln_onnx_model *m)
