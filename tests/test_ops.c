@@ -404,9 +404,31 @@ static void check_shapes(void)
     }
 }
 
+/* kiln_graph_init_params gives conv_transpose2d weights Kaiming-uniform values (PyTorch's
+ * bound 1/sqrt(fan_in), fan_in = out * kh * kw), as every other weighted layer: not zeros. */
+static void check_init_conv_transpose(void)
+{
+    kiln_graph_t *g = kiln_spec_parse("input 3 4 4\nconv_transpose2d 5 3 stride=2\n", "init");
+    CHECK(g != NULL, "spec: %s", kiln_last_error());
+    if (!g)
+        return;
+    kiln_graph_init_params(g, 7);
+    const kiln_node *nd = &g->nodes[1];
+    const float *w = kiln_node_tensor(g, nd, 0);
+    float bound = 1.0f / sqrtf(5.0f * 3 * 3), lo = 0, hi = 0;
+    for (size_t k = 0; k < nd->params[0].numel; k++) {
+        lo = w[k] < lo ? w[k] : lo;
+        hi = w[k] > hi ? w[k] : hi;
+    }
+    CHECK(hi > 0.5f * bound && -lo > 0.5f * bound && hi <= bound && -lo <= bound,
+          "conv_transpose2d weights span [%g, %g], expected about +-%g", lo, hi, bound);
+    kiln_graph_free(g);
+}
+
 int main(void)
 {
     kiln_rng_seed(&rng, 99);
+    check_init_conv_transpose();
     char spec[2048];
     check_shapes();
     check_decoder();

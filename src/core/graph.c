@@ -439,9 +439,11 @@ void kiln_graph_init_params(kiln_graph_t *g, uint64_t seed)
     kiln_rng_seed(&rng, seed);
     for (int i = 0; i < g->n; i++) {
         kiln_node *nd = &g->nodes[i];
-        if (nd->op == KILN_OP_DENSE || nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_LINEAR) {
+        if (nd->op == KILN_OP_DENSE || nd->op == KILN_OP_CONV2D || nd->op == KILN_OP_LINEAR ||
+            nd->op == KILN_OP_CONV_TRANSPOSE2D) {
             /* Kaiming-uniform with a = sqrt(5): bound = sqrt(6 / ((1 + 5) fan_in)) = 1/sqrt(fan_in);
-             * PyTorch's bias rule uses the same bound. */
+             * PyTorch's bias rule uses the same bound. fan_in is the weight's size over its first
+             * dim, as PyTorch computes it (for conv_transpose2d, (in, out, kh, kw): out kh kw). */
             size_t fan_in = nd->params[0].numel / (size_t)nd->params[0].dims[0];
             float bound = 1.0f / sqrtf((float)fan_in);
             for (int t = 0; t < nd->n_params; t++) {
