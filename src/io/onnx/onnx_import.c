@@ -1575,10 +1575,14 @@ static kiln_status cv_expand(importer *im)
             return fail(im, "expanding a runtime tensor to a higher rank is not supported", NULL);
         kiln_attrs z = {.dtype = KILN_DT_F32, .rank = r - 1};
         bool same = true;
+        double numel = 1;
         for (int d = 1; d < r; d++) {
-            z.shape[d - 1] = (int)dims[d];
+            z.shape[d - 1] = (int)(dims[d] > (1 << 28) ? 1 << 28 : dims[d]);
             same = same && dims[d] == xd[d];
+            numel *= (double)dims[d];
         }
+        if (numel > (double)(1 << 28))
+            return fail(im, "the result has more than 2^28 elements per example", NULL);
         if (same)
             return define(im, 0, x->node);
         int ids[2] = {x->node, kiln_graph_add(im->g, KILN_OP_CONST, NULL, 0, &z, kname(im, 1))};
@@ -2184,6 +2188,8 @@ static kiln_status cv_resize(importer *im)
         }
     }
     int id = kiln_graph_add(im->g, KILN_OP_UPSAMPLE, &x->node, 1, &a, kname(im, 0));
+    if (id >= 0 && im->g->nodes[id].numel > (1u << 28))
+        return fail(im, "the output has more than 2^28 elements per example", NULL);
     if (id >= 0 && !is_nearest && str_attr_is(im, "coordinate_transformation_mode", "half_pixel", half + 1))
         for (int d = 0; d < 2; d++)   /* pytorch_half_pixel differs from half_pixel only at size 1 */
             if (im->g->nodes[id].dims[1 + d] == 1 && xn->dims[1 + d] != 1)
