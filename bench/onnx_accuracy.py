@@ -375,7 +375,10 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="kiln-onnx-acc-"))
     out_dir = Path(a.out).resolve() if a.out else (work if q else HERE)
     log(f"scratch directory {work}; results to {out_dir}")
-    import onnx
+    try:
+        import onnx
+    except ImportError:
+        raise SystemExit("onnx_accuracy: /usr/bin/python3 cannot import onnx; install python3-onnx (scripts/setup-deps)")
     res = {"config": {"quick": q, "seeds": seeds, "epochs": a.epochs, "batch": BATCH, "optimizer": f"adam lr {LR:g}",
                       "calib": a.calib, "threads": a.threads, "opset": OPSET, "argv": sys.argv, "work": str(work)},
            "targets": {"max_rel_1p": REL_TOL, "int8_points": INT8_POINTS},
