@@ -118,7 +118,7 @@ def train(seed, epochs, x, y, threads):
     g = torch.Generator().manual_seed(seed)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     hist = []
-    t0 = time.monotonic()
+    t0, busy0, own0 = time.monotonic(), rb.stat_jiffies()[0], sum(os.times()[:2])
     for ep in range(epochs):
         model.train()
         perm = torch.randperm(len(xt), generator=g)
@@ -133,7 +133,10 @@ def train(seed, epochs, x, y, threads):
             n += len(idx)
         hist.append({"epoch": ep + 1, "train_loss": total / n, "elapsed_s": round(time.monotonic() - t0, 1)})
         log(f"seed {seed} epoch {ep + 1}/{epochs}: train loss {total / n:.4f} ({time.monotonic() - t0:.0f} s)")
-    return model.eval(), hist, time.monotonic() - t0
+    wall = time.monotonic() - t0
+    # CPUs' worth of time other processes used while PyTorch trained (a busy machine slows training)
+    others = ((rb.stat_jiffies()[0] - busy0) / rb.HZ - (sum(os.times()[:2]) - own0)) / max(wall, 1e-9)
+    return model.eval(), hist, wall, max(others, 0.0)
 
 
 def logits_of(model, x, batch=1000):
@@ -230,13 +233,14 @@ def run_file(kiln, name, path, model_logits, torch_acc, test_x_npy, test_y, work
 def run_seed(kiln, seed, data, work, a, res):
     a.cur_seed = seed
     (xtr, ytr), (xte, yte), test_x_npy = data
-    model, hist, train_s = train(seed, a.epochs, xtr, ytr, a.threads)
+    model, hist, train_s, others = train(seed, a.epochs, xtr, ytr, a.threads)
     t = logits_of(model, xte)
     acc = float((t.argmax(1) == yte).mean())
     log(f"seed {seed}: PyTorch test accuracy {100 * acc:.2f}% after {a.epochs} epochs ({train_s:.0f} s)")
     res["model"] = {"parameters": sum(p.numel() for p in model.parameters()),
                     "batchnorm_running_statistics": sum(b.numel() for n, b in model.named_buffers() if "running" in n)}
-    s = {"seed": seed, "epochs": a.epochs, "train_s": round(train_s, 1), "history": hist,
+    s = {"seed": seed, "epochs": a.epochs, "train_s": round(train_s, 1), "train_other_cpus": round(others, 2),
+         "history": hist,
          "pytorch_test_accuracy": acc, "files": {}}
     for name, preserve in (("folded", False), ("preserved", True)):
         path = work / f"s{seed}-cnn_bn_{name}.onnx"
@@ -321,7 +325,8 @@ def write_report(res, out_dir):
                      f"{d['logits'] // 10:,} | {'yes' if f['input_check']['identical'] else 'NO'} |")
     L += ["", "Training (PyTorch, train loss per epoch): "
           + "; ".join(f"seed {s['seed']}: " + ", ".join(f"{h['train_loss']:.4f}" for h in s["history"])
-                      + f" ({s['train_s']:.0f} s; whole seed {s['total_s']:.0f} s)" for s in res["seeds"]) + "."]
+                      + f" ({s['train_s']:.0f} s, other processes using {s['train_other_cpus']:.2f} CPUs meanwhile; whole seed "
+                        f"{s['total_s']:.0f} s)" for s in res["seeds"]) + "."]
     L += ["", "## Method", "",
           "* Model: the reference CNN (`examples/fashion_cnn.kiln`, `tests/ref/torch_ref.py`) with a BatchNorm2d after "
           "each conv (convs without bias): conv 32 3x3 pad 1, BN, ReLU, max pool 2, conv 64 3x3 pad 1, BN, ReLU, "
