@@ -173,6 +173,15 @@ void kiln_attention_weighted_rows(const float *w, int n, const float *v, int ldv
     kiln_attention_weighted_rows4(w, 0, 1, n, v, ldv, dh, out, 0, add);
 }
 
+/* x[j] = e^(x[j] - m) for j < n: a loop of its own, which vectorises (inside a loop that also
+ * sums, GCC keeps exp scalar, with branches). */
+static void exp_shifted(float *x, int n, float m)
+{
+    #pragma omp simd
+    for (int j = 0; j < n; j++)
+        x[j] = kiln_exp(x[j] - m);
+}
+
 /* row[0..n) = softmax of itself, row[n..s) = 0 (masked keys). */
 static void softmax_row(float *row, int n, int s)
 {
@@ -180,11 +189,10 @@ static void softmax_row(float *row, int n, int s)
     #pragma omp simd reduction(max : m)
     for (int j = 1; j < n; j++)
         m = row[j] > m ? row[j] : m;
+    exp_shifted(row, n, m);
     #pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < n; j++) {
-        row[j] = kiln_exp(row[j] - m);
+    for (int j = 0; j < n; j++)
         sum += row[j];
-    }
     float inv = 1.0f / sum;
     #pragma omp simd
     for (int j = 0; j < n; j++)
@@ -281,11 +289,10 @@ static void attention_streamed(const kiln_graph_t *g, const kiln_node *nd, const
                 for (int j = 0; j < n; j++)
                     m = row[j] > m ? row[j] : m;
                 float corr = kiln_exp(mx[i] - m), s = 0.0f;   /* rescales what was summed before */
+                exp_shifted(row, n, m);
                 #pragma omp simd reduction(+ : s)
-                for (int j = 0; j < n; j++) {
-                    row[j] = kiln_exp(row[j] - m);
+                for (int j = 0; j < n; j++)
                     s += row[j];
-                }
                 for (int j = n; j < nk; j++)
                     row[j] = 0.0f;
                 sum[i] = sum[i] * corr + s;
