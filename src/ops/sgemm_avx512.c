@@ -125,7 +125,7 @@ __attribute__((target("avx512f"))) static void kernel(int kc, const float *ap, c
     }
 }
 
-/* The same product for a tile of at most R = 4 or 8 rows (the last rows of m when m is not a
+/* The same product for a tile of at most R = 2, 4 or 8 rows (the last rows of m when m is not a
  * multiple of 12): fewer accumulators, so no work on padding rows. The packed A keeps its stride
  * of MR floats per p. */
 #define SMALL_KERNEL(NAME, R)                                                                            \
@@ -162,6 +162,7 @@ __attribute__((target("avx512f"))) static void kernel(int kc, const float *ap, c
             _mm512_mask_storeu_ps(cr + 16, m1, x1);                                                      \
         }                                                                                                \
     }
+SMALL_KERNEL(kernel2, 2)
 SMALL_KERNEL(kernel4, 4)
 SMALL_KERNEL(kernel8, 8)
 #undef SMALL_KERNEL
@@ -186,7 +187,7 @@ void kiln_sgemm_avx512_bias(bool ta, bool tb, int m, int n, int k, float alpha, 
                 pack_a_block(ta, a, lda, i0, mc, p0, kc, pack_a);
                 for (int jr = 0; jr < nc; jr += NR)
                     for (int ir = 0; ir < mc; ir += MR)
-                        (mc - ir <= 4 ? kernel4 : mc - ir <= 8 ? kernel8 : kernel)(kc, pack_a + (size_t)ir * kc, pack_b + (size_t)jr * kc,
+                        (mc - ir <= 2 ? kernel2 : mc - ir <= 4 ? kernel4 : mc - ir <= 8 ? kernel8 : kernel)(kc, pack_a + (size_t)ir * kc, pack_b + (size_t)jr * kc,
                                c + (size_t)(i0 + ir) * ldc + j0 + jr, ldc, mc - ir < MR ? mc - ir : MR,
                                nc - jr < NR ? nc - jr : NR, alpha, bt, bias && p0 == 0 ? bias + j0 + jr : NULL);
             }
