@@ -172,6 +172,8 @@ static void check_attention_streamed(int t, int s, int width, int heads, bool ca
 
 /* The inference runtime (optimised, planned, streamed attention) and a saved-and-loaded copy
  * agree with the training tape's eval-mode forward on every output. */
+static int session_threads = 2;   /* 1 for the checks of the single-threaded packed GEMM */
+
 static void check_session(const char *spec, int batch)
 {
     kiln_graph_t *g = kiln_spec_parse(spec, "session-spec");
@@ -202,7 +204,8 @@ static void check_session(const char *spec, int batch)
         CHECK(models[mi] != NULL, "model %d: %s", mi, kiln_last_error());
         if (!models[mi])
             continue;
-        kiln_session_t *s = kiln_session_create(models[mi], &(kiln_session_options){.max_batch = batch, .threads = 2});
+        kiln_session_t *s = kiln_session_create(models[mi], &(kiln_session_options){.max_batch = batch,
+                                                                                  .threads = session_threads});
         CHECK(s != NULL, "session: %s", kiln_last_error());
         float *y[KILN_MAX_OUTPUTS];
         size_t ny[KILN_MAX_OUTPUTS];
@@ -549,6 +552,14 @@ int main(void)
                  "m: matmul s w\nr: reshape -1\nsum axes=0 keepdims=1\noutput m,r\n", a, c, c, c, b);
         check_session(spec, bt + 1);
     }
+    /* linears over tokens run their weights pre-packed at model load (one thread): several row,
+     * column and depth blocks of the kernel, a fused relu, with and without bias, the last rows
+     * in the 2-, 4- and 8-row tiles */
+    session_threads = 1;
+    check_session("input 130 300\nlinear 48\nrelu\nlinear 40 bias=0\n", 2);
+    check_session("input 14 24\nlinear 1030\nlinear 26\n", 1);
+    check_session("input 9 64\nlinear 64\ngelu\n", 3);
+    session_threads = 2;
     int shapes[][4] = {{5, 5, 8, 2}, {40, 40, 16, 4}, {70, 150, 12, 3}, {1, 130, 8, 1}, {17, 17, 64, 4}};
     for (int i = 0; i < 5; i++)
         for (int causal = 0; causal < 2; causal++) {

@@ -4,14 +4,16 @@
 #include "core/error.h"
 #include "infer/optimize.h"
 #include "infer/runtime.h"
+#include "ops/gemm.h"
 #include "ops/winograd.h"
 
 static kiln_status prepare_winograd(kiln_model_t *m);
+static kiln_status prepare_packed(kiln_model_t *m);
 
 kiln_model_t *kiln_model_create(const kiln_graph_t *g, bool optimize)
 {
     kiln_model_t *m = kiln_model_create_bare(g, optimize);
-    if (m && prepare_winograd(m) != KILN_OK) {
+    if (m && (prepare_winograd(m) != KILN_OK || prepare_packed(m) != KILN_OK)) {
         kiln_model_free(m);
         return NULL;
     }
@@ -70,10 +72,45 @@ static kiln_status prepare_winograd(kiln_model_t *m)
     return KILN_OK;
 }
 
+/* Packs every pre-packed weight again from the graph's (after kiln_model_update). */
+static void pack_weights(kiln_model_t *m)
+{
+    const kiln_graph_t *g = m->g;
+    for (int i = 1; i < g->n; i++)
+        if (m->packed[i]) {
+            const kiln_node *nd = &g->nodes[i];
+            int in_f = nd->params[0].dims[1], out_f = nd->params[0].dims[0];
+            kiln_sgemm_pack_b(true, out_f, in_f, kiln_node_tensor(g, nd, 0), in_f, m->packed[i]);
+        }
+}
+
+/* Allocates and fills m->packed: the weight of every linear and dense layer that runs more than
+ * one row at a time (a linear over tokens) in the GEMM kernel's panel layout. A batch-1 dense
+ * layer runs the one-row kernel, which reads the weight as it is. */
+static kiln_status prepare_packed(kiln_model_t *m)
+{
+    const kiln_graph_t *g = m->g;
+    if (!(m->packed = calloc((size_t)g->n, sizeof *m->packed)))
+        return kiln_error(KILN_ERR_NOMEM, "out of memory");
+    for (int i = 1; i < g->n; i++) {
+        const kiln_node *nd = &g->nodes[i];
+        if (nd->op != KILN_OP_LINEAR || nd->numel == (size_t)nd->params[0].dims[0])
+            continue;
+        size_t n = kiln_sgemm_packed_floats(nd->params[0].dims[0], nd->params[0].dims[1]);
+        if (n && !(m->packed[i] = aligned_alloc(64, (n + 15) / 16 * 16 * sizeof(float))))
+            return kiln_error(KILN_ERR_NOMEM, "out of memory");
+    }
+    pack_weights(m);
+    return KILN_OK;
+}
+
 void kiln_model_free(kiln_model_t *m)
 {
     if (!m)
         return;
+    for (int i = 0; m->packed && i < m->g->n; i++)
+        free(m->packed[i]);
+    free(m->packed);
     kiln_qmodel_free(m->q, m->g ? m->g->n : 0);
     for (int i = 0; m->wino && i < m->g->n; i++)
         free(m->wino[i]);
@@ -106,6 +143,8 @@ kiln_status kiln_model_update(kiln_model_t *m, const kiln_graph_t *g)
         return st;
     kiln_graph_optimize_weights(m->g, g, m->origin);
     transform_winograd(m);
+    if (m->packed)
+        pack_weights(m);
     return KILN_OK;
 }
 

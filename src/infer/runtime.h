@@ -51,6 +51,8 @@ struct kiln_model {
     float **wino;                 /* per node of g: the Winograd-transformed kernel of a conv that
                                    * runs by Winograd (kiln_winograd_applies), else NULL; NULL itself
                                    * in int8 models */
+    float **packed;               /* per node of g: a linear's or dense layer's weight pre-packed for
+                                   * the GEMM kernel (kiln_sgemm_pack_b), else NULL */
 };
 
 struct kiln_session {

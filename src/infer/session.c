@@ -153,7 +153,16 @@ static void run_node(kiln_session_t *s, int i, int batch)
                              nd->a.act);
         return;
     }
-    kiln_fwd_args a = {.batch = nd->batched ? batch : 1, .out = out, .work = s->scratch, .threads = s->threads};
+    int examples = nd->batched ? batch : 1;
+    if (m->packed && m->packed[i]) {   /* a linear over tokens, its weight packed at load */
+        int rows = (int)(nd->numel / (size_t)nd->params[0].dims[0]) * examples;
+        if (kiln_dense_forward_packed(m->g, nd, m->packed[i], input_for(s, i, 0, batch), rows, out)) {
+            if (nd->a.act != KILN_OP_INPUT)
+                kiln_activation_forward(nd->a.act, nd->a.alpha, out, out, nd->numel * (size_t)examples);
+            return;
+        }
+    }
+    kiln_fwd_args a = {.batch = examples, .out = out, .work = s->scratch, .threads = s->threads};
     for (int j = 0; j < nd->n_inputs; j++) {
         a.in[j] = input_for(s, i, j, batch);
         a.in_batch[j] = m->g->nodes[nd->inputs[j]].batched ? batch : 1;

@@ -121,6 +121,40 @@ void kiln_sgemm_bias(bool tb, int m, int n, int k, const float *a, int lda, cons
     kiln_sgemm(false, tb, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, c, ldc);
 }
 
+size_t kiln_sgemm_packed_floats(int n, int k)
+{
+#if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
+    return kiln_f32_avx512() && n >= 24 && k >= 8 ? kiln_sgemm_avx512_packed_floats(n, k) : 0;
+#else
+    (void)n, (void)k;
+    return 0;
+#endif
+}
+
+void kiln_sgemm_pack_b(bool tb, int n, int k, const float *b, int ldb, float *dst)
+{
+#if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
+    kiln_sgemm_avx512_pack_b(tb, n, k, b, ldb, dst);
+#else
+    (void)tb, (void)n, (void)k, (void)b, (void)ldb, (void)dst;
+#endif
+}
+
+bool kiln_sgemm_prepacked(int m, int n, int k, const float *a, int lda, const float *packed, const float *bias,
+                          float *c, int ldc)
+{
+#if !defined(KILN_GENERIC_ONLY) && !defined(KILN_MINIMAL)
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (!packed || use_reference || m <= 1 || !avx512_pays(m, n, k) || (nt > 1 && (double)m * n * k >= 2e5))
+        return false;   /* the one-row, reference and multi-threaded cases go kiln_sgemm's way */
+    kiln_sgemm_avx512_prepacked(m, n, k, a, lda, packed, bias, c, ldc);
+    return true;
+#else
+    (void)m, (void)n, (void)k, (void)a, (void)lda, (void)packed, (void)bias, (void)c, (void)ldc;
+    return false;
+#endif
+}
+
 void kiln_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
                 const float *b, int ldb, float beta, float *c, int ldc)
 {

@@ -4,6 +4,7 @@
 #define KILN_OPS_GEMM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* Row-major C = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T; M x N result, K inner. */
 void kiln_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
@@ -12,6 +13,16 @@ void kiln_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, co
  * kernel's first pass where it runs (no separate pass over C), else copied into C first. */
 void kiln_sgemm_bias(bool trans_b, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
                      const float *bias, float *c, int ldc);
+/* Floats of B (k x n) packed for kiln_sgemm_prepacked: 0 when the CPU or build has no packed
+ * kernel (AVX-512) or the shape would not run on it. */
+size_t kiln_sgemm_packed_floats(int n, int k);
+/* Packs op(B) (tb: b is n x k) into dst (kiln_sgemm_packed_floats of them, 64-byte aligned). */
+void kiln_sgemm_pack_b(bool trans_b, int n, int k, const float *b, int ldb, float *dst);
+/* C = A B + bias (n values or NULL) from a pre-packed B; false (nothing done) where the packed
+ * kernel does not run (one row, the reference forced, a multi-threaded product): call
+ * kiln_sgemm_bias then. */
+bool kiln_sgemm_prepacked(int m, int n, int k, const float *a, int lda, const float *packed, const float *bias,
+                          float *c, int ldc);
 /* The same product by plain loops (double accumulation); the oracle for tests. */
 void kiln_sgemm_ref(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                     int lda, const float *b, int ldb, float beta, float *c, int ldc);

@@ -101,6 +101,10 @@ void kiln_im2col(const kiln_node *nd, const kiln_node *in, const float *x, float
 size_t kiln_conv2d_col_floats(const kiln_node *nd);
 /* y (batch, units) = x (batch, in) * W^T + b. */
 void kiln_dense_forward(const kiln_graph_t *g, const kiln_node *nd, const float *x, int batch, float *y);
+/* kiln_dense_forward with the weight pre-packed for the GEMM kernel (kiln_sgemm_pack_b, W^T):
+ * false, with nothing computed, where that kernel does not run (then call kiln_dense_forward). */
+bool kiln_dense_forward_packed(const kiln_graph_t *g, const kiln_node *nd, const float *packed, const float *x,
+                               int rows, float *y);
 /* Whether conv node nd (input in) is depthwise (groups = in = out channels): a direct kernel. */
 bool kiln_conv2d_is_depthwise(const kiln_node *nd, const kiln_node *in);
 /* Convolution, images in parallel on up to threads threads (0: all): depthwise by the direct

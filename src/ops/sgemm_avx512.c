@@ -173,26 +173,75 @@ void kiln_sgemm_avx512(bool ta, bool tb, int m, int n, int k, float alpha, const
     kiln_sgemm_avx512_bias(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, NULL, c, ldc);
 }
 
-void kiln_sgemm_avx512_bias(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
-                            const float *b, int ldb, float beta, const float *bias, float *c, int ldc)
+/* The blocked product; B's panels come from packed (kiln_sgemm_avx512_pack_b's layout) or, when
+ * packed is NULL, are packed here per block. */
+static void gemm_blocks(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                        int ldb, const float *packed, float beta, const float *bias, float *c, int ldc)
 {
     for (int j0 = 0; j0 < n; j0 += NC) {
-        int nc = n - j0 < NC ? n - j0 : NC;
+        int nc = n - j0 < NC ? n - j0 : NC, ncr = (nc + NR - 1) / NR * NR;
         for (int p0 = 0; p0 < k || p0 == 0; p0 += KC) {
             int kc = k - p0 < KC ? k - p0 : KC;
             float bt = p0 == 0 ? beta : 1.0f;
-            pack_b_block(tb, b, ldb, p0, kc, j0, nc, pack_b);
+            const float *pb = packed;
+            if (packed) {
+                packed += (size_t)kc * ncr;
+            } else {
+                pack_b_block(tb, b, ldb, p0, kc, j0, nc, pack_b);
+                pb = pack_b;
+            }
             for (int i0 = 0; i0 < m; i0 += MC) {
                 int mc = m - i0 < MC ? m - i0 : MC;
                 pack_a_block(ta, a, lda, i0, mc, p0, kc, pack_a);
                 for (int jr = 0; jr < nc; jr += NR)
                     for (int ir = 0; ir < mc; ir += MR)
-                        (mc - ir <= 2 ? kernel2 : mc - ir <= 4 ? kernel4 : mc - ir <= 8 ? kernel8 : kernel)(kc, pack_a + (size_t)ir * kc, pack_b + (size_t)jr * kc,
-                               c + (size_t)(i0 + ir) * ldc + j0 + jr, ldc, mc - ir < MR ? mc - ir : MR,
-                               nc - jr < NR ? nc - jr : NR, alpha, bt, bias && p0 == 0 ? bias + j0 + jr : NULL);
+                        (mc - ir <= 2 ? kernel2 : mc - ir <= 4 ? kernel4 : mc - ir <= 8 ? kernel8 : kernel)(
+                            kc, pack_a + (size_t)ir * kc, pb + (size_t)jr * kc, c + (size_t)(i0 + ir) * ldc + j0 + jr,
+                            ldc, mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, alpha, bt,
+                            bias && p0 == 0 ? bias + j0 + jr : NULL);
             }
             if (k == 0)
                 break;
         }
     }
+}
+
+void kiln_sgemm_avx512_bias(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
+                            const float *b, int ldb, float beta, const float *bias, float *c, int ldc)
+{
+    gemm_blocks(ta, tb, m, n, k, alpha, a, lda, b, ldb, NULL, beta, bias, c, ldc);
+}
+
+size_t kiln_sgemm_avx512_packed_floats(int n, int k)
+{
+    size_t total = 0;
+    for (int j0 = 0; j0 < n; j0 += NC) {
+        int nc = n - j0 < NC ? n - j0 : NC, ncr = (nc + NR - 1) / NR * NR;
+        for (int p0 = 0; p0 < k || p0 == 0; p0 += KC) {
+            total += (size_t)(k - p0 < KC ? k - p0 : KC) * ncr;
+            if (k == 0)
+                break;
+        }
+    }
+    return total;
+}
+
+void kiln_sgemm_avx512_pack_b(bool tb, int n, int k, const float *b, int ldb, float *dst)
+{
+    for (int j0 = 0; j0 < n; j0 += NC) {
+        int nc = n - j0 < NC ? n - j0 : NC, ncr = (nc + NR - 1) / NR * NR;
+        for (int p0 = 0; p0 < k || p0 == 0; p0 += KC) {
+            int kc = k - p0 < KC ? k - p0 : KC;
+            pack_b_block(tb, b, ldb, p0, kc, j0, nc, dst);
+            dst += (size_t)kc * ncr;
+            if (k == 0)
+                break;
+        }
+    }
+}
+
+void kiln_sgemm_avx512_prepacked(int m, int n, int k, const float *a, int lda, const float *packed,
+                                 const float *bias, float *c, int ldc)
+{
+    gemm_blocks(false, false, m, n, k, 1.0f, a, lda, NULL, 0, packed, 0.0f, bias, c, ldc);
 }
