@@ -7,6 +7,7 @@
 #include <string.h>
 #include "ops/fastmath.h"
 #include "ops/ops.h"
+#include "ops/vec16.h"
 
 enum { QB = 64, KB = 64 };   /* queries and keys per inference block (K^T built once per query block) */
 
@@ -62,45 +63,7 @@ size_t kiln_attention_head_work_floats(const kiln_graph_t *g, const kiln_node *n
     return (size_t)(nd->dims[1] / nd->a.heads) * (size_t)((k->dims[0] + 63) / 64 * 64);
 }
 
-/* 16 floats as one value: GCC keeps it in a register (one zmm, or two ymm without AVX-512); the
- * alignment of 4 lets it load from any float. */
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
-
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v4 __attribute__((vector_size(16)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-
-/* The sum of v's lanes by halves (a tree, not a chain of 15 dependent adds). */
-static inline float hsum16(v16 v)
-{
-    v8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
-           __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-    v4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
-    return (b[0] + b[2]) + (b[1] + b[3]);
-}
-
-/* The largest of v's lanes by halves. */
-static inline float hmax16(v16 v)
-{
-    v8 lo = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
-    v8 hi = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-    v8i g8 = lo > hi;
-    v8 a = (v8)(((v8i)lo & g8) | ((v8i)hi & ~g8));
-    v4 c = __builtin_shufflevector(a, a, 0, 1, 2, 3), d = __builtin_shufflevector(a, a, 4, 5, 6, 7);
-    v4i g4 = c > d;
-    v4 e = (v4)(((v4i)c & g4) | ((v4i)d & ~g4));
-    float x = e[0] > e[1] ? e[0] : e[1], y = e[2] > e[3] ? e[2] : e[3];
-    return x > y ? x : y;
-}
-
-/* The larger of a and b in each lane. */
-static inline v16 v16_max(v16 a, v16 b)
-{
-    v16i gt = a > b;
-    return (v16)(((v16i)a & gt) | ((v16i)b & ~gt));
-}
+typedef kiln_v16 v16;   /* 16 floats as one value (ops/vec16.h) */
 
 /* Scores of R query rows (R constant after inlining: 16 accumulators for R = 4) over one block
  * of 64 keys: every K^T load serves the R rows. */
@@ -218,45 +181,12 @@ static void exp_shifted(float *x, int n, float m)
         x[j] = kiln_exp(x[j] - m);
 }
 
-/* The largest of m and x[0..n): whole vectors, then the tail (an OpenMP max reduction spills its
- * partial vector to the stack and stalls reading it back). */
-static float row_max(const float *x, int n, float m)
-{
-    int j = 0;
-    if (n >= 16) {
-        v16 mv = *(const v16 *)x;
-        for (j = 16; j + 16 <= n; j += 16)
-            mv = v16_max(mv, *(const v16 *)(x + j));
-        float hm = hmax16(mv);
-        m = hm > m ? hm : m;
-    }
-    for (; j < n; j++)
-        m = x[j] > m ? x[j] : m;
-    return m;
-}
-
-/* The sum of x[0..n), the same way. */
-static float row_sum(const float *x, int n)
-{
-    float s = 0.0f;
-    int j = 0;
-    if (n >= 16) {
-        v16 sv = *(const v16 *)x;
-        for (j = 16; j + 16 <= n; j += 16)
-            sv += *(const v16 *)(x + j);
-        s = hsum16(sv);
-    }
-    for (; j < n; j++)
-        s += x[j];
-    return s;
-}
-
 /* row[0..n) = softmax of itself, row[n..s) = 0 (masked keys). */
 static void softmax_row(float *row, int n, int s)
 {
-    float m = row_max(row, n, row[0]);
+    float m = kiln_row_max(row, n, row[0]);
     exp_shifted(row, n, m);
-    float inv = 1.0f / row_sum(row, n);
+    float inv = 1.0f / kiln_row_sum(row, n);
     #pragma omp simd
     for (int j = 0; j < n; j++)
         row[j] *= inv;
@@ -347,10 +277,10 @@ static void attention_streamed(const kiln_graph_t *g, const kiln_node *nd, const
                         row[j] = 0.0f;
                     continue;
                 }
-                float m = row_max(row, n, mx[i]);
+                float m = kiln_row_max(row, n, mx[i]);
                 float corr = kiln_exp(mx[i] - m);   /* rescales what was summed before */
                 exp_shifted(row, n, m);
-                float s = row_sum(row, n);
+                float s = kiln_row_sum(row, n);
                 for (int j = n; j < nk; j++)
                     row[j] = 0.0f;
                 sum[i] = sum[i] * corr + s;

@@ -2,6 +2,7 @@
  * row's mean and reciprocal standard deviation for the backward). */
 #include <math.h>
 #include "ops/ops.h"
+#include "ops/vec16.h"
 
 size_t kiln_norm_save_floats(const kiln_graph_t *g, const kiln_node *nd, int batch)
 {
@@ -21,16 +22,8 @@ void kiln_norm_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_ar
     for (size_t r = 0; r < rows; r++) {
         const float *x = a->in[0] + r * d;
         float *y = a->out + r * d;
-        float mean = 0.0f, var = 0.0f;
-        if (layer) {   /* (simd sums: lanes of partial sums, not one chain of dependent adds) */
-            #pragma omp simd reduction(+ : mean)
-            for (int i = 0; i < d; i++)
-                mean += x[i];
-            mean /= (float)d;
-        }
-        #pragma omp simd reduction(+ : var)
-        for (int i = 0; i < d; i++)
-            var += (x[i] - mean) * (x[i] - mean);
+        /* (vector sums: lanes of partial sums, then a tree across them: ops/vec16.h) */
+        float mean = layer ? kiln_row_sum(x, d) / (float)d : 0.0f, var = kiln_row_sum_dev(x, d, mean, 1);
         float rstd = 1.0f / sqrtf(var / (float)d + eps);
         if (layer) {
             #pragma omp simd

@@ -1,0 +1,88 @@
+/* 16 floats as one value (GCC's vector extensions: one zmm, or two ymm without AVX-512) and the
+ * row reductions built on them: whole vectors, then the tail, and a tree across the lanes. An
+ * OpenMP simd reduction over a short row spills its partial vector to the stack and stalls
+ * reading it back, and a lane-by-lane sum is a chain of 15 dependent adds. */
+#ifndef KILN_OPS_VEC16_H
+#define KILN_OPS_VEC16_H
+
+#include <stdint.h>
+
+/* The alignment of 4 lets a v16 load from any float. */
+typedef float kiln_v16 __attribute__((vector_size(64), aligned(4)));
+typedef int32_t kiln_v16i __attribute__((vector_size(64), aligned(4)));
+typedef float kiln_v8 __attribute__((vector_size(32)));
+typedef int32_t kiln_v8i __attribute__((vector_size(32)));
+typedef float kiln_v4 __attribute__((vector_size(16)));
+typedef int32_t kiln_v4i __attribute__((vector_size(16)));
+
+/* The larger of a and b in each lane. */
+static inline kiln_v16 kiln_v16_max(kiln_v16 a, kiln_v16 b)
+{
+    kiln_v16i gt = a > b;
+    return (kiln_v16)(((kiln_v16i)a & gt) | ((kiln_v16i)b & ~gt));
+}
+
+/* The sum of v's lanes by halves. */
+static inline float kiln_hsum16(kiln_v16 v)
+{
+    kiln_v8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    kiln_v4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+/* The largest of v's lanes by halves. */
+static inline float kiln_hmax16(kiln_v16 v)
+{
+    kiln_v8 lo = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
+    kiln_v8 hi = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    kiln_v8i g8 = lo > hi;
+    kiln_v8 a = (kiln_v8)(((kiln_v8i)lo & g8) | ((kiln_v8i)hi & ~g8));
+    kiln_v4 c = __builtin_shufflevector(a, a, 0, 1, 2, 3), d = __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    kiln_v4i g4 = c > d;
+    kiln_v4 e = (kiln_v4)(((kiln_v4i)c & g4) | ((kiln_v4i)d & ~g4));
+    float x = e[0] > e[1] ? e[0] : e[1], y = e[2] > e[3] ? e[2] : e[3];
+    return x > y ? x : y;
+}
+
+/* The largest of m and x[0..n). */
+static inline float kiln_row_max(const float *x, int n, float m)
+{
+    int j = 0;
+    if (n >= 16) {
+        kiln_v16 mv = *(const kiln_v16 *)x;
+        for (j = 16; j + 16 <= n; j += 16)
+            mv = kiln_v16_max(mv, *(const kiln_v16 *)(x + j));
+        float hm = kiln_hmax16(mv);
+        m = hm > m ? hm : m;
+    }
+    for (; j < n; j++)
+        m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+/* The sum of (x[j] - c)^2 over x[0..n) (c 0: of squares) when sq, else of x[j]. */
+static inline float kiln_row_sum_dev(const float *x, int n, float c, int sq)
+{
+    float s = 0.0f;
+    int j = 0;
+    if (n >= 16) {
+        kiln_v16 sv = {0};
+        for (; j + 16 <= n; j += 16) {
+            kiln_v16 d = *(const kiln_v16 *)(x + j) - c;
+            sv += sq ? d * d : d + c;
+        }
+        s = kiln_hsum16(sv);
+    }
+    for (; j < n; j++)
+        s += sq ? (x[j] - c) * (x[j] - c) : x[j];
+    return s;
+}
+
+/* The sum of x[0..n). */
+static inline float kiln_row_sum(const float *x, int n)
+{
+    return kiln_row_sum_dev(x, n, 0.0f, 0);
+}
+
+#endif
