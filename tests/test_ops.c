@@ -513,6 +513,15 @@ int main(void)
         check_spec(spec, bt);
         snprintf(spec, sizeof spec, "input %d %d %d\nupsample size=%dx%d mode=bilinear\n", a, b + 3, c + 2, b + 1, c);
         check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d %d\nupsample size=%dx%d mode=bilinear coord=align_corners\n", a, b, c,
+                 2 * b + 1, c + 2);
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d %d\nupsample scale=1.7 mode=bilinear coord=asymmetric\ntanh\n", a, b,
+                 c);
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d %d\nupsample scale=2.5 mode=nearest coord=half_pixel rounding=half_up\n",
+                 a, b, c);
+        check_session(spec, bt);
         snprintf(spec, sizeof spec, "input %d %d %d\nconv_transpose2d %d 3 stride=2 pad=1 out_pad=1\n", a, b, c, rnd(1, 4));
         check_spec(spec, bt);
         snprintf(spec, sizeof spec, "input %d %d %d\nconv_transpose2d %d 2x3 stride=2x1 dilation=2 bias=0\n", a, b, c,

@@ -15,7 +15,8 @@
  *   softmax / log_softmax (axis=)   reshape AxBx.. (one -1)   transpose P0,P1,..
  *   slice axis= start= end= step=   concat NAME... axis=   silu  hard_swish  relu6
  *   embedding VOCAB WIDTH   attention heads= causal=0|1 (in=QKV or in=Q,K,V)
- *   mean / sum axes=A,B,.. keepdims=0|1   upsample scale=F[xF] | size=HxW (mode=nearest|bilinear)
+ *   mean / sum axes=A,B,.. keepdims=0|1   upsample scale=F[xF] | size=HxW (mode=nearest|bilinear
+ *   coord=half_pixel|asymmetric|align_corners rounding=floor|half_down|half_up|ceil)
  *   conv_transpose2d UNITS KERNEL (stride= pad= dilation= out_pad= bias=0)   pad pads=B0,..,E0,.. (value=)
  *   split axis= sizes=A,B,..  (one slice layer per part: NAME.0, NAME.1, ...)
  *   sqrt exp log abs neg reciprocal floor ceil round erf   clip lo= hi=   pow/min/max A B
@@ -306,6 +307,18 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
     } else if (op == KILN_OP_UPSAMPLE && KEY("mode")) {
         ok = (vl == 7 && memcmp(v, "nearest", 7) == 0) || (vl == 8 && memcmp(v, "bilinear", 8) == 0);
         a->mode = vl == 8;
+    } else if (op == KILN_OP_UPSAMPLE && KEY("coord")) {
+        static const char *const names[] = {"half_pixel", "asymmetric", "align_corners"};
+        ok = false;
+        for (int c = 0; c < 3 && !ok; c++)
+            if ((ok = vl == (int)strlen(names[c]) && memcmp(v, names[c], (size_t)vl) == 0))
+                a->coord = c + 1;
+    } else if (op == KILN_OP_UPSAMPLE && KEY("rounding")) {
+        static const char *const names[] = {"floor", "half_down", "half_up", "ceil"};
+        ok = false;
+        for (int c = 0; c < 4 && !ok; c++)
+            if ((ok = vl == (int)strlen(names[c]) && memcmp(v, names[c], (size_t)vl) == 0))
+                a->rounding = c;
     } else if (op == KILN_OP_PAD && KEY("pads")) {
         int p[2 * KILN_MAX_RANK], n = parse_list(v, vl, p, 2 * KILN_MAX_RANK);
         ok = n > 0 && n % 2 == 0;
@@ -749,6 +762,12 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
             else
                 sb_printf(&s, &len, &cap, " size=%dx%d", a->size[0], a->size[1]);
             sb_printf(&s, &len, &cap, " mode=%s", a->mode ? "bilinear" : "nearest");
+            if (a->coord >= 1 && a->coord <= 3)
+                sb_printf(&s, &len, &cap, " coord=%s",
+                          a->coord == 1 ? "half_pixel" : a->coord == 2 ? "asymmetric" : "align_corners");
+            if (a->rounding >= 1 && a->rounding <= 3)
+                sb_printf(&s, &len, &cap, " rounding=%s",
+                          a->rounding == 1 ? "half_down" : a->rounding == 2 ? "half_up" : "ceil");
             break;
         case KILN_OP_PAD: {
             const kiln_node *x = &g->nodes[nd->inputs[0]];

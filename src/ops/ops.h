@@ -53,11 +53,11 @@ void kiln_upsample_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fw
 void kiln_conv_transpose_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_pad_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_const_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
-/* Where output coordinate o of an upsample along an axis of `in` samples at r input samples per
- * output sample: nearest (PyTorch's floor(o * r)) into *i0 with weight 1, or bilinear
- * (align_corners false: the centre (o + 0.5) r - 0.5, clamped at 0) between *i0 and *i1 with
- * weight *w1 on i1. */
-void kiln_upsample_coord(int mode, int o, int in, double r, int *i0, int *i1, float *w1);
+/* Where output coordinate o of an upsample along an axis of `in` samples at r input
+ * samples per output sample: nearest (by default PyTorch's floor(o * r)) into *i0 with weight 1,
+ * or bilinear (by default align_corners false: the centre (o + 0.5) r - 0.5, clamped at 0)
+ * between *i0 and *i1 with weight *w1 on i1; a's coord and rounding choose ONNX's other modes. */
+void kiln_upsample_coord(const kiln_attrs *a, int o, int in, double r, int *i0, int *i1, float *w1);
 /* Input pixels per output pixel along axis 0 (h) or 1 (w): 1/scale when a scale was given (as
  * PyTorch and ONNX), else in/out. */
 double kiln_upsample_ratio(const kiln_attrs *a, int axis, int in, int out);

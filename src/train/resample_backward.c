@@ -9,7 +9,7 @@ void kiln_upsample_backward(const kiln_graph_t *g, const kiln_node *nd, const ki
     const kiln_node *x = &g->nodes[nd->inputs[0]];
     if (!a->dx[0])
         return;
-    int h = x->dims[1], w = x->dims[2], ho = nd->dims[1], wo = nd->dims[2], mode = nd->a.mode;
+    int h = x->dims[1], w = x->dims[2], ho = nd->dims[1], wo = nd->dims[2];
     double ry = kiln_upsample_ratio(&nd->a, 0, h, ho), rx = kiln_upsample_ratio(&nd->a, 1, w, wo);
     size_t planes = (size_t)x->dims[0] * (size_t)a->batch;
     if (!a->acc[0])
@@ -20,9 +20,9 @@ void kiln_upsample_backward(const kiln_graph_t *g, const kiln_node *nd, const ki
         for (int oy = 0; oy < ho; oy++) {
             int y0, y1, x0, x1;
             float wy, wx;
-            kiln_upsample_coord(mode, oy, h, ry, &y0, &y1, &wy);
+            kiln_upsample_coord(&nd->a, oy, h, ry, &y0, &y1, &wy);
             for (int ox = 0; ox < wo; ox++) {
-                kiln_upsample_coord(mode, ox, w, rx, &x0, &x1, &wx);
+                kiln_upsample_coord(&nd->a, ox, w, rx, &x0, &x1, &wx);
                 float d = dy[oy * wo + ox];
                 dst[y0 * w + x0] += d * (1 - wy) * (1 - wx);
                 dst[y0 * w + x1] += d * (1 - wy) * wx;

@@ -3,6 +3,7 @@
  * constants held here until an op needs them (weights are copied into the op's parameters; shape
  * arithmetic on i64 constants is evaluated here). An op or attribute outside what is converted is
  * refused by name, never approximated. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -369,12 +370,65 @@ static kiln_status pair(importer *im, const char *name, int def, int out[2], boo
     return KILN_OK;
 }
 
-static kiln_status check_auto_pad(importer *im)
+/* The index of string attribute name's value among the NULL-terminated names (def when absent),
+ * or -1. */
+static int str_attr_index(const importer *im, const char *name, const char *def, const char *const *names)
 {
-    const Onnx__AttributeProto *a = attr(im, "auto_pad");
-    if (a && a->has_s && !(a->s.len == 6 && memcmp(a->s.data, "NOTSET", 6) == 0))
-        return fail(im, "attribute auto_pad other than NOTSET is not supported", NULL);
+    const Onnx__AttributeProto *a = attr(im, name);
+    size_t len = a && a->has_s ? a->s.len : strlen(def);
+    const char *s = a && a->has_s ? (const char *)a->s.data : def;
+    for (int k = 0; names[k]; k++)
+        if (strlen(names[k]) == len && memcmp(names[k], s, len) == 0)
+            return k;
+    return -1;
+}
+
+/* The spatial pads of the current conv or pool (begin h, begin w, end h, end w) over an input of
+ * spatial size in_hw: attribute pads, or auto_pad's SAME_UPPER, SAME_LOWER or VALID. */
+static kiln_status spatial_pads(importer *im, const int *in_hw, const int *kernel, const int *stride, const int *dil,
+                                int pads[4])
+{
+    static const char *const autos[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID", NULL};
+    int mode = str_attr_index(im, "auto_pad", "NOTSET", autos);
+    memset(pads, 0, 4 * sizeof(int));
+    if (mode < 0)
+        return fail(im, "attribute auto_pad is not one of ONNX's", NULL);
+    const Onnx__AttributeProto *p = attr(im, "pads");
+    if (mode == 0 && p) {
+        if (p->n_ints != 4)
+            return fail(im, "attribute pads expects values for 2 spatial axes", NULL);
+        for (int i = 0; i < 4; i++) {
+            if (p->ints[i] < 0 || p->ints[i] > 4096)
+                return fail(im, "attribute pads: a value out of 0..4096", NULL);
+            pads[i] = (int)p->ints[i];
+        }
+    }
+    for (int d = 0; d < 2 && (mode == 1 || mode == 2); d++) {   /* SAME: out = ceil(in / stride) */
+        int out = (in_hw[d] + stride[d] - 1) / stride[d], eff = (kernel[d] - 1) * dil[d] + 1;
+        int total = (out - 1) * stride[d] + eff - in_hw[d], small = total > 0 ? total / 2 : 0;
+        int big = total > 0 ? total - small : 0;
+        pads[d] = mode == 1 ? small : big;
+        pads[2 + d] = mode == 1 ? big : small;
+    }
     return KILN_OK;
+}
+
+/* Node x, or a pad node over its (c, h, w) with value v when the pads differ begin to end or force
+ * is set: the node to convolve or pool, with the pads left to it in sym (h, w). */
+static int pad_spatial(importer *im, int x, const int pads[4], float value, bool force, int sym[2])
+{
+    if (!force && pads[0] == pads[2] && pads[1] == pads[3]) {
+        sym[0] = pads[0];
+        sym[1] = pads[1];
+        return x;
+    }
+    sym[0] = sym[1] = 0;
+    kiln_attrs a = {.value = value};
+    a.pads[1] = pads[0];
+    a.pads[2] = pads[1];
+    a.pads[KILN_MAX_RANK + 1] = pads[2];
+    a.pads[KILN_MAX_RANK + 2] = pads[3];
+    return kiln_graph_add(im->g, KILN_OP_PAD, &x, 1, &a, kname(im, 6));
 }
 
 /* A conv2d over runtime node x with weight w (a 4-d float constant) and bias (units values or
@@ -386,12 +440,15 @@ static int conv_node(importer *im, int x, const value *w, const float *bias)
     kiln_attrs a = {.units = (int)w->dims[0], .groups = (int)attr_int(im, "group", 1)};
     a.kernel[0] = (int)w->dims[2];
     a.kernel[1] = (int)w->dims[3];
-    int ks[2];
+    int ks[2], pads[4];
     if (pair(im, "kernel_shape", a.kernel[0], ks, false) || pair(im, "strides", 1, a.stride, false) ||
-        pair(im, "pads", 0, a.pad, true) || pair(im, "dilations", 1, a.dilation, false))
+        pair(im, "dilations", 1, a.dilation, false) ||
+        spatial_pads(im, im->g->nodes[x].dims + 1, a.kernel, a.stride, a.dilation, pads))
         return -1;
     if (ks[0] != a.kernel[0] || (attr(im, "kernel_shape") && ks[1] != a.kernel[1]))
         return fail(im, "attribute kernel_shape disagrees with the weight's shape", NULL), -1;
+    if ((x = pad_spatial(im, x, pads, 0.0f, false, a.pad)) < 0)
+        return -1;
     a.no_bias = !bias;
     int id = kiln_graph_add(im->g, KILN_OP_CONV2D, &x, 1, &a, kname(im, 0));
     if (id < 0)
@@ -408,7 +465,7 @@ static kiln_status cv_conv(importer *im)
 {
     static const char *const k[] = {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad", NULL};
     value *x = in(im, 0), *w = in(im, 1);
-    if (only_attrs(im, k) || check_auto_pad(im))
+    if (only_attrs(im, k))
         return KILN_ERR_FORMAT;
     if (!x || x->node < 0 || onnx_rank(im, x) != 4)
         return fail(im, "expected a runtime (N, C, H, W) input", NULL);
@@ -424,7 +481,7 @@ static kiln_status cv_pool(importer *im)
                                     "storage_order", "count_include_pad", NULL};
     bool max = strcmp(im->nd->op_type, "MaxPool") == 0;
     value *x = in(im, 0);
-    if (only_attrs(im, k) || check_auto_pad(im))
+    if (only_attrs(im, k))
         return KILN_ERR_FORMAT;
     if (!x || x->node < 0 || onnx_rank(im, x) != 4)
         return fail(im, "expected a runtime (N, C, H, W) input", NULL);
@@ -438,13 +495,20 @@ static kiln_status cv_pool(importer *im)
     kiln_attrs a = {0};
     if (!attr(im, "kernel_shape"))
         return fail(im, "attribute kernel_shape is required", NULL);
+    int pads[4], one[2] = {1, 1};
     if (pair(im, "kernel_shape", 1, a.kernel, false) || pair(im, "strides", 1, a.stride, false) ||
-        pair(im, "pads", 0, a.pad, true))
+        spatial_pads(im, im->g->nodes[x->node].dims + 1, a.kernel, a.stride, one, pads))
         return KILN_ERR_FORMAT;
-    if (!max && (a.pad[0] || a.pad[1]) && !attr_int(im, "count_include_pad", 0))
+    if (!max && (pads[0] || pads[1] || pads[2] || pads[3]) && !attr_int(im, "count_include_pad", 0))
         return fail(im, "padded AveragePool without count_include_pad is not supported", NULL);
-    return define(im, 0, kiln_graph_add(im->g, max ? KILN_OP_MAXPOOL2D : KILN_OP_AVGPOOL2D, &x->node, 1, &a,
-                                        kname(im, 0)));
+    /* the kernels pad up to half the window on both sides alike; beyond, a pad node first (the
+     * lowest float for max: the padding never wins; 0 for an average that counts it) */
+    bool wide = false;
+    for (int i = 0; i < 4; i++)
+        wide = wide || pads[i] > a.kernel[i % 2] / 2;
+    int src = pad_spatial(im, x->node, pads, max ? -FLT_MAX : 0.0f, wide, a.pad);
+    return define(im, 0, src < 0 ? -1 : kiln_graph_add(im->g, max ? KILN_OP_MAXPOOL2D : KILN_OP_AVGPOOL2D, &src, 1,
+                                                        &a, kname(im, 0)));
 }
 
 static kiln_status cv_global_avgpool(importer *im)
@@ -864,14 +928,46 @@ static kiln_status cv_reduce(importer *im)
     return define(im, 0, kiln_graph_add(im->g, op, &x->node, 1, &a, kname(im, 0)));
 }
 
+/* ConvTranspose's pads and output padding from output_shape or auto_pad SAME (ONNX's total
+ * padding: the begin side gets the larger half unless SAME_UPPER), where Kiln's symmetric pads and
+ * end-side output padding can hold them. */
+static kiln_status transpose_pads(importer *im, const int *in_hw, kiln_attrs *a)
+{
+    static const char *const autos[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID", NULL};
+    const Onnx__AttributeProto *os = attr(im, "output_shape");
+    int mode = str_attr_index(im, "auto_pad", "NOTSET", autos);
+    if (mode < 0)
+        return fail(im, "attribute auto_pad is not one of ONNX's", NULL);
+    if (mode == 3) {
+        a->pad[0] = a->pad[1] = 0;
+        return KILN_OK;
+    }
+    if (!os && mode == 0)
+        return KILN_OK;   /* pads and output_padding as given */
+    if (os && os->n_ints != 2 && os->n_ints != 4)
+        return fail(im, "attribute output_shape expects 2 spatial sizes (or 4 dims)", NULL);
+    for (int d = 0; d < 2; d++) {
+        int64_t target = os ? os->ints[os->n_ints - 2 + d] : (int64_t)in_hw[d] * a->stride[d];
+        int64_t total = (int64_t)a->stride[d] * (in_hw[d] - 1) + a->out_pad[d] +
+                        (int64_t)(a->kernel[d] - 1) * a->dilation[d] + 1 - target;
+        int64_t begin = mode == 1 ? total / 2 : total - total / 2, end = total - begin;
+        if (total < 0 || begin < end || begin > 4096)
+            return fail(im, "output_shape or auto_pad needs pads Kiln's transposed convolution cannot hold "
+                        "(symmetric pads, any extra at the end)", NULL);
+        a->pad[d] = (int)begin;   /* Kiln: (in - 1) s - 2 p + k + o; ONNX: ... + op - begin - end */
+        a->out_pad[d] += (int)(begin - end);
+    }
+    return KILN_OK;
+}
+
 static kiln_status cv_conv_transpose(importer *im)
 {
     static const char *const k[] = {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad",
-                                    "output_padding", NULL};
+                                    "output_padding", "output_shape", NULL};
     value *x = in(im, 0), *w = in(im, 1);
-    if (only_attrs(im, k) || check_auto_pad(im))
+    if (only_attrs(im, k))
         return KILN_ERR_FORMAT;
-    if (attr(im, "output_shape") || attr_int(im, "group", 1) != 1)
+    if (attr_int(im, "group", 1) != 1)
         return fail(im, "group other than 1 is not supported", NULL);
     if (!x || x->node < 0 || onnx_rank(im, x) != 4)
         return fail(im, "expected a runtime (N, C, H, W) input", NULL);
@@ -881,7 +977,8 @@ static kiln_status cv_conv_transpose(importer *im)
     a.kernel[0] = (int)w->dims[2];
     a.kernel[1] = (int)w->dims[3];
     if (pair(im, "strides", 1, a.stride, false) || pair(im, "pads", 0, a.pad, true) ||
-        pair(im, "dilations", 1, a.dilation, false) || pair(im, "output_padding", 0, a.out_pad, false))
+        pair(im, "dilations", 1, a.dilation, false) || pair(im, "output_padding", 0, a.out_pad, false) ||
+        transpose_pads(im, im->g->nodes[x->node].dims + 1, &a))
         return KILN_ERR_FORMAT;
     a.no_bias = !in(im, 2);
     int id = kiln_graph_add(im->g, KILN_OP_CONV_TRANSPOSE2D, &x->node, 1, &a, kname(im, 0));
@@ -2051,7 +2148,7 @@ static float *int_bias(importer *im, size_t j, size_t units, bool *bad)
 static kiln_status cv_qlinear_conv(importer *im)
 {
     static const char *const k[] = {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad", NULL};
-    if (only_attrs(im, k) || check_auto_pad(im))
+    if (only_attrs(im, k))
         return KILN_ERR_FORMAT;
     value *x = in(im, 0);
     if (!x || x->node < 0 || onnx_rank(im, x) != 4)
@@ -2079,7 +2176,7 @@ static kiln_status cv_qlinear_conv(importer *im)
 static kiln_status cv_conv_integer(importer *im)
 {
     static const char *const k[] = {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad", NULL};
-    if (only_attrs(im, k) || check_auto_pad(im))
+    if (only_attrs(im, k))
         return KILN_ERR_FORMAT;
     value *x = in(im, 0);
     if (!x || x->node < 0 || onnx_rank(im, x) != 4)
@@ -2130,49 +2227,37 @@ static kiln_status cv_qmatmul(importer *im)
 
 /* ------------------------------------------------------------------ resize */
 
-/* Whether string attribute name is absent (def) or equals one of the NULL-terminated values. */
-static bool str_attr_is(const importer *im, const char *name, const char *def, const char *const *ok)
-{
-    const Onnx__AttributeProto *a = attr(im, name);
-    size_t len = a && a->has_s ? a->s.len : strlen(def);
-    const char *s = a && a->has_s ? (const char *)a->s.data : def;
-    for (int k = 0; ok[k]; k++)
-        if (strlen(ok[k]) == len && memcmp(ok[k], s, len) == 0)
-            return true;
-    return false;
-}
-
-/* Resize of (N, C, H, W) over H and W: nearest (asymmetric coordinates, floor: PyTorch's
- * nearest) or linear (half_pixel or pytorch_half_pixel: PyTorch's bilinear, align_corners false). */
+/* Resize of (N, C, H, W) over H and W: nearest (any rounding) or linear, with the half-pixel,
+ * PyTorch half-pixel, asymmetric or align-corners coordinates. */
 static kiln_status cv_resize(importer *im)
 {
     static const char *const k[] = {"mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a",
                                     "exclude_outside", "extrapolation_value", NULL};
-    static const char *const nearest[] = {"nearest", NULL}, *const linear_m[] = {"linear", NULL};
-    static const char *const asym[] = {"asymmetric", NULL}, *const floor_m[] = {"floor", NULL};
-    static const char *const half[] = {"half_pixel", "pytorch_half_pixel", NULL};
+    static const char *const modes[] = {"nearest", "linear", NULL};
+    static const char *const coords[] = {"half_pixel", "pytorch_half_pixel", "asymmetric", "align_corners", NULL};
+    static const char *const roundings[] = {"floor", "round_prefer_floor", "round_prefer_ceil", "ceil", NULL};
     value *x = in(im, 0), *scales = in(im, 2), *sizes = in(im, 3);
     if (only_attrs(im, k) || attr_int(im, "exclude_outside", 0))
         return fail(im, "attribute exclude_outside is not supported", NULL);
     if (!x || x->node < 0 || onnx_rank(im, x) != 4)
         return fail(im, "expected a runtime (N, C, H, W) input", NULL);
-    bool is_nearest = str_attr_is(im, "mode", "nearest", nearest);
-    if (!is_nearest && !str_attr_is(im, "mode", "nearest", linear_m))
+    int mode = str_attr_index(im, "mode", "nearest", modes);
+    int coord = str_attr_index(im, "coordinate_transformation_mode", "half_pixel", coords);
+    int rounding = str_attr_index(im, "nearest_mode", "round_prefer_floor", roundings);
+    if (mode < 0)
         return fail(im, "attribute mode: only nearest and linear are supported", NULL);
-    if (is_nearest && !(str_attr_is(im, "coordinate_transformation_mode", "half_pixel", asym) &&
-                        str_attr_is(im, "nearest_mode", "round_prefer_floor", floor_m)))
-        return fail(im, "nearest is supported with coordinate_transformation_mode asymmetric and nearest_mode floor "
-                    "(PyTorch's nearest)", NULL);
-    if (!is_nearest && !str_attr_is(im, "coordinate_transformation_mode", "half_pixel", half))
-        return fail(im, "linear is supported with coordinate_transformation_mode half_pixel or pytorch_half_pixel",
-                    NULL);
+    if (coord < 0)
+        return fail(im, "attribute coordinate_transformation_mode: only half_pixel, pytorch_half_pixel, asymmetric "
+                    "and align_corners are supported", NULL);
+    if (rounding < 0)
+        return fail(im, "attribute nearest_mode is not one of ONNX's", NULL);
     if (scales && scales->n == 0)
         scales = NULL;   /* (an empty scales beside sizes) */
     if (!!scales == !!sizes || (scales && (scales->node >= 0 || scales->is_int || scales->n != 4)) ||
         (sizes && (sizes->node >= 0 || !sizes->is_int || sizes->n != 4)))
         return fail(im, "expected scales (4 floats) or sizes (4 int64), constants, one of them", NULL);
     const kiln_node *xn = &im->g->nodes[x->node];
-    kiln_attrs a = {.mode = is_nearest ? 0 : 1};
+    kiln_attrs a = {.mode = mode, .coord = coord == 0 || coord == 1 ? 1 : coord, .rounding = mode == 0 ? rounding : 0};
     if (scales ? scales->f[0] != 1.0f || scales->f[1] != 1.0f
                : (sizes->i[0] != BATCH_DIM && sizes->i[0] != 0 && sizes->i[0] != 1) || sizes->i[1] != xn->dims[0])
         return fail(im, "resizing the batch or channel axes is not supported", NULL);
@@ -2190,7 +2275,7 @@ static kiln_status cv_resize(importer *im)
     int id = kiln_graph_add(im->g, KILN_OP_UPSAMPLE, &x->node, 1, &a, kname(im, 0));
     if (id >= 0 && im->g->nodes[id].numel > (1u << 28))
         return fail(im, "the output has more than 2^28 elements per example", NULL);
-    if (id >= 0 && !is_nearest && str_attr_is(im, "coordinate_transformation_mode", "half_pixel", half + 1))
+    if (id >= 0 && coord == 1)
         for (int d = 0; d < 2; d++)   /* pytorch_half_pixel differs from half_pixel only at size 1 */
             if (im->g->nodes[id].dims[1 + d] == 1 && xn->dims[1 + d] != 1)
                 return fail(im, "pytorch_half_pixel to a size of 1 is not supported", NULL);
