@@ -499,16 +499,36 @@ static kiln_status cv_pool(importer *im)
     if (pair(im, "kernel_shape", 1, a.kernel, false) || pair(im, "strides", 1, a.stride, false) ||
         spatial_pads(im, im->g->nodes[x->node].dims + 1, a.kernel, a.stride, one, pads))
         return KILN_ERR_FORMAT;
-    if (!max && (pads[0] || pads[1] || pads[2] || pads[3]) && !attr_int(im, "count_include_pad", 0))
-        return fail(im, "padded AveragePool without count_include_pad is not supported", NULL);
+    bool padded = pads[0] || pads[1] || pads[2] || pads[3];
+    bool exclude = !max && padded && !attr_int(im, "count_include_pad", 0);
     /* the kernels pad up to half the window on both sides alike; beyond, a pad node first (the
-     * lowest float for max: the padding never wins; 0 for an average that counts it) */
+     * lowest float for max: the padding never wins; 0 for an average) */
     bool wide = false;
     for (int i = 0; i < 4; i++)
         wide = wide || pads[i] > a.kernel[i % 2] / 2;
     int src = pad_spatial(im, x->node, pads, max ? -FLT_MAX : 0.0f, wide, a.pad);
-    return define(im, 0, src < 0 ? -1 : kiln_graph_add(im->g, max ? KILN_OP_MAXPOOL2D : KILN_OP_AVGPOOL2D, &src, 1,
-                                                        &a, kname(im, 0)));
+    int id = src < 0 ? -1 : kiln_graph_add(im->g, max ? KILN_OP_MAXPOOL2D : KILN_OP_AVGPOOL2D, &src, 1, &a,
+                                           kname(im, 0));
+    if (id < 0 || !exclude)
+        return define(im, 0, id);
+    /* an average over the window's input pixels only (count_include_pad 0): the kernel's average
+     * over the whole window times window / pixels inside, a constant per output position */
+    const kiln_node *pn = &im->g->nodes[id];
+    int oh = pn->dims[1], ow = pn->dims[2], h = im->g->nodes[x->node].dims[1], w = im->g->nodes[x->node].dims[2];
+    float *f = malloc((size_t)oh * ow * sizeof(float));
+    if (!f)
+        return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
+    for (int y = 0; y < oh; y++)
+        for (int z = 0; z < ow; z++) {
+            int y0 = y * a.stride[0] - pads[0], z0 = z * a.stride[1] - pads[1];
+            int ny = (y0 + a.kernel[0] < h ? y0 + a.kernel[0] : h) - (y0 > 0 ? y0 : 0);
+            int nz = (z0 + a.kernel[1] < w ? z0 + a.kernel[1] : w) - (z0 > 0 ? z0 : 0);
+            f[y * ow + z] = ny > 0 && nz > 0 ? (float)(a.kernel[0] * a.kernel[1]) / (float)(ny * nz) : 0.0f;
+        }
+    kiln_attrs c = {.dtype = KILN_DT_F32, .rank = 3, .shape = {1, oh, ow}, .values = f};
+    int ids[2] = {id, kiln_graph_add(im->g, KILN_OP_CONST, NULL, 0, &c, kname(im, 7))};
+    free(f);
+    return define(im, 0, ids[1] < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_MUL, ids, 2, &(kiln_attrs){0}, kname(im, 8)));
 }
 
 static kiln_status cv_global_avgpool(importer *im)
