@@ -432,6 +432,8 @@ int main(void)
 {
     kiln_rng_seed(&rng, 99);
     check_init_conv_transpose();
+    /* token indices are int32: arithmetic on them would read their bits as floats */
+    expect_error("t: input 4 dtype=i32\nc: const 4 dtype=f32\nadd t c\n", "only embedding reads");
     char spec[2048];
     check_shapes();
     check_decoder();

@@ -43,6 +43,8 @@ typedef struct {
     kiln_name_map reader;        /* value name -> the first node reading it */
     kiln_name_map shared;        /* value names read more than once, or graph outputs */
     int *fused;                  /* per node: the Kiln node an earlier node took it into, or -1 */
+    bool whole;                  /* inputs taken whole: dim 0 is not a batch (batch 1 at run time) */
+    int b;                       /* ONNX axes before Kiln's first per-example axis: 1, or 0 whole */
     const Onnx__NodeProto *nd;   /* the node being converted, for errors */
     char node_name[80];
 } importer;
@@ -156,7 +158,7 @@ static int onnx_rank(const importer *im, const value *v)
     if (v->node < 0)
         return v->rank;
     const kiln_node *nd = &im->g->nodes[v->node];
-    return nd->rank + (nd->batched ? 1 : 0);
+    return nd->rank + (nd->batched ? im->b : 0);
 }
 
 /* A unique Kiln name for the current node's k-th Kiln node. */
@@ -183,7 +185,7 @@ static int const_node(importer *im, value *c, int other_rank)
         for (size_t k = 0; k < c->n; k++)
             conv[k] = (float)c->i[k];
     }
-    int first = c->rank == other_rank && c->rank > 0 ? 1 : 0;
+    int first = im->b && c->rank == other_rank && c->rank > 0 ? 1 : 0;
     if (first && c->dims[0] != 1)
         return fail(im, "a constant that varies along the batch axis is not supported", NULL), -1;
     kiln_attrs a = {.dtype = KILN_DT_F32, .rank = c->rank - first, .values = conv ? conv : c->f};
@@ -225,12 +227,13 @@ static kiln_status define(importer *im, size_t k, int id)
     return KILN_OK;
 }
 
-/* An ONNX axis on a runtime tensor of ONNX rank r as a Kiln per-example axis (-1 if the batch). */
-static int axis_of(int64_t a, int r)
+/* An ONNX axis on a runtime tensor of ONNX rank r as a Kiln per-example axis (-1 if the batch or
+ * out of range). */
+static int axis_in(const importer *im, int64_t a, int r)
 {
     if (a < 0)
         a += r;
-    return a <= 0 || a >= r ? -1 : (int)a - 1;
+    return a < im->b || a >= r ? -1 : (int)a - im->b;
 }
 
 /* Copies n floats into node id's k-th tensor. */
@@ -276,6 +279,7 @@ static kiln_status weights_and_bias(importer *im, int id, const value *w, int un
 typedef kiln_status (*convert_fn)(importer *im);
 
 static kiln_status reshape_const(importer *im, const value *s);
+static bool int_type(int64_t t);
 static kiln_status fold_values(importer *im, kiln_op op, kiln_attrs a, int n);
 
 static kiln_status unary(importer *im, kiln_op op, kiln_attrs a)
@@ -308,10 +312,10 @@ static kiln_status cv_softmax(importer *im)
     value *x = in(im, 0);
     if (only_attrs(im, k) || !x || x->node < 0)
         return fail(im, "expected one runtime input", NULL);
-    int r = onnx_rank(im, x), ax = axis_of(attr_int(im, "axis", kiln_onnx_opset(im->m) >= 13 ? -1 : 1), r);
+    int r = onnx_rank(im, x), ax = axis_in(im, attr_int(im, "axis", kiln_onnx_opset(im->m) >= 13 ? -1 : 1), r);
     if (ax < 0)
         return fail(im, "attribute axis: the batch axis is not supported", NULL);
-    if (kiln_onnx_opset(im->m) < 13 && ax != r - 2)   /* before 13: the axes after it flattened */
+    if (kiln_onnx_opset(im->m) < 13 && ax != r - 1 - im->b)   /* before 13: the axes after it flattened */
         return fail(im, "attribute axis: before opset 13 only the last axis is supported", NULL);
     kiln_op op = strcmp(im->nd->op_type, "Softmax") == 0 ? KILN_OP_SOFTMAX : KILN_OP_LOG_SOFTMAX;
     return unary(im, op, (kiln_attrs){.axis = ax});
@@ -549,10 +553,21 @@ static kiln_status cv_flatten(importer *im)
     value *x = in(im, 0);
     if (only_attrs(im, k) || !x || x->node < 0)
         return fail(im, "expected a runtime input", NULL);
-    if (attr_int(im, "axis", 1) != 1)
-        return fail(im, "attribute axis other than 1 is not supported", NULL);
-    kiln_attrs r = {.rank = 1, .shape = {(int)im->g->nodes[x->node].numel}};
-    return define(im, 0, kiln_graph_add(im->g, KILN_OP_RESHAPE, &x->node, 1, &r, kname(im, 0)));
+    const kiln_node *xn = &im->g->nodes[x->node];
+    int64_t ax = attr_int(im, "axis", 1), r = onnx_rank(im, x);
+    ax = ax < 0 ? ax + r : ax;
+    if (im->b && ax != 1)
+        return fail(im, "attribute axis other than 1 is not supported (it would mix the batch in)", NULL);
+    if (ax < 0 || ax > r)
+        return fail(im, "attribute axis is out of range", NULL);
+    kiln_attrs f = {.rank = im->b ? 1 : 2, .shape = {(int)xn->numel}};
+    if (!im->b) {   /* (the product of the dims before axis, of those from it) */
+        f.shape[0] = 1;
+        for (int d = 0; d < ax; d++)
+            f.shape[0] *= xn->dims[d];
+        f.shape[1] = (int)xn->numel / f.shape[0];
+    }
+    return define(im, 0, kiln_graph_add(im->g, KILN_OP_RESHAPE, &x->node, 1, &f, kname(im, 0)));
 }
 
 /* A linear layer over the last axis of x with weight (units, k) from src laid out (k, units)
@@ -582,37 +597,41 @@ static int linear_node(importer *im, int x, const value *w, bool w_is_k_by_units
     return id;
 }
 
-/* linear_node as the current node's output. */
-static kiln_status linear(importer *im, int x, const value *w, bool w_is_k_by_units, float alpha, const float *bias,
-                          float beta)
-{
-    return define(im, 0, linear_node(im, x, w, w_is_k_by_units, alpha, bias, beta));
-}
-
 static kiln_status cv_gemm(importer *im)
 {
     static const char *const k[] = {"alpha", "beta", "transA", "transB", NULL};
     value *x = in(im, 0), *w = in(im, 1), *c = in(im, 2);
     if (only_attrs(im, k))
         return KILN_ERR_FORMAT;
-    if (!x || x->node < 0 || onnx_rank(im, x) != 2 || attr_int(im, "transA", 0))
-        return fail(im, "expected a runtime (N, K) input, not transposed", NULL);
+    bool ta = attr_int(im, "transA", 0) != 0;
+    if (!x || x->node < 0 || onnx_rank(im, x) != 2 || (ta && im->b))
+        return fail(im, "expected a runtime (N, K) input, not transposed (that would move the batch axis)", NULL);
     if (!w || w->node >= 0 || w->is_int || w->rank != 2)
         return fail(im, "B must be a 2-d float initializer", NULL);
     bool tb = attr_int(im, "transB", 0) != 0;
     size_t units = (size_t)(tb ? w->dims[0] : w->dims[1]);
     bool row = c && c->n == units && (c->rank == 1 || (c->rank == 2 && c->dims[0] == 1));
-    if (c && (c->node >= 0 || c->is_int || !(row || c->n == 1)))
+    if (c && (c->node >= 0 || c->is_int || !(row || c->n == 1 || !im->b)))
         return fail(im, "C must be a float constant of one value, or one per output (a row: C varying along the "
                     "batch axis is not supported)", NULL);
-    float *bias = c ? malloc(units * sizeof(float) + 1) : NULL;
-    if (c && !bias)
+    int src = x->node;
+    if (ta)   /* (a whole import: A's rows are not examples) */
+        src = kiln_graph_add(im->g, KILN_OP_TRANSPOSE, &src, 1, &(kiln_attrs){.rank = 2, .perm = {1, 0}}, kname(im, 3));
+    bool matrix = c && !row && c->n != 1;   /* a whole import's (M, N) C: added after */
+    float *bias = c && !matrix ? malloc(units * sizeof(float) + 1) : NULL;
+    if (c && !matrix && !bias)
         return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
-    for (size_t o = 0; c && o < units; o++)
+    for (size_t o = 0; bias && o < units; o++)
         bias[o] = c->f[row ? o : 0];
-    kiln_status st = linear(im, x->node, w, !tb, attr_float(im, "alpha", 1.0f), bias, attr_float(im, "beta", 1.0f));
+    float beta = attr_float(im, "beta", 1.0f);
+    int id = src < 0 ? -1 : linear_node(im, src, w, !tb, attr_float(im, "alpha", 1.0f), bias, beta);
     free(bias);
-    return st;
+    if (id < 0 || !matrix)
+        return define(im, 0, id);
+    if (beta != 1.0f)
+        return fail(im, "a matrix C with beta other than 1 is not supported", NULL);
+    int ins[2] = {id, node_of(im, 2, 2)};
+    return define(im, 0, ins[1] < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_ADD, ins, 2, &(kiln_attrs){0}, kname(im, 4)));
 }
 
 /* The bias an Add that alone reads the current node's output adds (a float constant of units
@@ -699,7 +718,7 @@ static kiln_status cv_concat(importer *im)
     value *first = in(im, 0);
     if (!first || first->node < 0)
         return fail(im, "concatenating constants is not supported yet", NULL);
-    int r = onnx_rank(im, first), ax = axis_of(attr_int(im, "axis", 0), r);
+    int r = onnx_rank(im, first), ax = axis_in(im, attr_int(im, "axis", 0), r);
     if (!attr(im, "axis"))   /* required from opset 4; before, it defaulted to 1 */
         return fail(im, "attribute axis is required", NULL);
     if (ax < 0)
@@ -727,15 +746,20 @@ static kiln_status cv_transpose(importer *im)
     }
     if (only_attrs(im, k) || !x || x->node < 0)
         return fail(im, "expected a runtime input", NULL);
-    int r = onnx_rank(im, x);
-    if (!p)   /* the default reverses every axis, the batch's too */
+    int r = onnx_rank(im, x), b = im->b;
+    if (!p && b)   /* the default reverses every axis, the batch's too */
         return fail(im, "attribute perm is required (the default moves the batch axis)", NULL);
-    kiln_attrs a = {.rank = r - 1};
-    for (int i = 1; i < r; i++) {
-        int64_t src = p->n_ints == (size_t)r ? p->ints[i] : -1;
-        if (src < 1 || src >= r || p->ints[0] != 0)
-            return fail(im, "attribute perm must keep the batch axis first", NULL);
-        a.perm[i - 1] = (int)src - 1;
+    if (p && p->n_ints != (size_t)r)
+        return fail(im, "attribute perm must name every axis", NULL);
+    kiln_attrs a = {.rank = r - b};
+    bool seen[KILN_ONNX_MAX_RANK] = {false};
+    for (int i = b; i < r; i++) {
+        int64_t src = p ? p->ints[i] : r - 1 - i;
+        if (src < b || src >= r || seen[src] || (b && p->ints[0] != 0))
+            return fail(im, b ? "attribute perm must keep the batch axis first" : "attribute perm is not a permutation",
+                        NULL);
+        seen[src] = true;
+        a.perm[i - b] = (int)src - b;
     }
     int from = x->node;
     const kiln_node *inner = &im->g->nodes[from];
@@ -763,20 +787,23 @@ static kiln_status cv_reshape(importer *im)
     if (!x || x->node < 0 || !s || s->node >= 0 || !s->is_int || s->rank != 1 || s->n < 1 || s->n > KILN_MAX_RANK + 1)
         return fail(im, "expected a runtime input and a constant int64 shape of 1 to 7 entries", NULL);
     const kiln_node *xn = &im->g->nodes[x->node];
-    if (!(s->i[0] == BATCH_DIM || s->i[0] == 0 || s->i[0] == -1))
+    size_t b = (size_t)im->b;
+    if (b && !(s->i[0] == BATCH_DIM || s->i[0] == 0 || s->i[0] == -1))
         return fail(im, "the target must keep the batch first (0, -1 or the batch from Shape)", NULL);
-    kiln_attrs a = {.rank = (int)s->n - 1};
-    for (size_t d = 1; d < s->n; d++) {
+    if (!b && s->n > KILN_MAX_RANK)
+        return fail(im, "a target of more than 6 dims", NULL);
+    kiln_attrs a = {.rank = (int)(s->n - b)};
+    for (size_t d = b; d < s->n; d++) {
         int64_t v = s->i[d];
         if (v == BATCH_DIM)
             return fail(im, "the batch may only be the target's first entry", NULL);
         if (v == 0)   /* ONNX: copy the input's dim at this position (batch first) */
-            v = d - 1 < (size_t)xn->rank ? xn->dims[d - 1] : -2;
+            v = d - b < (size_t)xn->rank ? xn->dims[d - b] : -2;
         if (v < -1 || v > (1 << 28))
             return fail(im, "a target dim is out of range", NULL);
-        a.shape[d - 1] = (int)v;
+        a.shape[d - b] = (int)v;
     }
-    if (s->i[0] == -1) {   /* the batch inferred: the rest must hold one example exactly */
+    if (b && s->i[0] == -1) {   /* the batch inferred: the rest must hold one example exactly */
         for (int d = 0; d < a.rank; d++)
             if (a.shape[d] == -1)
                 return fail(im, "a target with the batch and another dim both -1 is not supported", NULL);
@@ -815,13 +842,13 @@ static kiln_status cv_pad(importer *im)
     for (int d = 0; d < r; d++) {
         if (p->i[d] < 0 || p->i[r + d] < 0 || p->i[d] > 4096 || p->i[r + d] > 4096)
             return fail(im, "pads must be 0..4096 (negative pads crop, not supported)", NULL);
-        if (d == 0) {
+        if (d < im->b) {
             if (p->i[0] || p->i[r])
                 return fail(im, "padding the batch axis is not supported", NULL);
             continue;
         }
-        a.pads[d - 1] = (int)p->i[d];
-        a.pads[KILN_MAX_RANK + d - 1] = (int)p->i[r + d];
+        a.pads[d - im->b] = (int)p->i[d];
+        a.pads[KILN_MAX_RANK + d - im->b] = (int)p->i[r + d];
         any = any || p->i[d] || p->i[r + d];
     }
     if (!any)   /* (PyTorch exports a zero Pad before pools) */
@@ -843,10 +870,12 @@ static kiln_status norm_stats(importer *im, int x, float eps, int out_r, const i
 {
     kiln_attrs m = {.axes = 1u << (im->g->nodes[x].rank - 1), .keepdims = true};
     int mean = kiln_graph_add(im->g, KILN_OP_MEAN, &x, 1, &m, kname(im, 3));
-    int dv[2] = {x, mean}, d = mean < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_SUB, dv, 2, &(kiln_attrs){0}, kname(im, 4));
+    int dv[2] = {x, mean};
+    int d = mean < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_SUB, dv, 2, &(kiln_attrs){0}, kname(im, 4));
     int sq[2] = {d, d}, v = d < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_MUL, sq, 2, &(kiln_attrs){0}, kname(im, 5));
     v = v < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_MEAN, &v, 1, &m, kname(im, 6));
-    int e = kiln_graph_add(im->g, KILN_OP_CONST, NULL, 0, &(kiln_attrs){.dtype = KILN_DT_F32, .values = &eps}, kname(im, 7));
+    kiln_attrs ea = {.dtype = KILN_DT_F32, .values = &eps};
+    int e = kiln_graph_add(im->g, KILN_OP_CONST, NULL, 0, &ea, kname(im, 7));
     int ve[2] = {v, e};
     v = v < 0 || e < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_ADD, ve, 2, &(kiln_attrs){0}, kname(im, 8));
     v = v < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_SQRT, &v, 1, &(kiln_attrs){0}, kname(im, 9));
@@ -866,7 +895,7 @@ static kiln_status cv_layernorm(importer *im)
         return KILN_ERR_FORMAT;
     if (!x || x->node < 0)
         return fail(im, "expected a runtime input", NULL);
-    int r = onnx_rank(im, x), ax = axis_of(attr_int(im, "axis", -1), r);
+    int r = onnx_rank(im, x), ax = axis_in(im, attr_int(im, "axis", -1), r);
     if (ax < 0)
         return fail(im, "attribute axis: normalising over the batch axis is not supported", NULL);
     const kiln_node *xn = &im->g->nodes[x->node];
@@ -924,7 +953,7 @@ static unsigned reduce_axes(importer *im, int r)
         return fail(im, "reducing every axis (the batch's too) is not supported", NULL), 0;
     unsigned bits = 0;
     for (size_t i = 0; i < n; i++) {
-        int a = axis_of(list[i], r);
+        int a = axis_in(im, list[i], r);
         if (a < 0)
             return fail(im, "reducing the batch axis is not supported", NULL), 0;
         bits |= 1u << a;
@@ -1021,29 +1050,35 @@ static kiln_status cv_squeeze_runtime(importer *im, value *x)
         memcpy(list, av->i, (n = av->n) * sizeof(int64_t));
     else if (at && at->n_ints <= KILN_ONNX_MAX_RANK)
         memcpy(list, at->ints, (n = at->n_ints) * sizeof(int64_t));
-    if (!n)
-        return fail(im, "axes are required (squeezing every unit axis could take the batch)", NULL);
     const kiln_node *xn = &im->g->nodes[x->node];
-    int r = xn->rank + 1, out_r = squeeze ? r - (int)n : r + (int)n;   /* ONNX ranks, the batch first */
-    if (out_r < 1 || out_r > KILN_MAX_RANK + 1)
-        return fail(im, "the result's rank is out of range", NULL);
+    int b = im->b, r = xn->rank + b;   /* ONNX ranks, the batch first unless whole */
     bool marked[KILN_MAX_RANK + 2] = {false};
-    for (size_t i = 0; i < n; i++) {
+    if (!n && (b || !squeeze))
+        return fail(im, "axes are required (squeezing every unit axis could take the batch)", NULL);
+    for (int d = 0; !n && d < r; d++)   /* (a whole import: every axis of size 1) */
+        if (xn->dims[d] == 1)
+            marked[d] = true, n++;
+    if (!n)
+        return define(im, 0, x->node);
+    int out_r = squeeze ? r - (int)n : r + (int)n;
+    if (out_r < b || out_r > KILN_MAX_RANK + b)
+        return fail(im, "the result's rank is out of range", NULL);
+    for (size_t i = 0; i < n && (av || at); i++) {
         int64_t a = list[i] < 0 ? list[i] + (squeeze ? r : out_r) : list[i];
-        if (a <= 0 || a >= (squeeze ? r : out_r) || marked[a])
+        if (a < b || a >= (squeeze ? r : out_r) || marked[a])
             return fail(im, "an axis is the batch's, out of range or repeated", NULL);
-        if (squeeze && xn->dims[a - 1] != 1)
+        if (squeeze && xn->dims[a - b] != 1)
             return fail(im, "squeezing an axis whose size is not 1", NULL);
         marked[a] = true;
     }
-    kiln_attrs s = {.rank = out_r - 1};
-    for (int o = 1, src = 1; o < out_r; o++) {   /* per-example dims of the result */
+    kiln_attrs s = {.rank = out_r - b};
+    for (int o = b, src = b; o < out_r; o++) {   /* per-example dims of the result */
         if (squeeze) {
             while (marked[src])
                 src++;
-            s.shape[o - 1] = xn->dims[src++ - 1];
+            s.shape[o - b] = xn->dims[src++ - b];
         } else {
-            s.shape[o - 1] = marked[o] ? 1 : xn->dims[src++ - 1];
+            s.shape[o - b] = marked[o] ? 1 : xn->dims[src++ - b];
         }
     }
     if (s.rank == 0)
@@ -1057,7 +1092,7 @@ static kiln_status cv_split(importer *im)
     value *x = in(im, 0);
     if (only_attrs(im, k) || !x || x->node < 0)
         return fail(im, "expected a runtime input", NULL);
-    int r = onnx_rank(im, x), ax = axis_of(attr_int(im, "axis", 0), r);
+    int r = onnx_rank(im, x), ax = axis_in(im, attr_int(im, "axis", 0), r);
     if (ax < 0)
         return fail(im, "attribute axis: the batch axis is not supported", NULL);
     size_t parts = im->nd->n_output;
@@ -1257,7 +1292,7 @@ static kiln_status cv_shape(importer *im)
     int64_t vals[KILN_ONNX_MAX_RANK], n = 0;
     if (x->node >= 0) {
         const kiln_node *xn = &im->g->nodes[x->node];
-        if (xn->batched)
+        if (xn->batched && im->b)
             vals[n++] = BATCH_DIM;
         for (int d = 0; d < xn->rank; d++)
             vals[n++] = xn->dims[d];
@@ -1366,7 +1401,7 @@ static kiln_status cv_gather(importer *im)
             set_tensor(im, id, 0, x->f, x->n);
         return define(im, 0, id);
     }
-    int r = onnx_rank(im, x), ax = axis_of(axis, r);
+    int r = onnx_rank(im, x), ax = axis_in(im, axis, r);
     if (ax < 0 || ix->node >= 0 || !ix->is_int || ix->rank > 1 || ix->n < 1 || ix->n > KILN_MAX_INPUTS)
         return fail(im, "gathering along the batch axis, by runtime indices or by more than 8 indices is not "
                     "supported", NULL);
@@ -1550,7 +1585,7 @@ static kiln_status cv_slice(importer *im)
     for (int d = 0; d < r; d++) {
         start[d] = 0;
         step[d] = 1;
-        count[d] = x->node >= 0 ? (d ? im->g->nodes[x->node].dims[d - 1] : -1) : x->dims[d];
+        count[d] = x->node >= 0 ? (d >= im->b ? im->g->nodes[x->node].dims[d - im->b] : -1) : x->dims[d];
     }
     bool seen[KILN_ONNX_MAX_RANK] = {false};
     for (size_t k = 0; k < n; k++) {
@@ -1560,7 +1595,7 @@ static kiln_status cv_slice(importer *im)
             return fail(im, "an axis is out of range or repeated", NULL);
         seen[a] = true;
         step[a] = spv ? spv->i[k] : 1;
-        if (x->node >= 0 && a == 0) {
+        if (x->node >= 0 && a < im->b) {
             if (st->i[k] != 0 || en->i[k] < INT32_MAX || step[a] != 1)
                 return fail(im, "slicing the batch axis is not supported", NULL);
             continue;
@@ -1572,12 +1607,12 @@ static kiln_status cv_slice(importer *im)
     }
     if (x->node >= 0) {   /* one Kiln slice per axis cut */
         int id = x->node;
-        for (int a = 1; a < r; a++) {
-            if (!seen[a] || (start[a] == 0 && step[a] == 1 && count[a] == im->g->nodes[id].dims[a - 1]))
+        for (int a = im->b; a < r; a++) {
+            if (!seen[a] || (start[a] == 0 && step[a] == 1 && count[a] == im->g->nodes[id].dims[a - im->b]))
                 continue;
             if (step[a] < 0)
                 return fail(im, "negative steps are not supported on runtime tensors", NULL);
-            kiln_attrs s = {.axis = a - 1, .start = (int)start[a], .step = (int)step[a]};
+            kiln_attrs s = {.axis = a - im->b, .start = (int)start[a], .step = (int)step[a]};
             s.end = (int)(start[a] + (count[a] - 1) * step[a] + 1);
             if ((id = kiln_graph_add(im->g, KILN_OP_SLICE, &id, 1, &s, kname(im, a))) < 0)
                 return KILN_ERR_FORMAT;
@@ -1671,7 +1706,7 @@ static kiln_status cv_expand(importer *im)
     int xr = x->node >= 0 ? onnx_rank(im, x) : x->rank, r = xr > (int)s->n ? xr : (int)s->n;
     int64_t xd[KILN_ONNX_MAX_RANK], dims[KILN_ONNX_MAX_RANK];
     for (int d = 0; d < xr; d++)
-        xd[d] = x->node < 0 ? x->dims[d] : d ? im->g->nodes[x->node].dims[d - 1] : BATCH_DIM;
+        xd[d] = x->node < 0 ? x->dims[d] : d >= im->b ? im->g->nodes[x->node].dims[d - im->b] : BATCH_DIM;
     for (int d = 0; d < r; d++) {   /* aligned from the right; 1 stretches */
         int e = d - (r - xr), f = d - (r - (int)s->n);
         int64_t a = e >= 0 ? xd[e] : 1, b = f >= 0 ? s->i[f] : 1;
@@ -1690,11 +1725,11 @@ static kiln_status cv_expand(importer *im)
     if (x->node >= 0) {
         if (r != xr)
             return fail(im, "expanding a runtime tensor to a higher rank is not supported", NULL);
-        kiln_attrs z = {.dtype = KILN_DT_F32, .rank = r - 1};
+        kiln_attrs z = {.dtype = KILN_DT_F32, .rank = r - im->b};
         bool same = true;
         double numel = 1;
-        for (int d = 1; d < r; d++) {
-            z.shape[d - 1] = (int)(dims[d] > (1 << 28) ? 1 << 28 : dims[d]);
+        for (int d = im->b; d < r; d++) {
+            z.shape[d - im->b] = (int)(dims[d] > (1 << 28) ? 1 << 28 : dims[d]);
             same = same && dims[d] == xd[d];
             numel *= (double)dims[d];
         }
@@ -1767,6 +1802,28 @@ static kiln_status operand_nodes(importer *im, size_t n, int *ins)
     return KILN_OK;
 }
 
+/* Node x (whole numbers) wrapped into uint8's 0..255, or int8's -128..127, as two's complement
+ * arithmetic wraps: y - 256 floor((y + o) / 256) with o 0 or 128. */
+static int wrap_8bit(importer *im, int x, bool is_signed)
+{
+    float o = is_signed ? 128.0f : 0.0f, k = 256.0f, inv = 1.0f / 256.0f;
+    kiln_attrs ao = {.dtype = KILN_DT_F32, .values = &o}, ak = {.dtype = KILN_DT_F32, .values = &k};
+    kiln_attrs ai = {.dtype = KILN_DT_F32, .values = &inv};
+    int c_o = kiln_graph_add(im->g, KILN_OP_CONST, NULL, 0, &ao, kname(im, 2));
+    int c_k = kiln_graph_add(im->g, KILN_OP_CONST, NULL, 0, &ak, kname(im, 3));
+    int c_i = kiln_graph_add(im->g, KILN_OP_CONST, NULL, 0, &ai, kname(im, 4));
+    if (c_o < 0 || c_k < 0 || c_i < 0)
+        return -1;
+    int a[2] = {x, c_o}, t = kiln_graph_add(im->g, KILN_OP_ADD, a, 2, &(kiln_attrs){0}, kname(im, 5));
+    int m[2] = {t, c_i};   /* (exact: a power of two) */
+    t = t < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_MUL, m, 2, &(kiln_attrs){0}, kname(im, 6));
+    t = t < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_FLOOR, &t, 1, &(kiln_attrs){0}, kname(im, 7));
+    int m2[2] = {t, c_k};
+    t = t < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_MUL, m2, 2, &(kiln_attrs){0}, kname(im, 8));
+    int d[2] = {x, t};
+    return t < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_SUB, d, 2, &(kiln_attrs){0}, kname(im, 9));
+}
+
 /* Output 0 as not(compare(input 0, input 1)), both constants. */
 static kiln_status fold_not_of(importer *im, kiln_op compare)
 {
@@ -1802,10 +1859,21 @@ static kiln_status cv_math(importer *im)
     int ins[KILN_MAX_INPUTS];
     if (operand_nodes(im, n, ins))
         return KILN_ERR_FORMAT;
-    kiln_status st = define(im, 0, kiln_graph_add(im->g, op, ins, (int)n, &(kiln_attrs){0}, kname(im, 0)));
+    int32_t type = in(im, 0)->type;   /* a carried integer type (the operands' types agree, as ONNX asks) */
+    bool ints = in(im, 0)->node >= 0 && int_type(type);
+    bool small = type == ONNX__TENSOR_PROTO__DATA_TYPE__UINT8 || type == ONNX__TENSOR_PROTO__DATA_TYPE__INT8;
+    if (ints && (op == KILN_OP_DIV ? type != ONNX__TENSOR_PROTO__DATA_TYPE__UINT8 : !small &&
+                 (op == KILN_OP_ADD || op == KILN_OP_SUB || op == KILN_OP_MUL || op == KILN_OP_POW)))
+        return fail(im, "integer arithmetic at run time is supported on uint8 and int8 (division: uint8) only", NULL);
+    int id = kiln_graph_add(im->g, op, ins, (int)n, &(kiln_attrs){0}, kname(im, 0));
+    if (id >= 0 && ints && op == KILN_OP_DIV)   /* integer division: the quotient rounded down */
+        id = kiln_graph_add(im->g, KILN_OP_FLOOR, &id, 1, &(kiln_attrs){0}, kname(im, 1));
+    if (id >= 0 && ints && small && op != KILN_OP_DIV && op != KILN_OP_MIN && op != KILN_OP_MAX)
+        id = wrap_8bit(im, id, type == ONNX__TENSOR_PROTO__DATA_TYPE__INT8);
+    kiln_status st = define(im, 0, id);
     value *y = find(im, im->nd->output[0]);
-    if (st == KILN_OK && y && (op == KILN_OP_ADD || op == KILN_OP_SUB || op == KILN_OP_NEG || op == KILN_OP_ABS))
-        y->type = in(im, 0)->type;   /* integers stay integers */
+    if (st == KILN_OK && y && ints)
+        y->type = type;   /* integers stay integers */
     return st;
 }
 
@@ -1848,7 +1916,7 @@ static kiln_status cv_size(importer *im)
     value *x = in(im, 0);
     if (only_attrs(im, NULL) || !x)
         return fail(im, "expected an input", NULL);
-    if (x->node >= 0 && im->g->nodes[x->node].batched)
+    if (x->node >= 0 && im->g->nodes[x->node].batched && im->b)
         return fail(im, "the size of a batched tensor (known only when a session is created) is not supported", NULL);
     int64_t n = x->node >= 0 ? (int64_t)im->g->nodes[x->node].numel : (int64_t)x->n;
     return define_ints(im, 0, NULL, &n, 1);
@@ -1913,10 +1981,10 @@ static int axis_const(importer *im, const float *v, size_t n, int64_t ax, int r)
 {
     kiln_attrs a = {.dtype = KILN_DT_F32, .rank = 0, .values = v};
     if (n > 1) {
-        int k = axis_of(ax, r);
+        int k = axis_in(im, ax, r);
         if (k < 0)
             return fail(im, "a per-axis scale along the batch axis is not supported", NULL), -1;
-        a.rank = r - 1 - k;
+        a.rank = r - im->b - k;
         a.shape[0] = (int)n;
         for (int d = 1; d < a.rank; d++)
             a.shape[d] = 1;
@@ -2011,7 +2079,7 @@ static kiln_status cv_quantize(importer *im)
     ax = ax < 0 ? ax + r : ax;
     kiln_status st = KILN_OK;
     if (n > 1 && (ax < 0 || ax >= r || (x->node < 0 && (size_t)x->dims[ax] != n) ||
-                  (x->node >= 0 && (ax == 0 || (size_t)im->g->nodes[x->node].dims[ax - 1] != n))))
+                  (x->node >= 0 && (ax < im->b || (size_t)im->g->nodes[x->node].dims[ax - im->b] != n))))
         st = fail(im, "the per-axis scale's length does not match attribute axis", NULL);
     else if (x->node < 0 && x->is_int)
         st = fail(im, "the input must be float", NULL);
@@ -2051,7 +2119,7 @@ static kiln_status cv_dequantize(importer *im)
     ax = ax < 0 ? ax + r : ax;
     kiln_status st = KILN_OK;
     if (n > 1 && (ax < 0 || ax >= r || (x->node < 0 && (size_t)x->dims[ax] != n) ||
-                  (x->node >= 0 && (ax == 0 || (size_t)im->g->nodes[x->node].dims[ax - 1] != n))))
+                  (x->node >= 0 && (ax < im->b || (size_t)im->g->nodes[x->node].dims[ax - im->b] != n))))
         st = fail(im, "the per-axis scale's length does not match attribute axis", NULL);
     else if (x->node < 0) {   /* weights: f32 here (Kiln quantises them again with its own scheme) */
         value *v = new_const(im, 0, KILN_DT_F32, x->rank, x->dims);
@@ -2336,7 +2404,7 @@ static kiln_status add_inputs(importer *im, const Onnx__GraphProto *gp)
         if (find(im, vi->name))
             continue;   /* an initializer listed as an input */
         const Onnx__TypeProto__Tensor *tt = vi->type ? vi->type->tensor_type : NULL;
-        if (!tt || !tt->shape || tt->shape->n_dim < 1 || tt->shape->n_dim > KILN_MAX_RANK + 1)
+        if (!tt || !tt->shape || tt->shape->n_dim < (size_t)im->b || tt->shape->n_dim > (size_t)KILN_MAX_RANK + im->b)
             return kiln_error(KILN_ERR_FORMAT, "%s: input \"%s\": expected a tensor with a known rank 1..7 (the batch "
                               "first)", im->origin, vi->name);
         /* FLOAT; UINT8 and INT8 carried as f32 (the quantised ops); INT32 and INT64 as Kiln's i32
@@ -2347,9 +2415,9 @@ static kiln_status add_inputs(importer *im, const Onnx__GraphProto *gp)
         if (et != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && !carried && !index)
             return kiln_error(KILN_ERR_FORMAT, "%s: input \"%s\": elem_type: expected FLOAT, UINT8, INT8, INT32 or "
                               "INT64, found %d", im->origin, vi->name, (int)et);
-        int dims[KILN_MAX_RANK], r = (int)tt->shape->n_dim - 1;
+        int dims[KILN_MAX_RANK], r = (int)tt->shape->n_dim - im->b;
         for (int d = 0; d < r; d++) {
-            const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[d + 1];
+            const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[d + im->b];
             if (!dm || dm->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE || dm->dim_value < 1 ||
                 dm->dim_value > (1 << 28))
                 return kiln_error(KILN_ERR_FORMAT, "%s: input \"%s\": dim %d: expected a fixed size >= 1 (only the "
@@ -2376,10 +2444,22 @@ kiln_graph_t *kiln_graph_import_onnx(const char *path)
     return g;
 }
 
-/* Runs the importer over m's initializers, inputs and nodes into im (im->g created). */
-static kiln_status import_nodes(importer *im, const kiln_onnx_model *m)
+/* Whether an ONNX op maps to one of Kiln's image ops, which take (C, H, W) per example. */
+static bool image_op(const char *op)
 {
-    *im = (importer){.m = m, .origin = kiln_onnx_origin(m), .g = kiln_graph_create()};
+    static const char *const ops[] = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
+                                      "BatchNormalization", "Resize", "QLinearConv", "ConvInteger", NULL};
+    for (int k = 0; ops[k]; k++)
+        if (strcmp(op, ops[k]) == 0)
+            return true;
+    return false;
+}
+
+/* Runs the importer over m's initializers, inputs and nodes into im (im->g created); whole takes
+ * every graph input whole (its first dim not a batch). */
+static kiln_status import_nodes(importer *im, const kiln_onnx_model *m, bool whole)
+{
+    *im = (importer){.m = m, .origin = kiln_onnx_origin(m), .g = kiln_graph_create(), .whole = whole, .b = !whole};
     const Onnx__GraphProto *gp = kiln_onnx_graph(m);
     kiln_status st = im->g ? KILN_OK : KILN_ERR_NOMEM;
     for (size_t i = 0; i < gp->n_initializer && st == KILN_OK; i++) {
@@ -2419,6 +2499,11 @@ static kiln_status import_nodes(importer *im, const kiln_onnx_model *m)
                             im->nd->op_type);
             break;
         }
+        if (whole && image_op(im->nd->op_type)) {   /* Kiln's image ops take (C, H, W) examples */
+            st = kiln_error(KILN_ERR_FORMAT, "%s: node \"%s\": op %s needs the batch as the first axis", im->origin,
+                            im->node_name, im->nd->op_type);
+            break;
+        }
         if ((st = fn(im)) != KILN_OK && !strstr(kiln_last_error(), im->origin)) {   /* a shape error from the IR */
             char why[400];
             snprintf(why, sizeof why, "%s", kiln_last_error());
@@ -2442,9 +2527,14 @@ static void importer_free(importer *im)
 
 kiln_graph_t *kiln_onnx_import(const kiln_onnx_model *m)
 {
+    return kiln_onnx_import_whole(m, false);
+}
+
+kiln_graph_t *kiln_onnx_import_whole(const kiln_onnx_model *m, bool whole)
+{
     importer im;
     const Onnx__GraphProto *gp = kiln_onnx_graph(m);
-    kiln_status st = import_nodes(&im, m);
+    kiln_status st = import_nodes(&im, m, whole);
     int outs[KILN_MAX_OUTPUTS];
     if (st == KILN_OK && gp->n_output > KILN_MAX_OUTPUTS)
         st = kiln_error(KILN_ERR_FORMAT, "%s: graph: expected at most %d outputs, found %zu", im.origin,
@@ -2471,7 +2561,7 @@ kiln_status kiln_onnx_const_outputs(const kiln_onnx_model *m, float **out, size_
 {
     importer im;
     const Onnx__GraphProto *gp = kiln_onnx_graph(m);
-    kiln_status st = import_nodes(&im, m);
+    kiln_status st = import_nodes(&im, m, false);
     for (size_t k = 0; k < n; k++)
         out[k] = NULL;
     for (size_t k = 0; k < n && st == KILN_OK; k++) {

@@ -43,6 +43,10 @@ const char *kiln_onnx_origin(const kiln_onnx_model *m);
 /* The Kiln graph of a checked model (kiln_graph_import_onnx without the file): NULL with an error
  * naming the origin, the node, the op and the attribute. */
 kiln_graph_t *kiln_onnx_import(const kiln_onnx_model *m);
+/* kiln_onnx_import, or with whole set, every graph input taken whole: its first dim is an axis
+ * like any other, not the batch (run it at batch 1); ops along that axis become possible, Kiln's
+ * image ops (Conv, pools, BatchNormalization, Resize) are refused. */
+kiln_graph_t *kiln_onnx_import_whole(const kiln_onnx_model *m, bool whole);
 /* Evaluates a model whose every input is an initializer at load time (constant folding): the
  * first n graph outputs as floats into out[k] (malloc'd; count[k] values). */
 kiln_status kiln_onnx_const_outputs(const kiln_onnx_model *m, float **out, size_t *count, size_t n);
