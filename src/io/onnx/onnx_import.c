@@ -949,6 +949,8 @@ static unsigned reduce_axes(importer *im, int r)
         memcpy(list, at->ints, at->n_ints * sizeof(int64_t));
         n = at->n_ints;
     }
+    if (!n && !im->b)   /* a whole import: every axis */
+        return r >= 1 && r <= KILN_MAX_RANK ? (1u << r) - 1 : 0;
     if (!n)
         return fail(im, "reducing every axis (the batch's too) is not supported", NULL), 0;
     unsigned bits = 0;
