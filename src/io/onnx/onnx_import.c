@@ -178,6 +178,9 @@ static int const_node(importer *im, value *c, int other_rank)
 {
     if (c->is_bool)
         return fail(im, "a bool constant as a runtime operand is not supported", NULL), -1;
+    int first = im->b && c->rank == other_rank && c->rank > 0 ? 1 : 0;
+    if (first && c->dims[0] != 1)
+        return fail(im, "a constant that varies along the batch axis is not supported", NULL), -1;
     float *conv = NULL;   /* integers meet f32 tensors (Pow's exponent, carried integers) as floats */
     if (c->is_int) {
         if (!(conv = malloc((c->n ? c->n : 1) * sizeof(float))))
@@ -185,9 +188,6 @@ static int const_node(importer *im, value *c, int other_rank)
         for (size_t k = 0; k < c->n; k++)
             conv[k] = (float)c->i[k];
     }
-    int first = im->b && c->rank == other_rank && c->rank > 0 ? 1 : 0;
-    if (first && c->dims[0] != 1)
-        return fail(im, "a constant that varies along the batch axis is not supported", NULL), -1;
     kiln_attrs a = {.dtype = KILN_DT_F32, .rank = c->rank - first, .values = conv ? conv : c->f};
     int id = -1;
     for (int d = first; d < c->rank; d++) {
@@ -465,14 +465,24 @@ static int conv_node(importer *im, int x, const value *w, const float *bias)
     return id;
 }
 
-static kiln_status cv_conv(importer *im)
+/* The runtime (N, C, H, W) input of a Conv, QLinearConv or ConvInteger (a conv's attributes only),
+ * or NULL (reported). */
+static value *conv_input(importer *im)
 {
     static const char *const k[] = {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad", NULL};
-    value *x = in(im, 0), *w = in(im, 1);
+    value *x = in(im, 0);
     if (only_attrs(im, k))
-        return KILN_ERR_FORMAT;
+        return NULL;
     if (!x || x->node < 0 || onnx_rank(im, x) != 4)
-        return fail(im, "expected a runtime (N, C, H, W) input", NULL);
+        return fail(im, "expected a runtime (N, C, H, W) input", NULL), NULL;
+    return x;
+}
+
+static kiln_status cv_conv(importer *im)
+{
+    value *x = conv_input(im), *w = in(im, 1);
+    if (!x)
+        return KILN_ERR_FORMAT;
     const value *b = NULL;
     if (in(im, 2) && !(b = weight(im, 2, w && w->rank == 4 ? (size_t)w->dims[0] : 0, "the bias")))
         return KILN_ERR_FORMAT;
@@ -1158,7 +1168,8 @@ static value *new_const(importer *im, size_t k, kiln_dtype dt, int rank, const i
     if (!v)
         return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin), NULL;
     v->rank = rank;
-    memcpy(v->dims, dims, (size_t)rank * sizeof(int64_t));
+    if (rank)   /* (a scalar's dims may be NULL) */
+        memcpy(v->dims, dims, (size_t)rank * sizeof(int64_t));
     v->n = (size_t)n;
     v->is_int = dt != KILN_DT_F32;
     v->is_bool = dt == KILN_DT_BOOL;
@@ -2237,12 +2248,8 @@ static float *int_bias(importer *im, size_t j, size_t units, bool *bad)
 
 static kiln_status cv_qlinear_conv(importer *im)
 {
-    static const char *const k[] = {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad", NULL};
-    if (only_attrs(im, k))
+    if (!conv_input(im))
         return KILN_ERR_FORMAT;
-    value *x = in(im, 0);
-    if (!x || x->node < 0 || onnx_rank(im, x) != 4)
-        return fail(im, "expected a runtime (N, C, H, W) input", NULL);
     value w = {0};
     float *mul = NULL, *zp = NULL, *bias = NULL;
     size_t n = 0;
@@ -2265,12 +2272,8 @@ static kiln_status cv_qlinear_conv(importer *im)
 
 static kiln_status cv_conv_integer(importer *im)
 {
-    static const char *const k[] = {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad", NULL};
-    if (only_attrs(im, k))
+    if (!conv_input(im))
         return KILN_ERR_FORMAT;
-    value *x = in(im, 0);
-    if (!x || x->node < 0 || onnx_rank(im, x) != 4)
-        return fail(im, "expected a runtime (N, C, H, W) input", NULL);
     value w = {0};
     kiln_status st = shifted_weight(im, 1, 3, 0, &w);
     int xs = st == KILN_OK ? shifted_input(im, 2) : -1;

@@ -162,7 +162,8 @@ void kiln_onnx_tensor_f32(const Onnx__TensorProto *t, float *out)
 {
     size_t n = (size_t)kiln_onnx_numel(t);
     if (t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && t->has_raw_data) {
-        memcpy(out, t->raw_data.data, n * sizeof(float));   /* little-endian, as ONNX stores it */
+        if (n)   /* (an empty tensor's data may be NULL) */
+            memcpy(out, t->raw_data.data, n * sizeof(float));   /* little-endian, as ONNX stores it */
         return;
     }
     for (size_t i = 0; i < n; i++)
