@@ -115,6 +115,10 @@ typedef struct {
     int mode;            /* upsample: 0 nearest, 1 bilinear (align_corners false) */
     int size[2];         /* upsample: output (h, w); 0: by scale */
     float scale[2];      /* upsample: factors (h, w) when size is 0 */
+    int coord;           /* upsample: where output pixels sample: 0 the mode's own (nearest
+                          * asymmetric, bilinear half-pixel), 1 half-pixel centres, 2 asymmetric
+                          * (o * r), 3 align-corners */
+    int rounding;        /* upsample nearest: 0 floor, 1 halves down, 2 halves up, 3 ceil */
     int out_pad[2];      /* conv_transpose2d: output padding (h, w) */
     int pads[2 * KILN_MAX_RANK]; /* pad: before for every axis, then after (ONNX order) */
     float value;         /* pad: the border's value */
