@@ -7,7 +7,8 @@
 
 #include <stdint.h>
 
-/* The alignment of 4 lets a v16 load from any float. */
+/* The alignment of 4 lets a v16 load from any float. The functions take vectors by pointer: no
+ * vector crosses a call by value (whose ABI differs with and without AVX-512). */
 typedef float kiln_v16 __attribute__((vector_size(64), aligned(4)));
 typedef int32_t kiln_v16i __attribute__((vector_size(64), aligned(4)));
 typedef float kiln_v8 __attribute__((vector_size(32)));
@@ -15,16 +16,18 @@ typedef int32_t kiln_v8i __attribute__((vector_size(32)));
 typedef float kiln_v4 __attribute__((vector_size(16)));
 typedef int32_t kiln_v4i __attribute__((vector_size(16)));
 
-/* The larger of a and b in each lane. */
-static inline kiln_v16 kiln_v16_max(kiln_v16 a, kiln_v16 b)
+/* *m = the larger of *m and the 16 floats at x in each lane. */
+static inline void kiln_v16_max_into(kiln_v16 *m, const float *x)
 {
-    kiln_v16i gt = a > b;
-    return (kiln_v16)(((kiln_v16i)a & gt) | ((kiln_v16i)b & ~gt));
+    kiln_v16 a = *(const kiln_v16 *)x;
+    kiln_v16i gt = a > *m;
+    *m = (kiln_v16)(((kiln_v16i)a & gt) | ((kiln_v16i)*m & ~gt));
 }
 
 /* The sum of v's lanes by halves. */
-static inline float kiln_hsum16(kiln_v16 v)
+static inline float kiln_hsum16(const kiln_v16 *p)
 {
+    kiln_v16 v = *p;
     kiln_v8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
                 __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
     kiln_v4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
@@ -32,8 +35,9 @@ static inline float kiln_hsum16(kiln_v16 v)
 }
 
 /* The largest of v's lanes by halves. */
-static inline float kiln_hmax16(kiln_v16 v)
+static inline float kiln_hmax16(const kiln_v16 *p)
 {
+    kiln_v16 v = *p;
     kiln_v8 lo = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
     kiln_v8 hi = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
     kiln_v8i g8 = lo > hi;
@@ -52,8 +56,8 @@ static inline float kiln_row_max(const float *x, int n, float m)
     if (n >= 16) {
         kiln_v16 mv = *(const kiln_v16 *)x;
         for (j = 16; j + 16 <= n; j += 16)
-            mv = kiln_v16_max(mv, *(const kiln_v16 *)(x + j));
-        float hm = kiln_hmax16(mv);
+            kiln_v16_max_into(&mv, x + j);
+        float hm = kiln_hmax16(&mv);
         m = hm > m ? hm : m;
     }
     for (; j < n; j++)
@@ -72,7 +76,7 @@ static inline float kiln_row_sum_dev(const float *x, int n, float c, int sq)
             kiln_v16 d = *(const kiln_v16 *)(x + j) - c;
             sv += sq ? d * d : d + c;
         }
-        s = kiln_hsum16(sv);
+        s = kiln_hsum16(&sv);
     }
     for (; j < n; j++)
         s += sq ? (x[j] - c) * (x[j] - c) : x[j];
