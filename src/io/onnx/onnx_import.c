@@ -259,7 +259,7 @@ static const value *weight(importer *im, size_t j, size_t n, const char *what)
 }
 
 /* Copies weight w (the layout ONNX and Kiln share) and, with bias, input 2 (units values) into
- * new node id (a conv or conv_transpose2d), and defines the output. */
+ * new node id (a conv_transpose2d). */
 static kiln_status weights_and_bias(importer *im, int id, const value *w, int units, bool bias)
 {
     if (im->g->nodes[id].params[0].numel != w->n)
@@ -271,7 +271,7 @@ static kiln_status weights_and_bias(importer *im, int id, const value *w, int un
             return KILN_ERR_FORMAT;
         set_tensor(im, id, 1, b->f, b->n);
     }
-    return define(im, 0, id);
+    return KILN_OK;
 }
 
 /* ------------------------------------------------------------------ converters */
@@ -990,13 +990,15 @@ static kiln_status cv_reduce(importer *im)
 }
 
 /* ConvTranspose's pads and output padding from output_shape or auto_pad SAME (ONNX's total
- * padding: the begin side gets the larger half unless SAME_UPPER), where Kiln's symmetric pads and
- * end-side output padding can hold them. */
-static kiln_status transpose_pads(importer *im, const int *in_hw, kiln_attrs *a)
+ * padding, floor-halved: the begin side gets the larger half unless SAME_UPPER): Kiln's symmetric
+ * pads take the begin side, output padding extends the end, and what the end loses beyond the
+ * begin is cropped after (crop[d], rows or columns to drop at the end). */
+static kiln_status transpose_pads(importer *im, const int *in_hw, kiln_attrs *a, int crop[2])
 {
     static const char *const autos[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID", NULL};
     const Onnx__AttributeProto *os = attr(im, "output_shape");
     int mode = str_attr_index(im, "auto_pad", "NOTSET", autos);
+    crop[0] = crop[1] = 0;
     if (mode < 0)
         return fail(im, "attribute auto_pad is not one of ONNX's", NULL);
     if (mode == 3) {
@@ -1011,12 +1013,16 @@ static kiln_status transpose_pads(importer *im, const int *in_hw, kiln_attrs *a)
         int64_t target = os ? os->ints[os->n_ints - 2 + d] : (int64_t)in_hw[d] * a->stride[d];
         int64_t total = (int64_t)a->stride[d] * (in_hw[d] - 1) + a->out_pad[d] +
                         (int64_t)(a->kernel[d] - 1) * a->dilation[d] + 1 - target;
-        int64_t begin = mode == 1 ? total / 2 : total - total / 2, end = total - begin;
-        if (total < 0 || begin < end || begin > 4096)
-            return fail(im, "output_shape or auto_pad needs pads Kiln's transposed convolution cannot hold "
-                        "(symmetric pads, any extra at the end)", NULL);
+        int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);   /* floor */
+        int64_t begin = mode == 1 ? half : total - half, end = total - begin;
+        if (begin < 0 || begin > 4096 || end > 4096 || target < 1)
+            return fail(im, "output_shape or auto_pad asks for an output larger at the start than the transposed "
+                        "convolution's", NULL);
         a->pad[d] = (int)begin;   /* Kiln: (in - 1) s - 2 p + k + o; ONNX: ... + op - begin - end */
-        a->out_pad[d] += (int)(begin - end);
+        if (end <= begin)
+            a->out_pad[d] += (int)(begin - end);
+        else
+            crop[d] = (int)(end - begin);
     }
     return KILN_OK;
 }
@@ -1035,17 +1041,23 @@ static kiln_status cv_conv_transpose(importer *im)
     if (!w || w->node >= 0 || w->is_int || w->rank != 4)
         return fail(im, "the weight must be a 4-d float initializer", NULL);
     kiln_attrs a = {.units = (int)w->dims[1], .groups = 1};
+    int crop[2];
     a.kernel[0] = (int)w->dims[2];
     a.kernel[1] = (int)w->dims[3];
     if (pair(im, "strides", 1, a.stride, false) || pair(im, "pads", 0, a.pad, true) ||
         pair(im, "dilations", 1, a.dilation, false) || pair(im, "output_padding", 0, a.out_pad, false) ||
-        transpose_pads(im, im->g->nodes[x->node].dims + 1, &a))
+        transpose_pads(im, im->g->nodes[x->node].dims + 1, &a, crop))
         return KILN_ERR_FORMAT;
     a.no_bias = !in(im, 2);
     int id = kiln_graph_add(im->g, KILN_OP_CONV_TRANSPOSE2D, &x->node, 1, &a, kname(im, 0));
-    if (id < 0)
+    if (id < 0 || weights_and_bias(im, id, w, a.units, !a.no_bias) != KILN_OK)   /* (C, M, kH, kW): Kiln's layout */
         return KILN_ERR_FORMAT;
-    return weights_and_bias(im, id, w, a.units, !a.no_bias);   /* ONNX's (C, M, kH, kW) is Kiln's layout */
+    for (int d = 0; d < 2 && id >= 0; d++)   /* the end side's crop beyond the begin side's */
+        if (crop[d]) {
+            kiln_attrs c = {.axis = 1 + d, .start = 0, .end = im->g->nodes[id].dims[1 + d] - crop[d], .step = 1};
+            id = c.end < 1 ? -1 : kiln_graph_add(im->g, KILN_OP_SLICE, &id, 1, &c, kname(im, 1 + d));
+        }
+    return define(im, 0, id);
 }
 
 /* Squeeze and Unsqueeze of a runtime tensor: a reshape to the shape ONNX gives (the batch stays). */
