@@ -207,7 +207,7 @@ int main(void)
         }
     }
     fclose(mf);
-    CHECK(n_models == 10, "the manifest lists %d models, expected 10", n_models);
+    CHECK(n_models == 11, "the manifest lists %d models, expected 11", n_models);
     check_hostile(dir);
     return check_report();
 }

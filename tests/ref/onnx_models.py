@@ -199,6 +199,19 @@ class UpNet(nn.Module):
         return F.hardtanh(x, -0.5, 0.5)
 
 
+# 1-d convolutions and pools (audio-like), on (2, 16)
+class Conv1dNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv1d(2, 4, 3, padding=1)
+        self.b = nn.Conv1d(4, 3, 3, stride=2, dilation=2)
+        self.up = nn.ConvTranspose1d(3, 2, 4, stride=2, padding=1)
+
+    def forward(self, x):
+        x = F.max_pool1d(F.relu(self.a(x)), 2)
+        return self.up(F.avg_pool1d(torch.tanh(self.b(F.pad(x, (2, 2)))), 2))
+
+
 def qdq_model(path, seed):
     """A QDQ model as ONNX Runtime's static quantiser writes one (built with onnx.helper): the input
     quantised to uint8 and dequantised, a Conv whose int8 weights are dequantised per output channel,
@@ -287,6 +300,7 @@ def main():
         ("encoder", Encoder(), (5, 16), {"opset_version": 17}),
         ("encoder13", EncoderGelu(), (5, 16), {}),
         ("upnet", UpNet(), (3, 5, 5), {}),
+        ("conv1d", Conv1dNet(), (2, 16), {}),
     ]
     manifest = []
     for name, model, shape, kw in models:

@@ -44,6 +44,7 @@ typedef struct {
     kiln_name_map shared;        /* value names read more than once, or graph outputs */
     int *fused;                  /* per node: the Kiln node an earlier node took it into, or -1 */
     bool whole;                  /* inputs taken whole: dim 0 is not a batch (batch 1 at run time) */
+    bool one_d;                  /* the current conv or pool is 1-d: run as 2-d over (C, 1, L) */
     int b;                       /* ONNX axes before Kiln's first per-example axis: 1, or 0 whole */
     const Onnx__NodeProto *nd;   /* the node being converted, for errors */
     char node_name[80];
@@ -360,6 +361,15 @@ static kiln_status pair(importer *im, const char *name, int def, int out[2], boo
 {
     const Onnx__AttributeProto *a = attr(im, name);
     out[0] = out[1] = def;
+    if (a && im->one_d) {   /* (N, C, L) as (N, C, 1, L): the added axis neutral */
+        bool zero = pads || strcmp(name, "output_padding") == 0;
+        if (a->n_ints != (pads ? 2u : 1u) || a->ints[0] < 0 || a->ints[0] > 4096 ||
+            (pads && a->ints[0] != a->ints[1]))
+            return fail(im, "attribute expects a value for 1 spatial axis (pads: alike at both ends): ", name);
+        out[0] = zero ? 0 : 1;
+        out[1] = (int)a->ints[0];
+        return KILN_OK;
+    }
     if (!a)
         return KILN_OK;
     if (a->n_ints != (pads ? 4u : 2u))
@@ -399,12 +409,12 @@ static kiln_status spatial_pads(importer *im, const int *in_hw, const int *kerne
         return fail(im, "attribute auto_pad is not one of ONNX's", NULL);
     const Onnx__AttributeProto *p = attr(im, "pads");
     if (mode == 0 && p) {
-        if (p->n_ints != 4)
-            return fail(im, "attribute pads expects values for 2 spatial axes", NULL);
-        for (int i = 0; i < 4; i++) {
+        if (p->n_ints != (im->one_d ? 2u : 4u))
+            return fail(im, "attribute pads expects begin and end values for every spatial axis", NULL);
+        for (size_t i = 0; i < p->n_ints; i++) {
             if (p->ints[i] < 0 || p->ints[i] > 4096)
                 return fail(im, "attribute pads: a value out of 0..4096", NULL);
-            pads[i] = (int)p->ints[i];
+            pads[im->one_d ? 1 + 2 * i : i] = (int)p->ints[i];   /* 1-d: (0, b, 0, e) */
         }
     }
     for (int d = 0; d < 2 && (mode == 1 || mode == 2); d++) {   /* SAME: out = ceil(in / stride) */
@@ -473,9 +483,42 @@ static value *conv_input(importer *im)
     value *x = in(im, 0);
     if (only_attrs(im, k))
         return NULL;
-    if (!x || x->node < 0 || onnx_rank(im, x) != 4)
-        return fail(im, "expected a runtime (N, C, H, W) input", NULL), NULL;
+    if (!x || x->node < 0 || (onnx_rank(im, x) != 4 && onnx_rank(im, x) != 3))
+        return fail(im, "expected a runtime (N, C, H, W) or (N, C, L) input", NULL), NULL;
+    im->one_d = onnx_rank(im, x) == 3;
     return x;
+}
+
+/* A 1-d conv's or pool's input (C, L) as (C, 1, L), or node x itself in 2-d: a node id or -1. */
+static int to_2d(importer *im, int x)
+{
+    if (!im->one_d)
+        return x;
+    const kiln_node *n = &im->g->nodes[x];
+    kiln_attrs r = {.rank = 3, .shape = {n->dims[0], 1, n->dims[1]}};
+    return kiln_graph_add(im->g, KILN_OP_RESHAPE, &x, 1, &r, kname(im, 11));
+}
+
+/* The result (C, 1, L) of a 1-d conv or pool back as (C, L), or id itself in 2-d. */
+static int from_2d(importer *im, int id)
+{
+    if (!im->one_d || id < 0)
+        return id;
+    const kiln_node *n = &im->g->nodes[id];
+    kiln_attrs r = {.rank = 2, .shape = {n->dims[0], n->dims[2]}};
+    return kiln_graph_add(im->g, KILN_OP_RESHAPE, &id, 1, &r, kname(im, 12));
+}
+
+/* A 1-d conv's weight (M, C, k) viewed as (M, C, 1, k) (sharing its values), or w itself. */
+static value weight_2d(const importer *im, const value *w)
+{
+    value v = *w;
+    if (im->one_d && w->rank == 3) {
+        v.rank = 4;
+        v.dims[3] = w->dims[2];
+        v.dims[2] = 1;
+    }
+    return v;
 }
 
 static kiln_status cv_conv(importer *im)
@@ -484,9 +527,13 @@ static kiln_status cv_conv(importer *im)
     if (!x)
         return KILN_ERR_FORMAT;
     const value *b = NULL;
-    if (in(im, 2) && !(b = weight(im, 2, w && w->rank == 4 ? (size_t)w->dims[0] : 0, "the bias")))
+    if (in(im, 2) && !(b = weight(im, 2, w && w->rank >= 3 ? (size_t)w->dims[0] : 0, "the bias")))
         return KILN_ERR_FORMAT;
-    return define(im, 0, conv_node(im, x->node, w, b ? b->f : NULL));
+    if (!w)
+        return fail(im, "the weight is missing", NULL);
+    value w2 = weight_2d(im, w);
+    int src = to_2d(im, x->node);
+    return define(im, 0, from_2d(im, src < 0 ? -1 : conv_node(im, src, &w2, b ? b->f : NULL)));
 }
 
 static kiln_status cv_pool(importer *im)
@@ -497,8 +544,9 @@ static kiln_status cv_pool(importer *im)
     value *x = in(im, 0);
     if (only_attrs(im, k))
         return KILN_ERR_FORMAT;
-    if (!x || x->node < 0 || onnx_rank(im, x) != 4)
-        return fail(im, "expected a runtime (N, C, H, W) input", NULL);
+    if (!x || x->node < 0 || (onnx_rank(im, x) != 4 && onnx_rank(im, x) != 3))
+        return fail(im, "expected a runtime (N, C, H, W) or (N, C, L) input", NULL);
+    im->one_d = onnx_rank(im, x) == 3;
     if (attr_int(im, "ceil_mode", 0) || attr_int(im, "storage_order", 0) || (max && im->nd->n_output > 1 &&
         *im->nd->output[1]))
         return fail(im, "ceil_mode, storage_order and the indices output are not supported", NULL);
@@ -509,9 +557,9 @@ static kiln_status cv_pool(importer *im)
     kiln_attrs a = {0};
     if (!attr(im, "kernel_shape"))
         return fail(im, "attribute kernel_shape is required", NULL);
-    int pads[4], one[2] = {1, 1};
-    if (pair(im, "kernel_shape", 1, a.kernel, false) || pair(im, "strides", 1, a.stride, false) ||
-        spatial_pads(im, im->g->nodes[x->node].dims + 1, a.kernel, a.stride, one, pads))
+    int pads[4], one[2] = {1, 1}, x2 = to_2d(im, x->node);
+    if (x2 < 0 || pair(im, "kernel_shape", 1, a.kernel, false) || pair(im, "strides", 1, a.stride, false) ||
+        spatial_pads(im, im->g->nodes[x2].dims + 1, a.kernel, a.stride, one, pads))
         return KILN_ERR_FORMAT;
     bool padded = pads[0] || pads[1] || pads[2] || pads[3];
     bool exclude = !max && padded && !attr_int(im, "count_include_pad", 0);
@@ -520,15 +568,15 @@ static kiln_status cv_pool(importer *im)
     bool wide = false;
     for (int i = 0; i < 4; i++)
         wide = wide || pads[i] > a.kernel[i % 2] / 2;
-    int src = pad_spatial(im, x->node, pads, max ? -FLT_MAX : 0.0f, wide, a.pad);
+    int src = pad_spatial(im, x2, pads, max ? -FLT_MAX : 0.0f, wide, a.pad);
     int id = src < 0 ? -1 : kiln_graph_add(im->g, max ? KILN_OP_MAXPOOL2D : KILN_OP_AVGPOOL2D, &src, 1, &a,
                                            kname(im, 0));
     if (id < 0 || !exclude)
-        return define(im, 0, id);
+        return define(im, 0, from_2d(im, id));
     /* an average over the window's input pixels only (count_include_pad 0): the kernel's average
      * over the whole window times window / pixels inside, a constant per output position */
     const kiln_node *pn = &im->g->nodes[id];
-    int oh = pn->dims[1], ow = pn->dims[2], h = im->g->nodes[x->node].dims[1], w = im->g->nodes[x->node].dims[2];
+    int oh = pn->dims[1], ow = pn->dims[2], h = im->g->nodes[x2].dims[1], w = im->g->nodes[x2].dims[2];
     float *f = malloc((size_t)oh * ow * sizeof(float));
     if (!f)
         return kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
@@ -542,7 +590,8 @@ static kiln_status cv_pool(importer *im)
     kiln_attrs c = {.dtype = KILN_DT_F32, .rank = 3, .shape = {1, oh, ow}, .values = f};
     int ids[2] = {id, kiln_graph_add(im->g, KILN_OP_CONST, NULL, 0, &c, kname(im, 7))};
     free(f);
-    return define(im, 0, ids[1] < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_MUL, ids, 2, &(kiln_attrs){0}, kname(im, 8)));
+    int y = ids[1] < 0 ? -1 : kiln_graph_add(im->g, KILN_OP_MUL, ids, 2, &(kiln_attrs){0}, kname(im, 8));
+    return define(im, 0, from_2d(im, y));
 }
 
 static kiln_status cv_global_avgpool(importer *im)
@@ -1007,10 +1056,12 @@ static kiln_status transpose_pads(importer *im, const int *in_hw, kiln_attrs *a,
     }
     if (!os && mode == 0)
         return KILN_OK;   /* pads and output_padding as given */
-    if (os && os->n_ints != 2 && os->n_ints != 4)
-        return fail(im, "attribute output_shape expects 2 spatial sizes (or 4 dims)", NULL);
+    size_t spatial = im->one_d ? 1 : 2;
+    if (os && os->n_ints != spatial && os->n_ints != spatial + 2)
+        return fail(im, "attribute output_shape expects a size per spatial axis (or every dim)", NULL);
     for (int d = 0; d < 2; d++) {
-        int64_t target = os ? os->ints[os->n_ints - 2 + d] : (int64_t)in_hw[d] * a->stride[d];
+        int64_t target = !os ? (int64_t)in_hw[d] * a->stride[d] : im->one_d && d == 0 ? 1
+                       : os->ints[os->n_ints - 2 + d];
         int64_t total = (int64_t)a->stride[d] * (in_hw[d] - 1) + a->out_pad[d] +
                         (int64_t)(a->kernel[d] - 1) * a->dilation[d] + 1 - target;
         int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);   /* floor */
@@ -1036,20 +1087,25 @@ static kiln_status cv_conv_transpose(importer *im)
         return KILN_ERR_FORMAT;
     if (attr_int(im, "group", 1) != 1)
         return fail(im, "group other than 1 is not supported", NULL);
-    if (!x || x->node < 0 || onnx_rank(im, x) != 4)
-        return fail(im, "expected a runtime (N, C, H, W) input", NULL);
-    if (!w || w->node >= 0 || w->is_int || w->rank != 4)
-        return fail(im, "the weight must be a 4-d float initializer", NULL);
+    if (!x || x->node < 0 || (onnx_rank(im, x) != 4 && onnx_rank(im, x) != 3))
+        return fail(im, "expected a runtime (N, C, H, W) or (N, C, L) input", NULL);
+    im->one_d = onnx_rank(im, x) == 3;
+    if (!w || w->node >= 0 || w->is_int || w->rank != (im->one_d ? 3 : 4))
+        return fail(im, "the weight must be a float initializer of the input's rank", NULL);
+    value w2 = weight_2d(im, w);
+    w = &w2;
+    int x2 = to_2d(im, x->node), crop[2];
+    if (x2 < 0)
+        return KILN_ERR_FORMAT;
     kiln_attrs a = {.units = (int)w->dims[1], .groups = 1};
-    int crop[2];
     a.kernel[0] = (int)w->dims[2];
     a.kernel[1] = (int)w->dims[3];
     if (pair(im, "strides", 1, a.stride, false) || pair(im, "pads", 0, a.pad, true) ||
         pair(im, "dilations", 1, a.dilation, false) || pair(im, "output_padding", 0, a.out_pad, false) ||
-        transpose_pads(im, im->g->nodes[x->node].dims + 1, &a, crop))
+        transpose_pads(im, im->g->nodes[x2].dims + 1, &a, crop))
         return KILN_ERR_FORMAT;
     a.no_bias = !in(im, 2);
-    int id = kiln_graph_add(im->g, KILN_OP_CONV_TRANSPOSE2D, &x->node, 1, &a, kname(im, 0));
+    int id = kiln_graph_add(im->g, KILN_OP_CONV_TRANSPOSE2D, &x2, 1, &a, kname(im, 0));
     if (id < 0 || weights_and_bias(im, id, w, a.units, !a.no_bias) != KILN_OK)   /* (C, M, kH, kW): Kiln's layout */
         return KILN_ERR_FORMAT;
     for (int d = 0; d < 2 && id >= 0; d++)   /* the end side's crop beyond the begin side's */
@@ -1057,7 +1113,7 @@ static kiln_status cv_conv_transpose(importer *im)
             kiln_attrs c = {.axis = 1 + d, .start = 0, .end = im->g->nodes[id].dims[1 + d] - crop[d], .step = 1};
             id = c.end < 1 ? -1 : kiln_graph_add(im->g, KILN_OP_SLICE, &id, 1, &c, kname(im, 1 + d));
         }
-    return define(im, 0, id);
+    return define(im, 0, from_2d(im, id));
 }
 
 /* Squeeze and Unsqueeze of a runtime tensor: a reshape to the shape ONNX gives (the batch stays). */
@@ -2503,6 +2559,7 @@ static kiln_status import_nodes(importer *im, const kiln_onnx_model *m, bool who
         im->nd = gp->node[i];
         snprintf(im->node_name, sizeof im->node_name, "%.70s",
                  im->nd->name && *im->nd->name ? im->nd->name : im->nd->op_type);
+        im->one_d = false;
         if (im->fused[i] >= 0) {   /* an Add whose bias a linear took */
             st = define(im, 0, im->fused[i]);
             continue;
