@@ -521,6 +521,13 @@ int main(void)
         snprintf(spec, sizeof spec, "input %d %d %d\nupsample scale=1.7 mode=bilinear coord=asymmetric\ntanh\n", a, b,
                  c);
         check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d %d\nupsample size=%dx%d mode=bicubic\n", a, b + 1, c + 1, 2 * b + 3,
+                 c + 2);
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d %d\nupsample scale=1.5 mode=bicubic cubic_a=-0.5 exclude=1\n", a,
+                 b + 2, c + 2);
+        check_spec(spec, bt);
+        check_session(spec, bt);
         snprintf(spec, sizeof spec, "input %d %d %d\nupsample scale=2.5 mode=nearest coord=half_pixel rounding=half_up\n",
                  a, b, c);
         check_session(spec, bt);

@@ -112,13 +112,17 @@ typedef struct {
                           * resolved by shape inference) */
     bool keepdims;       /* mean, sum: keep reduced axes as 1 */
     int vocab;           /* embedding: rows of the table (units: its width) */
-    int mode;            /* upsample: 0 nearest, 1 bilinear (align_corners false) */
+    int mode;            /* upsample: 0 nearest, 1 bilinear, 2 bicubic */
     int size[2];         /* upsample: output (h, w); 0: by scale */
     float scale[2];      /* upsample: factors (h, w) when size is 0 */
     int coord;           /* upsample: where output pixels sample: 0 the mode's own (nearest
-                          * asymmetric, bilinear half-pixel), 1 half-pixel centres, 2 asymmetric
-                          * (o * r), 3 align-corners */
+                          * asymmetric, bilinear and bicubic half-pixel), 1 half-pixel centres,
+                          * 2 asymmetric (o * r), 3 align-corners, 4 PyTorch's half-pixel (0 for
+                          * an output of one pixel) */
     int rounding;        /* upsample nearest: 0 floor, 1 halves down, 2 halves up, 3 ceil */
+    float cubic_a;       /* upsample bicubic: the kernel's coefficient a; 0 means -0.75 */
+    bool exclude;        /* upsample bicubic: taps outside the image weigh 0 (the rest renormalised)
+                          * instead of repeating the edge */
     int out_pad[2];      /* conv_transpose2d: output padding (h, w) */
     int pads[2 * KILN_MAX_RANK]; /* pad: before for every axis, then after (ONNX order) */
     float value;         /* pad: the border's value */

@@ -430,10 +430,12 @@ kiln_status kiln_infer_upsample(kiln_graph_t *g, kiln_node *nd)
         snprintf(msg, sizeof msg, "input %s is %s, expected (c, h, w)", x->name, SHAPE(s, x));
         return fail(nd, KILN_ERR_SHAPE, msg);
     }
-    if (a->mode < 0 || a->mode > 1)
-        return fail(nd, KILN_ERR_ARG, "mode must be nearest or bilinear");
-    if (a->coord < 0 || a->coord > 3 || a->rounding < 0 || a->rounding > 3 || (a->rounding && a->mode != 0))
-        return fail(nd, KILN_ERR_ARG, "coord must be 0..3 and rounding 0..3 (nearest only)");
+    if (a->mode < 0 || a->mode > 2)
+        return fail(nd, KILN_ERR_ARG, "mode must be nearest, bilinear or bicubic");
+    if (a->coord < 0 || a->coord > 4 || a->rounding < 0 || a->rounding > 3 || (a->rounding && a->mode != 0) ||
+        ((a->cubic_a != 0.0f || a->exclude) && a->mode != 2) || !isfinite(a->cubic_a))
+        return fail(nd, KILN_ERR_ARG, "coord must be 0..4, rounding 0..3 (nearest only), cubic_a and exclude bicubic "
+                    "only");
     int d[3] = {x->dims[0], a->size[0], a->size[1]};
     for (int i = 0; i < 2; i++) {
         if (a->size[i] <= 0) {

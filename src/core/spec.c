@@ -16,7 +16,8 @@
  *   slice axis= start= end= step=   concat NAME... axis=   silu  hard_swish  relu6
  *   embedding VOCAB WIDTH   attention heads= causal=0|1 (in=QKV or in=Q,K,V)
  *   mean / sum axes=A,B,.. keepdims=0|1   upsample scale=F[xF] | size=HxW (mode=nearest|bilinear
- *   coord=half_pixel|asymmetric|align_corners rounding=floor|half_down|half_up|ceil)
+ *   |bicubic coord=half_pixel|asymmetric|align_corners|pytorch_half_pixel
+ *   rounding=floor|half_down|half_up|ceil cubic_a=A exclude=0|1)
  *   conv_transpose2d UNITS KERNEL (stride= pad= dilation= out_pad= bias=0)   pad pads=B0,..,E0,.. (value=)
  *   split axis= sizes=A,B,..  (one slice layer per part: NAME.0, NAME.1, ...)
  *   sqrt exp log abs neg reciprocal floor ceil round erf   clip lo= hi=   pow/min/max A B
@@ -305,12 +306,19 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
                : parse_float(v, vl, &a->scale[0]) && (a->scale[1] = a->scale[0], true);
         ok = ok && a->scale[0] > 0 && a->scale[1] > 0;
     } else if (op == KILN_OP_UPSAMPLE && KEY("mode")) {
-        ok = (vl == 7 && memcmp(v, "nearest", 7) == 0) || (vl == 8 && memcmp(v, "bilinear", 8) == 0);
-        a->mode = vl == 8;
+        ok = (vl == 7 && memcmp(v, "nearest", 7) == 0) || (vl == 8 && memcmp(v, "bilinear", 8) == 0) ||
+             (vl == 7 && memcmp(v, "bicubic", 7) == 0);
+        a->mode = vl == 8 ? 1 : v[2] == 'c' ? 2 : 0;
+    } else if (op == KILN_OP_UPSAMPLE && KEY("cubic_a")) {
+        ok = parse_float(v, vl, &a->cubic_a);
+    } else if (op == KILN_OP_UPSAMPLE && KEY("exclude")) {
+        int e;
+        ok = parse_int(v, vl, &e) && (e == 0 || e == 1);
+        a->exclude = ok && e == 1;
     } else if (op == KILN_OP_UPSAMPLE && KEY("coord")) {
-        static const char *const names[] = {"half_pixel", "asymmetric", "align_corners"};
+        static const char *const names[] = {"half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"};
         ok = false;
-        for (int c = 0; c < 3 && !ok; c++)
+        for (int c = 0; c < 4 && !ok; c++)
             if ((ok = vl == (int)strlen(names[c]) && memcmp(v, names[c], (size_t)vl) == 0))
                 a->coord = c + 1;
     } else if (op == KILN_OP_UPSAMPLE && KEY("rounding")) {
@@ -761,10 +769,14 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
                 sb_printf(&s, &len, &cap, " scale=%.9gx%.9g", a->scale[0], a->scale[1]);
             else
                 sb_printf(&s, &len, &cap, " size=%dx%d", a->size[0], a->size[1]);
-            sb_printf(&s, &len, &cap, " mode=%s", a->mode ? "bilinear" : "nearest");
-            if (a->coord >= 1 && a->coord <= 3)
-                sb_printf(&s, &len, &cap, " coord=%s",
-                          a->coord == 1 ? "half_pixel" : a->coord == 2 ? "asymmetric" : "align_corners");
+            sb_printf(&s, &len, &cap, " mode=%s", a->mode == 2 ? "bicubic" : a->mode ? "bilinear" : "nearest");
+            if (a->coord >= 1 && a->coord <= 4)
+                sb_printf(&s, &len, &cap, " coord=%s", a->coord == 1 ? "half_pixel" : a->coord == 2 ? "asymmetric"
+                          : a->coord == 3 ? "align_corners" : "pytorch_half_pixel");
+            if (a->cubic_a != 0.0f)
+                sb_printf(&s, &len, &cap, " cubic_a=%.9g", a->cubic_a);
+            if (a->exclude)
+                sb_printf(&s, &len, &cap, " exclude=1");
             if (a->rounding >= 1 && a->rounding <= 3)
                 sb_printf(&s, &len, &cap, " rounding=%s",
                           a->rounding == 1 ? "half_down" : a->rounding == 2 ? "half_up" : "ceil");

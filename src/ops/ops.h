@@ -58,6 +58,9 @@ void kiln_const_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_a
  * or bilinear (by default align_corners false: the centre (o + 0.5) r - 0.5, clamped at 0)
  * between *i0 and *i1 with weight *w1 on i1; a's coord and rounding choose ONNX's other modes. */
 void kiln_upsample_coord(const kiln_attrs *a, int o, int in, double r, int *i0, int *i1, float *w1);
+/* The 4 input samples output coordinate o of a bicubic upsample reads along one axis and their
+ * weights (Keys' kernel with a's cubic_a; edge samples repeat, or weigh 0 with exclude). */
+void kiln_upsample_cubic_taps(const kiln_attrs *a, int o, int in, double r, int idx[4], float wt[4]);
 /* Input pixels per output pixel along axis 0 (h) or 1 (w): 1/scale when a scale was given (as
  * PyTorch and ONNX), else in/out. */
 double kiln_upsample_ratio(const kiln_attrs *a, int axis, int in, int out);

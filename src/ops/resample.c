@@ -1,4 +1,4 @@
-/* Upsampling (nearest, bilinear) and constant padding: forward kernels. */
+/* Upsampling (nearest, bilinear, bicubic) and constant padding: forward kernels. */
 #include <math.h>
 #include <string.h>
 #include "ops/ops.h"
@@ -8,14 +8,24 @@ double kiln_upsample_ratio(const kiln_attrs *a, int axis, int in, int out)
     return a->scale[axis] > 0 ? 1.0 / a->scale[axis] : (double)in / out;
 }
 
-void kiln_upsample_coord(const kiln_attrs *a, int o, int in, double r, int *i0, int *i1, float *w1)
+/* The source coordinate of output sample o (a's coord; the mode's own by default). */
+static double source_coord(const kiln_attrs *a, int o, int in, double r)
 {
     int coord = a->coord ? a->coord : a->mode == 0 ? 2 : 1;
     /* align-corners spans in - 1 over the output's length less one: in / r, unrounded when a scale
      * was given (ONNX's in * scale) */
     double len = in / r;
-    double c = coord == 1 ? (o + 0.5) * r - 0.5 : coord == 3 ? (len > 1 ? o * (double)(in - 1) / (len - 1) : 0.0)
-                                                             : o * r;
+    switch (coord) {
+    case 2: return o * r;
+    case 3: return len > 1 ? o * (double)(in - 1) / (len - 1) : 0.0;
+    case 4: return len > 1 ? (o + 0.5) * r - 0.5 : 0.0;
+    default: return (o + 0.5) * r - 0.5;
+    }
+}
+
+void kiln_upsample_coord(const kiln_attrs *a, int o, int in, double r, int *i0, int *i1, float *w1)
+{
+    double c = source_coord(a, o, in, r);
     if (a->mode == 0) {
         double f = a->rounding == 1 ? ceil(c - 0.5) : a->rounding == 2 ? floor(c + 0.5)
                  : a->rounding == 3 ? ceil(c) : floor(c);
@@ -30,12 +40,60 @@ void kiln_upsample_coord(const kiln_attrs *a, int o, int in, double r, int *i0, 
     *w1 = (float)(c - i);
 }
 
+void kiln_upsample_cubic_taps(const kiln_attrs *a, int o, int in, double r, int idx[4], float wt[4])
+{
+    double c = source_coord(a, o, in, r), f = floor(c), s = c - f, A = a->cubic_a != 0.0f ? a->cubic_a : -0.75;
+    double x[4] = {s + 1, s, 1 - s, 2 - s}, w[4], sum = 0;
+    for (int t = 0; t < 4; t++) {   /* Keys' kernel: |x| <= 1 and 1 < |x| < 2 */
+        w[t] = x[t] <= 1 ? ((A + 2) * x[t] - (A + 3)) * x[t] * x[t] + 1
+                         : ((A * x[t] - 5 * A) * x[t] + 8 * A) * x[t] - 4 * A;
+        int i = (int)f - 1 + t;
+        if (a->exclude && (i < 0 || i >= in))
+            w[t] = 0;
+        sum += w[t];
+        idx[t] = i < 0 ? 0 : i >= in ? in - 1 : i;
+    }
+    for (int t = 0; t < 4; t++)
+        wt[t] = (float)(a->exclude && sum != 0 ? w[t] / sum : w[t]);
+}
+
+/* Bicubic upsampling: 4 x 4 taps per output sample. */
+static void upsample_cubic(const kiln_node *nd, const float *x, float *y, size_t planes, int h, int w)
+{
+    int ho = nd->dims[1], wo = nd->dims[2];
+    double ry = kiln_upsample_ratio(&nd->a, 0, h, ho), rx = kiln_upsample_ratio(&nd->a, 1, w, wo);
+    for (size_t p = 0; p < planes; p++) {
+        const float *src = x + p * h * w;
+        float *dst = y + p * ho * wo;
+        for (int oy = 0; oy < ho; oy++) {
+            int iy[4], ix[4];
+            float wy[4], wx[4];
+            kiln_upsample_cubic_taps(&nd->a, oy, h, ry, iy, wy);
+            for (int ox = 0; ox < wo; ox++) {
+                kiln_upsample_cubic_taps(&nd->a, ox, w, rx, ix, wx);
+                float acc = 0.0f;
+                for (int ty = 0; ty < 4; ty++) {
+                    float row = 0.0f;
+                    for (int tx = 0; tx < 4; tx++)
+                        row += wx[tx] * src[iy[ty] * w + ix[tx]];
+                    acc += wy[ty] * row;
+                }
+                dst[oy * wo + ox] = acc;
+            }
+        }
+    }
+}
+
 void kiln_upsample_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
 {
     const kiln_node *x = &g->nodes[nd->inputs[0]];
     int h = x->dims[1], w = x->dims[2], ho = nd->dims[1], wo = nd->dims[2];
     double ry = kiln_upsample_ratio(&nd->a, 0, h, ho), rx = kiln_upsample_ratio(&nd->a, 1, w, wo);
     size_t planes = (size_t)x->dims[0] * (size_t)a->batch;
+    if (nd->a.mode == 2) {
+        upsample_cubic(nd, a->in[0], a->out, planes, h, w);
+        return;
+    }
     for (size_t p = 0; p < planes; p++) {
         const float *src = a->in[0] + p * h * w;
         float *dst = a->out + p * ho * wo;

@@ -791,13 +791,18 @@ static kiln_status x_upsample(exporter *e, int id, const char *out)
         in[3] = batch_shape(e, nd, "sizes", in_name(e, nd, 0), 3, nd->dims);
     }
     Onnx__NodeProto *o = emit(e, "Resize", in, 4, out);
-    static const char *const coords[] = {"half_pixel", "asymmetric", "align_corners"};
+    static const char *const coords[] = {"half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"};
     static const char *const roundings[] = {"floor", "round_prefer_floor", "round_prefer_ceil", "ceil"};
     int coord = nd->a.coord ? nd->a.coord : nd->a.mode == 0 ? 2 : 1;
-    attr_str(e, o, "mode", nd->a.mode == 0 ? "nearest" : "linear");
+    attr_str(e, o, "mode", nd->a.mode == 0 ? "nearest" : nd->a.mode == 1 ? "linear" : "cubic");
     attr_str(e, o, "coordinate_transformation_mode", coords[coord - 1]);
     if (nd->a.mode == 0)
         attr_str(e, o, "nearest_mode", roundings[nd->a.rounding]);
+    if (nd->a.mode == 2) {
+        attr_float(e, o, "cubic_coeff_a", nd->a.cubic_a != 0.0f ? nd->a.cubic_a : -0.75f);
+        if (nd->a.exclude)
+            attr_int(e, o, "exclude_outside", 1);
+    }
     return KILN_OK;
 }
 

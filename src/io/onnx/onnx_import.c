@@ -2394,19 +2394,19 @@ static kiln_status cv_resize(importer *im)
 {
     static const char *const k[] = {"mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a",
                                     "exclude_outside", "extrapolation_value", NULL};
-    static const char *const modes[] = {"nearest", "linear", NULL};
+    static const char *const modes[] = {"nearest", "linear", "cubic", NULL};
     static const char *const coords[] = {"half_pixel", "pytorch_half_pixel", "asymmetric", "align_corners", NULL};
     static const char *const roundings[] = {"floor", "round_prefer_floor", "round_prefer_ceil", "ceil", NULL};
     value *x = in(im, 0), *scales = in(im, 2), *sizes = in(im, 3);
-    if (only_attrs(im, k) || attr_int(im, "exclude_outside", 0))
-        return fail(im, "attribute exclude_outside is not supported", NULL);
+    if (only_attrs(im, k))
+        return KILN_ERR_FORMAT;
     if (!x || x->node < 0 || onnx_rank(im, x) != 4)
         return fail(im, "expected a runtime (N, C, H, W) input", NULL);
     int mode = str_attr_index(im, "mode", "nearest", modes);
     int coord = str_attr_index(im, "coordinate_transformation_mode", "half_pixel", coords);
     int rounding = str_attr_index(im, "nearest_mode", "round_prefer_floor", roundings);
     if (mode < 0)
-        return fail(im, "attribute mode: only nearest and linear are supported", NULL);
+        return fail(im, "attribute mode is not one of ONNX's", NULL);
     if (coord < 0)
         return fail(im, "attribute coordinate_transformation_mode: only half_pixel, pytorch_half_pixel, asymmetric "
                     "and align_corners are supported", NULL);
@@ -2418,7 +2418,13 @@ static kiln_status cv_resize(importer *im)
         (sizes && (sizes->node >= 0 || !sizes->is_int || sizes->n != 4)))
         return fail(im, "expected scales (4 floats) or sizes (4 int64), constants, one of them", NULL);
     const kiln_node *xn = &im->g->nodes[x->node];
-    kiln_attrs a = {.mode = mode, .coord = coord == 0 || coord == 1 ? 1 : coord, .rounding = mode == 0 ? rounding : 0};
+    kiln_attrs a = {.mode = mode, .coord = coord == 0 ? 1 : coord == 1 ? 4 : coord, .rounding = mode == 0 ? rounding : 0};
+    if (mode == 2) {   /* bicubic */
+        a.cubic_a = attr_float(im, "cubic_coeff_a", -0.75f);
+        a.exclude = attr_int(im, "exclude_outside", 0) != 0;
+    } else if (attr_int(im, "exclude_outside", 0)) {
+        return fail(im, "attribute exclude_outside applies to cubic only", NULL);
+    }
     if (scales ? scales->f[0] != 1.0f || scales->f[1] != 1.0f
                : (sizes->i[0] != BATCH_DIM && sizes->i[0] != 0 && sizes->i[0] != 1) || sizes->i[1] != xn->dims[0])
         return fail(im, "resizing the batch or channel axes is not supported", NULL);
@@ -2436,10 +2442,6 @@ static kiln_status cv_resize(importer *im)
     int id = kiln_graph_add(im->g, KILN_OP_UPSAMPLE, &x->node, 1, &a, kname(im, 0));
     if (id >= 0 && im->g->nodes[id].numel > (1u << 28))
         return fail(im, "the output has more than 2^28 elements per example", NULL);
-    if (id >= 0 && coord == 1)
-        for (int d = 0; d < 2; d++)   /* pytorch_half_pixel differs from half_pixel only at size 1 */
-            if (im->g->nodes[id].dims[1 + d] == 1 && xn->dims[1 + d] != 1)
-                return fail(im, "pytorch_half_pixel to a size of 1 is not supported", NULL);
     return define(im, 0, id);
 }
 
