@@ -1602,6 +1602,26 @@ static kiln_status cv_concat_any(importer *im)
     return fold_values(im, KILN_OP_CONCAT, (kiln_attrs){.axis = (int)ax}, (int)im->nd->n_input);
 }
 
+/* Output 0: a constant of rank r and dims whose element (c_0 .. c_r-1) is constant input 0's
+ * element offset + sum c_d stride[d] (a slice, a broadcast). */
+static kiln_status strided_const(importer *im, int r, const int64_t *dims, const int64_t *stride, int64_t offset)
+{
+    value *v = new_const(im, 0, dtype_of(in(im, 0)), r, dims);
+    const value *x = in(im, 0);   /* (new_const may have moved the table) */
+    if (!v)
+        return KILN_ERR_FORMAT;
+    for (size_t k = 0; k < v->n; k++) {
+        size_t rest = k;
+        int64_t at = offset;
+        for (int d = r - 1; d >= 0; d--) {
+            at += (int64_t)(rest % (size_t)dims[d]) * stride[d];
+            rest /= (size_t)dims[d];
+        }
+        copy_elem(v, k, x, (size_t)at);
+    }
+    return KILN_OK;
+}
+
 /* Reshape of a constant (ONNX's 0 and -1 in the target). */
 static kiln_status reshape_const(importer *im, const value *s)
 {
@@ -1702,22 +1722,14 @@ static kiln_status cv_slice(importer *im)
     }
     for (int d = 0; d < r; d++)
         dims[d] = count[d];
-    value *v = new_const(im, 0, dtype_of(x), r, dims);
-    x = in(im, 0);
-    if (!v)
-        return KILN_ERR_FORMAT;
     size_t xs[KILN_ONNX_MAX_RANK];
+    int64_t stride[KILN_ONNX_MAX_RANK], offset = 0;
     const_strides(x, xs);
-    for (size_t k = 0; k < v->n; k++) {
-        size_t rest = k, at = 0;
-        for (int d = r - 1; d >= 0; d--) {
-            int64_t c = (int64_t)(rest % (size_t)dims[d]);
-            rest /= (size_t)dims[d];
-            at += (size_t)(start[d] + c * step[d]) * xs[d];
-        }
-        copy_elem(v, k, x, at);
+    for (int d = 0; d < r; d++) {
+        stride[d] = step[d] * (int64_t)xs[d];
+        offset += start[d] * (int64_t)xs[d];
     }
-    return KILN_OK;
+    return strided_const(im, r, dims, stride, offset);
 }
 
 static kiln_status cv_constant_of_shape(importer *im)
@@ -1822,24 +1834,14 @@ static kiln_status cv_expand(importer *im)
         return ids[1] < 0 ? KILN_ERR_FORMAT
                           : define(im, 0, kiln_graph_add(im->g, KILN_OP_ADD, ids, 2, &(kiln_attrs){0}, kname(im, 0)));
     }
-    value *v = new_const(im, 0, dtype_of(x), r, dims);
-    x = in(im, 0);
-    if (!v)
-        return KILN_ERR_FORMAT;
     size_t xs[KILN_ONNX_MAX_RANK];
+    int64_t stride[KILN_ONNX_MAX_RANK];
     const_strides(x, xs);
-    for (size_t k = 0; k < v->n; k++) {
-        size_t rest = k, at = 0;
-        for (int d = r - 1; d >= 0; d--) {
-            size_t c = rest % (size_t)dims[d];
-            rest /= (size_t)dims[d];
-            int e = d - (r - xr);
-            if (e >= 0 && x->dims[e] != 1)
-                at += c * xs[e];
-        }
-        copy_elem(v, k, x, at);
+    for (int d = 0; d < r; d++) {   /* aligned from the right; a dim of 1 repeats (stride 0) */
+        int e = d - (r - xr);
+        stride[d] = e >= 0 && x->dims[e] != 1 ? (int64_t)xs[e] : 0;
     }
-    return KILN_OK;
+    return strided_const(im, r, dims, stride, 0);
 }
 
 /* ------------------------------------------------------------------ elementwise math */
