@@ -547,9 +547,11 @@ static kiln_status cv_pool(importer *im)
     if (!x || x->node < 0 || (onnx_rank(im, x) != 4 && onnx_rank(im, x) != 3))
         return fail(im, "expected a runtime (N, C, H, W) or (N, C, L) input", NULL);
     im->one_d = onnx_rank(im, x) == 3;
-    if (attr_int(im, "ceil_mode", 0) || attr_int(im, "storage_order", 0) || (max && im->nd->n_output > 1 &&
-        *im->nd->output[1]))
-        return fail(im, "ceil_mode, storage_order and the indices output are not supported", NULL);
+    if (attr_int(im, "storage_order", 0) || (max && im->nd->n_output > 1 && *im->nd->output[1]))
+        return fail(im, "storage_order and the indices output are not supported", NULL);
+    bool ceil_mode = attr_int(im, "ceil_mode", 0) != 0;
+    if (ceil_mode && !max && attr_int(im, "count_include_pad", 0))
+        return fail(im, "ceil_mode with count_include_pad is not supported", NULL);
     const Onnx__AttributeProto *dl = attr(im, "dilations");
     for (size_t i = 0; dl && i < dl->n_ints; i++)
         if (dl->ints[i] != 1)
@@ -561,6 +563,14 @@ static kiln_status cv_pool(importer *im)
     if (x2 < 0 || pair(im, "kernel_shape", 1, a.kernel, false) || pair(im, "strides", 1, a.stride, false) ||
         spatial_pads(im, im->g->nodes[x2].dims + 1, a.kernel, a.stride, one, pads))
         return KILN_ERR_FORMAT;
+    for (int d = 0; d < 2 && ceil_mode; d++) {   /* ceil: one more window where the last is partial */
+        int in = im->g->nodes[x2].dims[1 + d] + pads[d] + pads[2 + d], k = a.kernel[d], st = a.stride[d];
+        int out = in < k ? 1 : (in - k + st - 1) / st + 1;
+        if ((out - 1) * st >= im->g->nodes[x2].dims[1 + d] + pads[d])   /* it must start inside the input */
+            out--;
+        if ((out - 1) * st + k > in)
+            pads[2 + d] += (out - 1) * st + k - in;
+    }
     bool padded = pads[0] || pads[1] || pads[2] || pads[3];
     bool exclude = !max && padded && !attr_int(im, "count_include_pad", 0);
     /* the kernels pad up to half the window on both sides alike; beyond, a pad node first (the
