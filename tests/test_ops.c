@@ -538,6 +538,11 @@ int main(void)
         check_spec(spec, bt);
         snprintf(spec, sizeof spec, "input %d %d %d\npad pads=0,1,2,1,0,3 value=0.5\ntanh\n", a, b, c);
         check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d %d\npad pads=0,1,1,0,1,1 mode=reflect\ntanh\n", a, b + 1, c + 1);
+        check_spec(spec, bt);
+        snprintf(spec, sizeof spec, "input %d %d\npad pads=2,0,3,2 mode=edge\n", a, c);
+        check_spec(spec, bt);
+        check_session(spec, bt);
         snprintf(spec, sizeof spec, "input %d %d\npad pads=2,0\n", a, c);
         check_spec(spec, bt);
         snprintf(spec, sizeof spec, "x: input %d %d\nparts: split axis=1 sizes=1,%d\nm: mul parts.0 parts.1\n"

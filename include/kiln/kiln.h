@@ -112,7 +112,8 @@ typedef struct {
                           * resolved by shape inference) */
     bool keepdims;       /* mean, sum: keep reduced axes as 1 */
     int vocab;           /* embedding: rows of the table (units: its width) */
-    int mode;            /* upsample: 0 nearest, 1 bilinear, 2 bicubic */
+    int mode;            /* upsample: 0 nearest, 1 bilinear, 2 bicubic; pad: 0 constant, 1 reflect
+                          * (the edge not repeated), 2 edge (repeated) */
     int size[2];         /* upsample: output (h, w); 0: by scale */
     float scale[2];      /* upsample: factors (h, w) when size is 0 */
     int coord;           /* upsample: where output pixels sample: 0 the mode's own (nearest

@@ -488,10 +488,17 @@ kiln_status kiln_infer_pad(kiln_graph_t *g, kiln_node *nd)
     const kiln_node *x = in_of(g, nd, 0);
     char s[64], msg[160];
     int d[KILN_MAX_RANK];
+    if (nd->a.mode < 0 || nd->a.mode > 2)
+        return fail(nd, KILN_ERR_ARG, "mode must be constant, reflect or edge");
     for (int i = 0; i < x->rank; i++) {
         int lo = nd->a.pads[i], hi = nd->a.pads[KILN_MAX_RANK + i];
         if (lo < 0 || hi < 0 || (double)x->dims[i] + lo + hi > 1e9) {
             snprintf(msg, sizeof msg, "pads of axis %d (%d, %d) must be >= 0 for input %s", i, lo, hi, SHAPE(s, x));
+            return fail(nd, KILN_ERR_ARG, msg);
+        }
+        if (nd->a.mode == 1 && (lo >= x->dims[i] || hi >= x->dims[i])) {
+            snprintf(msg, sizeof msg, "reflect pads of axis %d (%d, %d) must be below its size in %s", i, lo, hi,
+                     SHAPE(s, x));
             return fail(nd, KILN_ERR_ARG, msg);
         }
         d[i] = x->dims[i] + lo + hi;

@@ -18,7 +18,8 @@
  *   mean / sum axes=A,B,.. keepdims=0|1   upsample scale=F[xF] | size=HxW (mode=nearest|bilinear
  *   |bicubic coord=half_pixel|asymmetric|align_corners|pytorch_half_pixel
  *   rounding=floor|half_down|half_up|ceil cubic_a=A exclude=0|1)
- *   conv_transpose2d UNITS KERNEL (stride= pad= dilation= out_pad= bias=0)   pad pads=B0,..,E0,.. (value=)
+ *   conv_transpose2d UNITS KERNEL (stride= pad= dilation= out_pad= bias=0)
+ *   pad pads=B0,..,E0,.. (value= mode=constant|reflect|edge)
  *   split axis= sizes=A,B,..  (one slice layer per part: NAME.0, NAME.1, ...)
  *   sqrt exp log abs neg reciprocal floor ceil round erf   clip lo= hi=   pow/min/max A B
  * Constants and shape arithmetic (folded when the graph is built: docs/IR.md, "Constants"):
@@ -338,7 +339,11 @@ static bool apply_key(kiln_op op, const spec_pos *p, const token *t, int eq, kil
         ok = parse_float(v, vl, &a->lo);
     else if (op == KILN_OP_CLIP && KEY("hi"))
         ok = parse_float(v, vl, &a->hi);
-    else if (op == KILN_OP_PAD && KEY("value"))
+    else if (op == KILN_OP_PAD && KEY("mode")) {
+        ok = (vl == 8 && memcmp(v, "constant", 8) == 0) || (vl == 7 && memcmp(v, "reflect", 7) == 0) ||
+             (vl == 4 && memcmp(v, "edge", 4) == 0);
+        a->mode = vl == 7 ? 1 : vl == 4 ? 2 : 0;
+    } else if (op == KILN_OP_PAD && KEY("value"))
         ok = parse_float(v, vl, &a->value);
     else if ((op == KILN_OP_LAYERNORM || op == KILN_OP_RMSNORM) && KEY("eps"))
         ok = parse_float(v, vl, &a->eps) && a->eps > 0;
@@ -790,6 +795,8 @@ char *kiln_graph_to_spec(const kiln_graph_t *g)
                           a->pads[d < x->rank ? d : KILN_MAX_RANK + d - x->rank]);
             if (a->value != 0)
                 sb_printf(&s, &len, &cap, " value=%.9g", a->value);
+            if (a->mode)
+                sb_printf(&s, &len, &cap, " mode=%s", a->mode == 1 ? "reflect" : "edge");
             break;
         }
         case KILN_OP_MAXPOOL2D:

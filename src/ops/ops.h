@@ -52,6 +52,8 @@ void kiln_reduce_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_
 void kiln_upsample_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_conv_transpose_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 void kiln_pad_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
+/* The index in pad input x (one example) that element k of a reflect or edge pad's output reads. */
+size_t kiln_pad_source(const kiln_node *nd, const kiln_node *x, size_t k);
 void kiln_const_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a);
 /* Where output coordinate o of an upsample along an axis of `in` samples at r input
  * samples per output sample: nearest (by default PyTorch's floor(o * r)) into *i0 with weight 1,

@@ -111,11 +111,33 @@ void kiln_upsample_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fw
     }
 }
 
+size_t kiln_pad_source(const kiln_node *nd, const kiln_node *x, size_t k)
+{
+    size_t at = 0, stride = 1;
+    for (int d = nd->rank - 1; d >= 0; d--) {
+        int len = x->dims[d], c = (int)(k % (size_t)nd->dims[d]) - nd->a.pads[d];
+        k /= (size_t)nd->dims[d];
+        if (c < 0)
+            c = nd->a.mode == 1 ? -c : 0;
+        else if (c >= len)
+            c = nd->a.mode == 1 ? 2 * (len - 1) - c : len - 1;
+        at += (size_t)c * stride;
+        stride *= (size_t)len;
+    }
+    return at;
+}
+
 void kiln_pad_fwd(const kiln_graph_t *g, const kiln_node *nd, const kiln_fwd_args *a)
 {
     const kiln_node *x = &g->nodes[nd->inputs[0]];
     int r = x->rank;
     size_t n = nd->numel * (size_t)a->batch;
+    if (nd->a.mode != 0 && r > 0) {   /* reflect, edge: every output element from its source */
+        for (int b = 0; b < a->batch; b++)
+            for (size_t k = 0; k < nd->numel; k++)
+                a->out[(size_t)b * nd->numel + k] = a->in[0][(size_t)b * x->numel + kiln_pad_source(nd, x, k)];
+        return;
+    }
     for (size_t i = 0; i < n; i++)
         a->out[i] = nd->a.value;
     if (r == 0) {

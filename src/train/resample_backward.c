@@ -59,6 +59,14 @@ void kiln_pad_backward(const kiln_graph_t *g, const kiln_node *nd, const kiln_bw
             a->dx[0][b] = a->acc[0] ? a->dx[0][b] + a->dy[b] : a->dy[b];
         return;
     }
+    if (nd->a.mode != 0) {   /* reflect, edge: each output element back to its source */
+        if (!a->acc[0])
+            memset(a->dx[0], 0, x->numel * (size_t)a->batch * sizeof(float));
+        for (int b = 0; b < a->batch; b++)
+            for (size_t k = 0; k < nd->numel; k++)
+                a->dx[0][(size_t)b * x->numel + kiln_pad_source(nd, x, k)] += a->dy[(size_t)b * nd->numel + k];
+        return;
+    }
     size_t ost[KILN_MAX_RANK], s = 1;
     for (int i = r - 1; i >= 0; i--) {
         ost[i] = s;

@@ -771,7 +771,9 @@ static kiln_status x_pad(exporter *e, int id, const char *out)
     }
     const char *in[3] = {in_name(e, nd, 0), init_i64(e, sub(e, nd, "pads"), 2 * r, pads),
                          init_scalar(e, sub(e, nd, "value"), nd->a.value)};
-    emit(e, "Pad", in, 3, out);
+    Onnx__NodeProto *o = emit(e, "Pad", in, 3, out);
+    if (nd->a.mode)
+        attr_str(e, o, "mode", nd->a.mode == 1 ? "reflect" : "edge");
     return KILN_OK;
 }
 

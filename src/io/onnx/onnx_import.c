@@ -895,10 +895,13 @@ static kiln_status cv_reshape(importer *im)
 static kiln_status cv_pad(importer *im)
 {
     static const char *const k[] = {"mode", NULL};
-    const Onnx__AttributeProto *mode = attr(im, "mode");
+    static const char *const modes[] = {"constant", "reflect", "edge", NULL};
+    int mode = str_attr_index(im, "mode", "constant", modes);
     value *x = in(im, 0), *p = in(im, 1), *c = in(im, 2);
-    if (only_attrs(im, k) || (mode && mode->has_s && !(mode->s.len == 8 && memcmp(mode->s.data, "constant", 8) == 0)))
-        return fail(im, "only mode constant is supported", NULL);
+    if (only_attrs(im, k))
+        return KILN_ERR_FORMAT;
+    if (mode < 0)
+        return fail(im, "attribute mode is not one of ONNX's (constant, reflect, edge)", NULL);
     if (!x || x->node < 0 || im->nd->n_input > 3)
         return fail(im, "expected a runtime input (and no axes input)", NULL);
     int r = onnx_rank(im, x);
@@ -907,7 +910,7 @@ static kiln_status cv_pad(importer *im)
     if (c && (c->node >= 0 || c->is_int || c->n != 1))
         return fail(im, "constant_value must be a float scalar constant", NULL);
     bool any = false;
-    kiln_attrs a = {.value = c ? c->f[0] : 0.0f};
+    kiln_attrs a = {.value = c ? c->f[0] : 0.0f, .mode = mode};
     for (int d = 0; d < r; d++) {
         if (p->i[d] < 0 || p->i[r + d] < 0 || p->i[d] > 4096 || p->i[r + d] > 4096)
             return fail(im, "pads must be 0..4096 (negative pads crop, not supported)", NULL);
@@ -2495,10 +2498,14 @@ static kiln_status add_inputs(importer *im, const Onnx__GraphProto *gp)
             return kiln_error(KILN_ERR_FORMAT, "%s: input \"%s\": expected a tensor with a known rank 1..7 (the batch "
                               "first)", im->origin, vi->name);
         /* FLOAT; UINT8 and INT8 carried as f32 (the quantised ops); INT32 and INT64 as Kiln's i32
-         * indices (an embedding's) */
+         * indices when a Gather reads them first (an embedding's), else carried as f32 too */
         int32_t et = tt->has_elem_type ? tt->elem_type : -1;
         bool carried = et == ONNX__TENSOR_PROTO__DATA_TYPE__UINT8 || et == ONNX__TENSOR_PROTO__DATA_TYPE__INT8;
-        bool index = et == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 || et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+        bool ints = et == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 || et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+        int reader = kiln_name_map_get(&im->reader, vi->name);   /* indices: the first reader gathers by it */
+        bool index = ints && reader >= 0 && strcmp(gp->node[reader]->op_type, "Gather") == 0 &&
+                     gp->node[reader]->n_input > 1 && strcmp(gp->node[reader]->input[1], vi->name) == 0;
+        carried = carried || (ints && !index);
         if (et != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && !carried && !index)
             return kiln_error(KILN_ERR_FORMAT, "%s: input \"%s\": elem_type: expected FLOAT, UINT8, INT8, INT32 or "
                               "INT64, found %d", im->origin, vi->name, (int)et);
@@ -2553,8 +2560,6 @@ static kiln_status import_nodes(importer *im, const kiln_onnx_model *m, bool who
         value *v = add_value(im, gp->initializer[i]->name);
         st = v ? const_from_tensor(im, v, gp->initializer[i]) : KILN_ERR_NOMEM;
     }
-    if (st == KILN_OK)
-        st = add_inputs(im, gp);
     if (st == KILN_OK && !(im->fused = malloc((gp->n_node + 1) * sizeof(int))))
         st = kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
     for (size_t i = 0; i < gp->n_node && st == KILN_OK; i++) {   /* who reads what */
@@ -2569,6 +2574,8 @@ static kiln_status import_nodes(importer *im, const kiln_onnx_model *m, bool who
     for (size_t k = 0; k < gp->n_output && st == KILN_OK; k++)
         if (kiln_name_map_put(&im->shared, gp->output[k]->name, 1) < 0)
             st = kiln_error(KILN_ERR_NOMEM, "out of memory importing %s", im->origin);
+    if (st == KILN_OK)
+        st = add_inputs(im, gp);
     for (size_t i = 0; i < gp->n_node && st == KILN_OK; i++) {
         im->nd = gp->node[i];
         snprintf(im->node_name, sizeof im->node_name, "%.70s",
