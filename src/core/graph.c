@@ -371,10 +371,10 @@ int kiln_graph_add(kiln_graph_t *g, kiln_op op, const int *inputs, int n_inputs,
             return kiln_error(KILN_ERR_ARG, "%s: %s cannot carry a fused %s", nd.name, kiln_op_name(op),
                               kiln_op_name(act) ? kiln_op_name(act) : "activation"), -1;
     }
-    for (int j = 0; j < n_inputs && op != KILN_OP_EMBEDDING; j++)   /* int32 indices feed only an embedding */
-        if (g->nodes[inputs[j]].dtype == KILN_DT_I32)
+    for (int j = 0; j < nd.n_inputs && op != KILN_OP_EMBEDDING; j++)   /* int32 indices feed only an embedding */
+        if (g->nodes[nd.inputs[j]].dtype == KILN_DT_I32)
             return kiln_error(KILN_ERR_ARG, "%s: %s: input %s is I32 (token indices), which only embedding reads",
-                              nd.name, def->name, g->nodes[inputs[j]].name), -1;
+                              nd.name, def->name, g->nodes[nd.inputs[j]].name), -1;
     size_t np = g->n_params, nb = g->n_buffers;
     int nc = g->n_consts;
     kiln_status st = def->infer(g, &nd);
