@@ -434,6 +434,7 @@ int main(void)
     check_init_conv_transpose();
     /* token indices are int32: arithmetic on them would read their bits as floats */
     expect_error("t: input 4 dtype=i32\nc: const 4 dtype=f32\nadd t c\n", "only embedding reads");
+    expect_error("t: input 4 dtype=i32\nrelu\n", "only embedding reads");   /* (the previous layer, implicitly) */
     char spec[2048];
     check_shapes();
     check_decoder();
