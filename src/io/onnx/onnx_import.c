@@ -43,9 +43,9 @@ typedef struct {
     kiln_name_map reader;        /* value name -> the first node reading it */
     kiln_name_map shared;        /* value names read more than once, or graph outputs */
     int *fused;                  /* per node: the Kiln node an earlier node took it into, or -1 */
-    bool whole;                  /* inputs taken whole: dim 0 is not a batch (batch 1 at run time) */
     bool one_d;                  /* the current conv or pool is 1-d: run as 2-d over (C, 1, L) */
-    int b;                       /* ONNX axes before Kiln's first per-example axis: 1, or 0 whole */
+    int b;                       /* ONNX axes before Kiln's first per-example axis: 1 (the batch), or 0
+                                  * when inputs are taken whole (kiln_onnx_import_whole: batch 1) */
     const Onnx__NodeProto *nd;   /* the node being converted, for errors */
     char node_name[80];
 } importer;
@@ -1580,22 +1580,14 @@ static kiln_status squeeze_const(importer *im, bool squeeze)
     return KILN_OK;
 }
 
-static kiln_status cv_unsqueeze(importer *im)
-{
-    static const char *const k[] = {"axes", NULL};
-    value *x = in(im, 0);
-    if (only_attrs(im, k) || !x)
-        return fail(im, "expected an input", NULL);
-    return x->node >= 0 ? cv_squeeze_runtime(im, x) : squeeze_const(im, false);
-}
-
+/* Squeeze and Unsqueeze, of a runtime tensor or a constant. */
 static kiln_status cv_squeeze(importer *im)
 {
     static const char *const k[] = {"axes", NULL};
     value *x = in(im, 0);
     if (only_attrs(im, k) || !x)
         return fail(im, "expected an input", NULL);
-    return x->node >= 0 ? cv_squeeze_runtime(im, x) : squeeze_const(im, true);
+    return x->node >= 0 ? cv_squeeze_runtime(im, x) : squeeze_const(im, strcmp(im->nd->op_type, "Squeeze") == 0);
 }
 
 static kiln_status cv_concat_any(importer *im)
@@ -2471,7 +2463,7 @@ static const struct {
     {"Conv", cv_conv}, {"MaxPool", cv_pool}, {"AveragePool", cv_pool}, {"GlobalAveragePool", cv_global_avgpool},
     {"Flatten", cv_flatten}, {"Gemm", cv_gemm}, {"MatMul", cv_matmul}, {"BatchNormalization", cv_batchnorm},
     {"Concat", cv_concat_any}, {"Transpose", cv_transpose}, {"Reshape", cv_reshape}, {"Constant", cv_constant},
-    {"Shape", cv_shape}, {"Gather", cv_gather}, {"Unsqueeze", cv_unsqueeze}, {"Squeeze", cv_squeeze},
+    {"Shape", cv_shape}, {"Gather", cv_gather}, {"Unsqueeze", cv_squeeze}, {"Squeeze", cv_squeeze},
     {"Pad", cv_pad}, {"LayerNormalization", cv_layernorm}, {"ReduceMean", cv_reduce}, {"ReduceSum", cv_reduce},
     {"Slice", cv_slice}, {"ConvTranspose", cv_conv_transpose}, {"Split", cv_split}, {"Clip", cv_clip},
     {"Cast", cv_cast}, {"ConstantOfShape", cv_constant_of_shape}, {"Range", cv_range}, {"Expand", cv_expand},
@@ -2553,7 +2545,7 @@ static bool image_op(const char *op)
  * every graph input whole (its first dim not a batch). */
 static kiln_status import_nodes(importer *im, const kiln_onnx_model *m, bool whole)
 {
-    *im = (importer){.m = m, .origin = kiln_onnx_origin(m), .g = kiln_graph_create(), .whole = whole, .b = !whole};
+    *im = (importer){.m = m, .origin = kiln_onnx_origin(m), .g = kiln_graph_create(), .b = !whole};
     const Onnx__GraphProto *gp = kiln_onnx_graph(m);
     kiln_status st = im->g ? KILN_OK : KILN_ERR_NOMEM;
     for (size_t i = 0; i < gp->n_initializer && st == KILN_OK; i++) {
