@@ -62,17 +62,32 @@ typedef struct {
     int col;         /* 1-based column */
 } token;
 
-static bool parse_int(const char *s, int len, int *out)
+/* Parses one i64 (or bool: 0, 1, true, false) value. */
+static bool parse_i64(const char *s, int len, bool boolean, int64_t *out)
 {
     char buf[32];
+    if (boolean && ((len == 4 && memcmp(s, "true", 4) == 0) || (len == 5 && memcmp(s, "false", 5) == 0))) {
+        *out = len == 4;
+        return true;
+    }
     if (len <= 0 || len >= (int)sizeof buf)
         return false;
     memcpy(buf, s, (size_t)len);
     buf[len] = 0;
     char *end;
     errno = 0;
-    long v = strtol(buf, &end, 10);
-    if (*end || errno || v < -1000000000L || v > 1000000000L)
+    long long v = strtoll(buf, &end, 10);
+    if (*end || errno || (boolean && v != 0 && v != 1))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Parses one int within +-1e9. */
+static bool parse_int(const char *s, int len, int *out)
+{
+    int64_t v;
+    if (!parse_i64(s, len, false, &v) || v < -1000000000LL || v > 1000000000LL)
         return false;
     *out = (int)v;
     return true;
@@ -147,27 +162,6 @@ static bool parse_dtype(const char *s, int len, kiln_dtype *out)
             return true;
         }
     return false;
-}
-
-/* Parses one i64 (or bool: 0, 1, true, false) value. */
-static bool parse_i64(const char *s, int len, bool boolean, int64_t *out)
-{
-    char buf[32];
-    if (boolean && ((len == 4 && memcmp(s, "true", 4) == 0) || (len == 5 && memcmp(s, "false", 5) == 0))) {
-        *out = len == 4;
-        return true;
-    }
-    if (len <= 0 || len >= (int)sizeof buf)
-        return false;
-    memcpy(buf, s, (size_t)len);
-    buf[len] = 0;
-    char *end;
-    errno = 0;
-    long long v = strtoll(buf, &end, 10);
-    if (*end || errno || (boolean && v != 0 && v != 1))
-        return false;
-    *out = v;
-    return true;
 }
 
 /* Parses a const's values= token (dtype dt, exactly numel of them) into a new array (caller frees);
