@@ -161,10 +161,6 @@ def export(model, path, preserve):
             "export_args": "training=PRESERVE, do_constant_folding=False" if preserve else "defaults (training=EVAL)"}
 
 
-def kiln_json(kiln, argv, work, tag):
-    return rb.last_json(rb.run_proc([kiln] + argv, work, tag)["stdout"]) or {}
-
-
 def compare(k, t):
     """Differences between Kiln's logits k and PyTorch's t (same shape)."""
     d = np.abs(k.astype(np.float64) - t.astype(np.float64))
@@ -186,7 +182,7 @@ def run_file(kiln, name, path, model_logits, torch_acc, test_x_npy, test_y, work
     """Kiln fp32 and int8 figures of one .onnx file."""
     r = {}
     tag = f"s{a.cur_seed}-{name}"
-    e = kiln_json(kiln, ["eval", path, "--data", "fashion-mnist", "--threads", a.threads, "--json"], work, f"{tag}-eval")
+    e = rb.kiln_json(kiln, ["eval", path, "--data", "fashion-mnist", "--threads", a.threads, "--json"], work, f"{tag}-eval")
     r["kiln_fp32_accuracy"] = e.get("accuracy")
     # logits of all test images from the same float32 array PyTorch saw
     yk = work / f"{tag}-logits.npy"
@@ -206,9 +202,9 @@ def run_file(kiln, name, path, model_logits, torch_acc, test_x_npy, test_y, work
                         "max_abs": float(np.abs(np.load(ya) - np.load(yb)).max())}
     # int8
     q8 = work / f"{tag}-int8.safetensors"
-    q = kiln_json(kiln, ["quantize", path, "--calib-data", "fashion-mnist", "--calib", a.calib, "--out", q8,
+    q = rb.kiln_json(kiln, ["quantize", path, "--calib-data", "fashion-mnist", "--calib", a.calib, "--out", q8,
                          "--threads", a.threads, "--json"], work, f"{tag}-quantize")
-    e8 = kiln_json(kiln, ["eval", q8, "--data", "fashion-mnist", "--threads", a.threads, "--json"], work,
+    e8 = rb.kiln_json(kiln, ["eval", q8, "--data", "fashion-mnist", "--threads", a.threads, "--json"], work,
                    f"{tag}-eval-int8")
     y8 = work / f"{tag}-int8-logits.npy"
     rb.run_proc([kiln, "run", q8, test_x_npy, "--output", y8, "--threads", a.threads, "--top", 1], work,

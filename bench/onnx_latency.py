@@ -115,17 +115,12 @@ def export(model, example, path):
     return info
 
 
-def kiln_json(kiln, argv, work, tag):
-    r = rb.run_proc([kiln] + argv, work, tag)
-    return rb.last_json(r["stdout"])
-
-
 def make_models(kiln, work, a, res):
     """Writes the models; returns {model: {job: (kind, path)}} and records how each was made."""
     torch.manual_seed(0)
     native = work / "cnn_native.safetensors"
     log(f"native CNN: kiln train {CNN_SPEC.name} --steps {a.train_steps}")
-    t = kiln_json(kiln, ["train", CNN_SPEC, "--steps", a.train_steps, "--seed", 0, "--threads", 2, "--quiet",
+    t = rb.kiln_json(kiln, ["train", CNN_SPEC, "--steps", a.train_steps, "--seed", 0, "--threads", 2, "--quiet",
                          "--json", "--out", native], work, "train-native")
     cnn_onnx = work / "cnn.onnx"
     cnn = load_weights(CNN(), native)
@@ -142,7 +137,7 @@ def make_models(kiln, work, a, res):
                                                               enc_onnx)}
     # int8, from the imported .onnx files
     cnn_int8 = work / "cnn_int8.safetensors"
-    q = kiln_json(kiln, ["quantize", cnn_onnx, "--calib-data", "fashion-mnist", "--calib", 1000, "--out", cnn_int8,
+    q = rb.kiln_json(kiln, ["quantize", cnn_onnx, "--calib-data", "fashion-mnist", "--calib", 1000, "--out", cnn_int8,
                          "--json"], work, "quantize-cnn")
     res["models"]["cnn"]["int8"] = {"file": str(cnn_int8), "calibration": q.get("calibration"),
                                     "calibration_examples": q.get("calibration_examples"), "bytes": q.get("output_bytes")}
@@ -151,7 +146,7 @@ def make_models(kiln, work, a, res):
     np.save(cx, g.standard_normal((256, ENC["tokens"], ENC["width"])).astype(np.float32))
     np.save(cy, np.zeros((256, ENC["tokens"]), np.int64))
     enc_int8 = work / "encoder_int8.safetensors"
-    q = kiln_json(kiln, ["quantize", enc_onnx, "--calib-data", f"npy:{cx},{cy}", "--calib", 256, "--out", enc_int8,
+    q = rb.kiln_json(kiln, ["quantize", enc_onnx, "--calib-data", f"npy:{cx},{cy}", "--calib", 256, "--out", enc_int8,
                          "--json"], work, "quantize-encoder")
     res["models"]["encoder"]["int8"] = {"file": str(enc_int8), "calibration": q.get("calibration"),
                                         "calibration_examples": q.get("calibration_examples"),
@@ -193,7 +188,7 @@ def check_outputs(kiln, files, torch_models, work, res):
 
 def profile(kiln, path, work, tag):
     """`kiln bench --profile`: [(op, kernel, us per run)] of each layer (constants left out)."""
-    j = kiln_json(kiln, ["bench", path, "--batch", 1, "--threads", 1, "--runs", 50, "--warmup", 10, "--profile",
+    j = rb.kiln_json(kiln, ["bench", path, "--batch", 1, "--threads", 1, "--runs", 50, "--warmup", 10, "--profile",
                          "--json"], work, tag)
     return [(p["op"], p["kernel"], p["us_per_run"]) for p in j.get("profile", []) if p["op"] != "const"]
 

@@ -176,6 +176,11 @@ def last_json(text):
     return None
 
 
+
+def kiln_json(kiln, argv, work, tag):
+    """Runs `kiln ARGV` (argv items str()-ed by run_proc) and returns the last JSON line it printed, or {}."""
+    return last_json(run_proc([kiln] + argv, work, tag)["stdout"]) or {}
+
 def read_metrics(path):
     rows = []
     try:
