@@ -63,6 +63,8 @@ void kiln_upsample_coord(const kiln_attrs *a, int o, int in, double r, int *i0, 
 /* The 4 input samples output coordinate o of a bicubic upsample reads along one axis and their
  * weights (Keys' kernel with a's cubic_a; edge samples repeat, or weigh 0 with exclude). */
 void kiln_upsample_cubic_taps(const kiln_attrs *a, int o, int in, double r, int idx[4], float wt[4]);
+/* Output columns whose bicubic taps are worked out together (stack arrays, no allocation). */
+enum { KILN_TAP_BLOCK = 64 };
 /* Input pixels per output pixel along axis 0 (h) or 1 (w): 1/scale when a scale was given (as
  * PyTorch and ONNX), else in/out. */
 double kiln_upsample_ratio(const kiln_attrs *a, int axis, int in, int out);

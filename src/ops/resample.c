@@ -57,28 +57,33 @@ void kiln_upsample_cubic_taps(const kiln_attrs *a, int o, int in, double r, int 
         wt[t] = (float)(a->exclude && sum != 0 ? w[t] / sum : w[t]);
 }
 
-/* Bicubic upsampling: 4 x 4 taps per output sample. */
+/* Bicubic upsampling: 4 x 4 taps per output sample; the column taps are worked out once per block
+ * of KILN_TAP_BLOCK columns for every plane and row. */
 static void upsample_cubic(const kiln_node *nd, const float *x, float *y, size_t planes, int h, int w)
 {
     int ho = nd->dims[1], wo = nd->dims[2];
     double ry = kiln_upsample_ratio(&nd->a, 0, h, ho), rx = kiln_upsample_ratio(&nd->a, 1, w, wo);
-    for (size_t p = 0; p < planes; p++) {
-        const float *src = x + p * h * w;
-        float *dst = y + p * ho * wo;
+    for (int x0 = 0; x0 < wo; x0 += KILN_TAP_BLOCK) {
+        int nx = wo - x0 < KILN_TAP_BLOCK ? wo - x0 : KILN_TAP_BLOCK, ix[KILN_TAP_BLOCK][4];
+        float wx[KILN_TAP_BLOCK][4];
+        for (int j = 0; j < nx; j++)
+            kiln_upsample_cubic_taps(&nd->a, x0 + j, w, rx, ix[j], wx[j]);
         for (int oy = 0; oy < ho; oy++) {
-            int iy[4], ix[4];
-            float wy[4], wx[4];
+            int iy[4];
+            float wy[4];
             kiln_upsample_cubic_taps(&nd->a, oy, h, ry, iy, wy);
-            for (int ox = 0; ox < wo; ox++) {
-                kiln_upsample_cubic_taps(&nd->a, ox, w, rx, ix, wx);
-                float acc = 0.0f;
-                for (int ty = 0; ty < 4; ty++) {
-                    float row = 0.0f;
-                    for (int tx = 0; tx < 4; tx++)
-                        row += wx[tx] * src[iy[ty] * w + ix[tx]];
-                    acc += wy[ty] * row;
+            for (size_t p = 0; p < planes; p++) {
+                const float *src = x + p * h * w;
+                float *dst = y + p * ho * wo + (size_t)oy * wo + x0;
+                for (int j = 0; j < nx; j++) {
+                    float acc = 0.0f;
+                    for (int ty = 0; ty < 4; ty++) {
+                        const float *row = src + (size_t)iy[ty] * w;
+                        acc += wy[ty] * (wx[j][0] * row[ix[j][0]] + wx[j][1] * row[ix[j][1]] +
+                                         wx[j][2] * row[ix[j][2]] + wx[j][3] * row[ix[j][3]]);
+                    }
+                    dst[j] = acc;
                 }
-                dst[oy * wo + ox] = acc;
             }
         }
     }

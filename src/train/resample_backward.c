@@ -14,18 +14,22 @@ void kiln_upsample_backward(const kiln_graph_t *g, const kiln_node *nd, const ki
     size_t planes = (size_t)x->dims[0] * (size_t)a->batch;
     if (!a->acc[0])
         memset(a->dx[0], 0, planes * h * w * sizeof(float));
-    for (size_t p = 0; p < planes && nd->a.mode == 2; p++) {   /* bicubic: 4 x 4 taps */
-        float *dst = a->dx[0] + p * h * w;
-        const float *dy = a->dy + p * ho * wo;
+    for (int x0 = 0; x0 < wo && nd->a.mode == 2; x0 += KILN_TAP_BLOCK) {   /* bicubic: 4 x 4 taps */
+        int nx = wo - x0 < KILN_TAP_BLOCK ? wo - x0 : KILN_TAP_BLOCK, ix[KILN_TAP_BLOCK][4];
+        float wx[KILN_TAP_BLOCK][4];
+        for (int j = 0; j < nx; j++)
+            kiln_upsample_cubic_taps(&nd->a, x0 + j, w, rx, ix[j], wx[j]);
         for (int oy = 0; oy < ho; oy++) {
-            int iy[4], ix[4];
-            float wy[4], wx[4];
+            int iy[4];
+            float wy[4];
             kiln_upsample_cubic_taps(&nd->a, oy, h, ry, iy, wy);
-            for (int ox = 0; ox < wo; ox++) {
-                kiln_upsample_cubic_taps(&nd->a, ox, w, rx, ix, wx);
-                for (int ty = 0; ty < 4; ty++)
-                    for (int tx = 0; tx < 4; tx++)
-                        dst[iy[ty] * w + ix[tx]] += dy[oy * wo + ox] * wy[ty] * wx[tx];
+            for (size_t p = 0; p < planes; p++) {
+                float *dst = a->dx[0] + p * h * w;
+                const float *dy = a->dy + p * ho * wo + (size_t)oy * wo + x0;
+                for (int j = 0; j < nx; j++)
+                    for (int ty = 0; ty < 4; ty++)
+                        for (int tx = 0; tx < 4; tx++)
+                            dst[(size_t)iy[ty] * w + ix[j][tx]] += dy[j] * wy[ty] * wx[j][tx];
             }
         }
     }

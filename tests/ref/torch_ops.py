@@ -350,6 +350,13 @@ def upsample_cases(c):
             kw["align_corners"] = False
         c.add(f"upsample {mode}", f"x: input {ch} {h} {w}\nup: upsample {attr} mode={mode}\n", b,
               {"x": c.randn(b, ch, h, w)}, {}, lambda x, p, mode=mode, kw=kw: [F.interpolate(x["x"], mode=mode, **kw)])
+    # bicubic (PyTorch's: a = -0.75, half-pixel centres, edge samples repeated), wider than one
+    # block of Kiln's column taps (64) and by a scale
+    for b, ch, h, w, attr, kw in ((2, 2, 4, 30, "size=5x130", {"size": (5, 130)}),
+                                  (1, 3, 5, 6, "scale=2.5", {"scale_factor": (2.5, 2.5)})):
+        c.add("upsample bicubic", f"x: input {ch} {h} {w}\nup: upsample {attr} mode=bicubic\n", b,
+              {"x": c.randn(b, ch, h, w)}, {},
+              lambda x, p, kw=kw: [F.interpolate(x["x"], mode="bicubic", align_corners=False, **kw)])
 
 
 def conv_transpose_cases(c):
